@@ -1,0 +1,108 @@
+# eosin: build, test, demo.
+#
+#   make             install missing Debian packages, build every program
+#   make check       build and run the whole test suite (TAP, via prove)
+#   make demo        run the whole pipeline on a built-in input
+#   make SANITIZE=address,undefined check   the suite under ASan/UBSan
+#   make bench       the benchmarks under bench/
+#
+# Programs land in $(BUILD)/bin. A sanitized build lives in its own tree so
+# that it never mixes objects with the normal one.
+
+SANITIZE ?=
+BUILD    ?= build$(if $(SANITIZE),-san)
+CC       ?= cc
+CXX      ?= c++
+PKGS     := openslide vips msgpack jansson libcurl libturbojpeg
+OPT      ?= -O2
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \
+            -Ilib -I$(BUILD)/gen
+CXXFLAGS ?= $(OPT) -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -MMD -MP -Ilib
+LDLIBS   += -lfaiss -lopenblas -lstdc++ -lm -lpthread
+LDFLAGS  += -fopenmp
+ifneq ($(SANITIZE),)
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CFLAGS   += $(SANFLAGS)
+CXXFLAGS += $(SANFLAGS)
+LDFLAGS  += $(SANFLAGS)
+endif
+
+LIB_C    := $(sort $(wildcard lib/*.c))
+LIB_CXX  := $(sort $(wildcard lib/*.cpp))
+SCHEMAS  := $(sort $(wildcard schemas/*.schema))
+FILTERS  := $(sort $(wildcard filters/*.c))
+UNIT     := $(sort $(wildcard tests/unit/test-*.c))
+PROGRAMS := $(patsubst filters/%.c,$(BUILD)/bin/%,$(FILTERS))
+UNITBINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT))
+LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_C)) \
+            $(patsubst lib/%.cpp,$(BUILD)/lib/%.o,$(LIB_CXX)) \
+            $(BUILD)/gen/schema_table.o
+LIBEOSIN := $(BUILD)/libeosin.a
+MAN5     := $(patsubst schemas/%.schema,man/man5/eosin-%.5,$(SCHEMAS))
+
+.PHONY: all deps programs check test-only demo bench man clean
+.DEFAULT_GOAL := all
+
+all: deps
+	@$(MAKE) --no-print-directory programs
+
+deps:
+	@tools/install-deps
+
+programs: $(PROGRAMS) $(UNITBINS) $(MAN5)
+
+# Flags from pkg-config, computed once per make run (after deps ran).
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+$(BUILD)/lib/%.o: lib/%.c $(BUILD)/gen/schema_fields.h
+	@mkdir -p $(@D)
+	@echo '  CC    $<'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/lib/%.o: lib/%.cpp
+	@mkdir -p $(@D)
+	@echo '  CXX   $<'; $(CXX) $(CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/gen/schema_table.c $(BUILD)/gen/schema_fields.h: $(SCHEMAS) tools/schemagen.awk
+	@mkdir -p $(@D)
+	@awk -v mode=c -v out=$(BUILD)/gen -f tools/schemagen.awk $(SCHEMAS)
+
+$(BUILD)/gen/schema_table.o: $(BUILD)/gen/schema_table.c
+	@$(CC) $(CFLAGS) -c -o $@ $<
+
+man/man5/eosin-%.5: schemas/%.schema tools/schemagen.awk
+	@awk -v mode=man -f tools/schemagen.awk $< > $@.tmp && mv $@.tmp $@
+
+man: $(MAN5)
+
+$(LIBEOSIN): $(LIB_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/bin/%: filters/%.c $(LIBEOSIN)
+	@mkdir -p $(@D) $(BUILD)/deps
+	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -MF $(BUILD)/deps/$(@F).d -o $@ $< $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIBEOSIN)
+	@mkdir -p $(@D) $(BUILD)/deps
+	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -MF $(BUILD)/deps/$(@F).d -o $@ $< $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+check: all
+	@$(MAKE) --no-print-directory test-only
+
+# Run the suite against what is built; tests/run sets up the environment.
+test-only:
+	@BUILD=$(BUILD) SANITIZE=$(SANITIZE) tests/run
+
+demo: all
+	@BUILD=$(BUILD) pipelines/demo
+
+bench: all
+	@BUILD=$(BUILD) bench/run
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
