@@ -34,15 +34,17 @@ LIB_CXX  := $(sort $(wildcard lib/*.cpp))
 SCHEMAS  := $(sort $(wildcard schemas/*.schema))
 FILTERS  := $(sort $(wildcard filters/*.c))
 UNIT     := $(sort $(wildcard tests/unit/test-*.c))
+FUZZ     := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 PROGRAMS := $(patsubst filters/%.c,$(BUILD)/bin/%,$(FILTERS))
-UNITBINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT))
+UNITBINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT)) \
+            $(patsubst tests/fuzz/fuzz-%.c,$(BUILD)/tests/test-fuzz-%,$(FUZZ))
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_C)) \
             $(patsubst lib/%.cpp,$(BUILD)/lib/%.o,$(LIB_CXX)) \
             $(BUILD)/gen/schema_table.o
 LIBEOSIN := $(BUILD)/libeosin.a
 MAN5     := $(patsubst schemas/%.schema,man/man5/eosin-%.5,$(SCHEMAS))
 
-.PHONY: all deps programs check test-only demo bench man clean
+.PHONY: all deps programs check test-only demo bench man clean fuzz
 .DEFAULT_GOAL := all
 
 all: deps
@@ -89,6 +91,23 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIBEOSIN)
 	@mkdir -p $(@D) $(BUILD)/deps
 	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -MF $(BUILD)/deps/$(@F).d -o $@ $< $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
+# Fuzz targets (tests/fuzz/fuzz-NAME.c define LLVMFuzzerTestOneInput). The
+# suite runs each through tests/fuzz/driver.c over seeds and random
+# mutations for a bounded time; `make fuzz` builds real libFuzzer binaries
+# with clang in build-fuzz/ (run e.g. build-fuzz/fuzz-stream -max_total_time=300).
+$(BUILD)/tests/test-fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/driver.c $(LIBEOSIN)
+	@mkdir -p $(@D) $(BUILD)/deps
+	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -MF $(BUILD)/deps/$(@F).d -o $@ $< tests/fuzz/driver.c $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+FUZZ_CC ?= clang
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) \
+	    SANITIZE=fuzzer-no-link,address,undefined build-fuzz/libeosin.a
+	@for f in $(FUZZ); do n=$$(basename $$f .c); \
+	  echo "  FUZZ  build-fuzz/$$n"; \
+	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ibuild-fuzz/gen \
+	    $(PKG_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/libeosin.a -fopenmp $(PKG_LIBS) $(LDLIBS) || exit 1; done
+
 check: all
 	@$(MAKE) --no-print-directory test-only
 
@@ -103,6 +122,6 @@ bench: all
 	@BUILD=$(BUILD) bench/run
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -43,5 +43,5 @@ int main(int argc, char **argv)
 		}
 	}
 	execvp(name, argv + 1);
-	err(1, "'%s' is not an eosin command (no %s)", argv[1] + 6, name);
+	err(2, "'%s' is not an eosin command (no %s)", argv[1] + 6, name);
 }

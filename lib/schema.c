@@ -119,10 +119,14 @@ int schema_check(const struct record *rec, int strict)
 		if (val->type == MSGPACK_OBJECT_NIL && !f->required)
 			continue;
 		const char *why;
-		if (!type_ok(val, f->type, &why))
+		char whybuf[512];
+		if (!type_ok(val, f->type, &why)) {
+			/* why may be the error buffer itself: copy it first. */
+			snprintf(whybuf, sizeof whybuf, "%s", why);
 			return eosin_error("record %" PRIu64 " (id '%s'): field '%s' is not %s%s",
 			                   rec->number, record_id(rec, id, sizeof id), f->name,
-			                   why == f->type ? "of type " : "a valid embedding: ", why);
+			                   why == f->type ? "of type " : "a valid embedding: ", whybuf);
+		}
 	}
 	return 0;
 }

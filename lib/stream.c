@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_CHUNK ((size_t)1 << 20)
+#define READ_CHUNK ((size_t)1 << 16) /* first buffer; grows by doubling */
 
 int stream_reader_init(struct stream_reader *r, int fd, const char *name)
 {
@@ -88,6 +88,77 @@ static int reader_fill(struct stream_reader *r)
 	}
 }
 
+/* Big-endian length of k bytes at p. */
+static uint64_t be(const unsigned char *p, int k)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < k; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Advance the pre-scan of the record at r->buf + r->start over the bytes
+ * read so far. 1: the record is complete and *len is its size; 0: more
+ * bytes are needed; -1: malformed (0xc1) or larger than max_record. No
+ * allocation, no recursion: one counter of objects still owed. */
+static int record_scan(struct stream_reader *r, size_t *len)
+{
+	const unsigned char *p = (const unsigned char *)r->buf + r->start;
+	size_t n = r->end - r->start, i = r->scan_pos;
+	uint64_t pending = r->scan_pending ? r->scan_pending : 1;
+	while (pending > 0) {
+		if (i >= n)
+			goto more;
+		unsigned c = p[i];
+		uint64_t head = 1, body = 0, items = 0;
+		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
+		} else if (c <= 0x8f) {
+			items = 2 * (uint64_t)(c & 0x0f);
+		} else if (c <= 0x9f) {
+			items = c & 0x0f;
+		} else if (c <= 0xbf) {
+			body = c & 0x1f;
+		} else if (c == 0xc1) {
+			return eosin_error("%s: malformed msgpack at byte offset %" PRIu64
+			                   " (after record %" PRIu64 ")",
+			                   r->name, r->base + r->start + i, r->nrecords);
+		} else {
+			/* c4..df: a length or count follows the type byte. */
+			static const unsigned char lenbytes[] = {
+			    1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* c4..d3 */
+			    0, 0, 0, 0, 0, 1, 2, 4, 2, 4, 2, 4};             /* d4..df */
+			static const unsigned char fixed[] = {
+			    0, 0, 0, 1, 1, 1, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8, /* c4..d3 */
+			    2, 3, 5, 9, 17, 0, 0, 0, 0, 0, 0, 0};           /* d4..df */
+			int k = lenbytes[c - 0xc4];
+			head = 1 + (uint64_t)k;
+			if (i + head > n)
+				goto more;
+			uint64_t v = k ? be(p + i + 1, k) : 0;
+			if (c >= 0xdc)
+				items = c >= 0xde ? 2 * v : v;
+			else
+				body = (c >= 0xc7 && c <= 0xc9) ? v + 1 : v + fixed[c - 0xc4];
+		}
+		if (i + head + body > r->max_record || pending - 1 + items > r->max_record)
+			return eosin_error("%s: record at byte offset %" PRIu64 " (after record %" PRIu64
+			                   ") is larger than %zu bytes",
+			                   r->name, r->base + r->start, r->nrecords, r->max_record);
+		if (i + head + body > n)
+			goto more;
+		i += head + body;
+		pending = pending - 1 + items;
+	}
+	*len = i;
+	r->scan_pos = 0;
+	r->scan_pending = 0;
+	return 1;
+more:
+	r->scan_pos = i;
+	r->scan_pending = pending;
+	return 0;
+}
+
 static int record_check_shape(struct stream_reader *r, struct record *rec)
 {
 	const msgpack_object *o = &rec->root;
@@ -113,32 +184,33 @@ static int record_check_shape(struct stream_reader *r, struct record *rec)
 int stream_read(struct stream_reader *r, struct record *rec)
 {
 	for (;;) {
-		size_t avail = r->end - r->start;
-		if (avail > 0) {
+		size_t avail = r->end - r->start, len = 0;
+		int scan = avail > 0 ? record_scan(r, &len) : 0;
+		if (scan < 0)
+			return -1;
+		if (scan == 1) {
 			size_t off = 0;
 			msgpack_unpack_return ret =
-			    msgpack_unpack_next(&r->unp, r->buf + r->start, avail, &off);
-			if (ret == MSGPACK_UNPACK_SUCCESS || ret == MSGPACK_UNPACK_EXTRA_BYTES) {
-				memset(rec, 0, sizeof *rec);
-				rec->raw = r->buf + r->start;
-				rec->len = off;
-				rec->root = r->unp.data;
-				rec->offset = r->base + r->start;
-				rec->number = r->nrecords + 1;
-				r->start += off;
-				if (record_check_shape(r, rec) < 0)
-					return -1;
-				r->nrecords++;
-				return 1;
-			}
-			if (ret == MSGPACK_UNPACK_PARSE_ERROR)
-				return eosin_error("%s: malformed msgpack at byte offset %" PRIu64
-				                   " (after record %" PRIu64 ")",
-				                   r->name, r->base + r->start, r->nrecords);
+			    msgpack_unpack_next(&r->unp, r->buf + r->start, len, &off);
 			if (ret == MSGPACK_UNPACK_NOMEM_ERROR)
 				return eosin_error("%s: out of memory decoding record at byte offset %" PRIu64,
 				                   r->name, r->base + r->start);
-			/* CONTINUE: the record is incomplete; read more. */
+			if ((ret != MSGPACK_UNPACK_SUCCESS && ret != MSGPACK_UNPACK_EXTRA_BYTES) ||
+			    off != len)
+				return eosin_error("%s: malformed msgpack at byte offset %" PRIu64
+				                   " (after record %" PRIu64 ")",
+				                   r->name, r->base + r->start, r->nrecords);
+			memset(rec, 0, sizeof *rec);
+			rec->raw = r->buf + r->start;
+			rec->len = len;
+			rec->root = r->unp.data;
+			rec->offset = r->base + r->start;
+			rec->number = r->nrecords + 1;
+			r->start += len;
+			if (record_check_shape(r, rec) < 0)
+				return -1;
+			r->nrecords++;
+			return 1;
 		}
 		if (r->eof) {
 			if (avail == 0)
@@ -343,7 +415,7 @@ static int write_all(struct stream_writer *w, const char *p, size_t n)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			w->failed = 1;
+			w->failed = errno ? errno : EIO;
 			return eosin_error("write error on %s: %s", w->name, strerror(errno));
 		}
 		p += k;
@@ -355,7 +427,7 @@ static int write_all(struct stream_writer *w, const char *p, size_t n)
 int stream_writer_flush(struct stream_writer *w)
 {
 	if (w->failed)
-		return eosin_error("write error on %s: earlier write failed", w->name);
+		return eosin_error("write error on %s: %s", w->name, strerror(w->failed));
 	if (w->len == 0)
 		return 0;
 	int ret = write_all(w, w->buf, w->len);
@@ -366,7 +438,7 @@ int stream_writer_flush(struct stream_writer *w)
 int stream_write_raw(struct stream_writer *w, const void *p, size_t n)
 {
 	if (w->failed)
-		return eosin_error("write error on %s: earlier write failed", w->name);
+		return eosin_error("write error on %s: %s", w->name, strerror(w->failed));
 	if (w->len + n > w->cap && stream_writer_flush(w) < 0)
 		return -1;
 	if (n >= w->cap) {
@@ -536,7 +608,7 @@ int recb_write(struct recb *b, struct stream_writer *w)
 	size_t h = map_header(b->npairs, hdr);
 	size_t n = h + b->body.size;
 	if (w->failed)
-		return eosin_error("write error on %s: earlier write failed", w->name);
+		return eosin_error("write error on %s: %s", w->name, strerror(w->failed));
 	if (w->len + n > w->cap && stream_writer_flush(w) < 0)
 		return -1;
 	if (n >= w->cap) {

@@ -56,6 +56,12 @@ struct stream_reader {
 	uint64_t nrecords;    /* records returned so far */
 	int eof;
 	size_t max_record;
+	/* Pre-scan of the record at buf[start]: how far it is checked and how
+	 * many objects are still owed, so that a record arriving in pieces is
+	 * scanned once, and msgpack-c only sees whole records (its container
+	 * allocations are then bounded by the record's real size). */
+	size_t scan_pos;
+	uint64_t scan_pending;
 	msgpack_unpacked unp;
 };
 
@@ -97,7 +103,7 @@ struct stream_writer {
 	char *name;
 	char *buf;
 	size_t cap, len;
-	int failed;
+	int failed;           /* errno of the first failed write, or 0 */
 	uint64_t nrecords;
 };
 

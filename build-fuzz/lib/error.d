@@ -1,0 +1,3 @@
+build-fuzz/lib/error.o: lib/error.c lib/error.h
+
+lib/error.h:
