@@ -20,7 +20,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \
             -Ilib -I$(BUILD)/gen
 CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -MMD -MP -Ilib
-LDLIBS   += -lfaiss -lopenblas -lstdc++ -lm -lpthread
+LDLIBS   += -lfaiss -lopenblas -lz -lstdc++ -lm -lpthread
 LDFLAGS  += -fopenmp
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -109,6 +109,7 @@ fuzz: deps
 	    $(PKG_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/libeosin.a -fopenmp $(PKG_LIBS) $(LDLIBS) || exit 1; done
 
 check: all
+	@tools/install-deps test
 	@$(MAKE) --no-print-directory test-only
 
 # Run the suite against what is built; tests/run sets up the environment.
@@ -119,6 +120,7 @@ demo: all
 	@BUILD=$(BUILD) pipelines/demo
 
 bench: all
+	@tools/install-deps test
 	@BUILD=$(BUILD) bench/run
 
 clean:
