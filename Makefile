@@ -20,7 +20,7 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \
             -Ilib -I$(BUILD)/gen
 CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -MMD -MP -Ilib
-LDLIBS   += -lfaiss -lopenblas -lstdc++ -lm -lpthread
+LDLIBS   += -lfaiss -lopenblas -lz -lstdc++ -lm -lpthread
 LDFLAGS  += -fopenmp
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
