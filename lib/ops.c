@@ -15,7 +15,9 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -65,63 +67,105 @@ void matmul_forward_in_out(float *out, const float *inp, const float *weight, in
 	            0.0f, out, OC);
 }
 
-/* exp by 2^n * p(r), x = n ln2 + r, |r| <= ln2/2, Taylor to degree 7. */
-static inline float exp_poly(float x)
+/* The element-wise math is written on 8-float vectors (GCC vector
+ * extensions) so that it vectorises whatever the optimisation flags. */
+/* The helpers below are always inlined, so the 32-byte vector ABI
+ * warning (about calls between differently built objects) cannot apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float vf8 __attribute__((vector_size(32)));
+typedef int32_t vi8 __attribute__((vector_size(32)));
+
+static inline __attribute__((always_inline)) vf8 splat(float f)
 {
-	x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-	float n = floorf(x * 1.44269504f + 0.5f);
-	float r = x - n * 0.693145752f - n * 1.42860677e-6f;
-	float p = 1.0f / 5040;
-	p = p * r + 1.0f / 720;
-	p = p * r + 1.0f / 120;
-	p = p * r + 1.0f / 24;
-	p = p * r + 1.0f / 6;
-	p = p * r + 0.5f;
-	p = p * r + 1.0f;
-	p = p * r + 1.0f;
-	union {
-		uint32_t u;
-		float f;
-	} s = {.u = (uint32_t)((int32_t)n + 127) << 23};
-	return p * s.f;
+	return (vf8){f, f, f, f, f, f, f, f};
+}
+
+static inline __attribute__((always_inline)) vf8 select8(vi8 mask, vf8 a, vf8 b)
+{
+	return (vf8)(((vi8)a & mask) | ((vi8)b & ~mask));
+}
+
+/* exp by 2^n * p(r): x = n ln2 + r, |r| <= ln2/2, Taylor to degree 7;
+ * n rounded with the 1.5 * 2^23 trick. */
+static inline __attribute__((always_inline)) vf8 exp8(vf8 x)
+{
+	x = select8(x < splat(-87.0f), splat(-87.0f), x);
+	x = select8(x > splat(88.0f), splat(88.0f), x);
+	vf8 magic = splat(12582912.0f);
+	vf8 n = (x * splat(1.44269504f) + magic) - magic;
+	vf8 r = x - n * splat(0.693145752f) - n * splat(1.42860677e-6f);
+	vf8 p = splat(1.0f / 5040);
+	p = p * r + splat(1.0f / 720);
+	p = p * r + splat(1.0f / 120);
+	p = p * r + splat(1.0f / 24);
+	p = p * r + splat(1.0f / 6);
+	p = p * r + splat(0.5f);
+	p = p * r + splat(1.0f);
+	p = p * r + splat(1.0f);
+	vi8 e = (__builtin_convertvector(n, vi8) + 127) << 23;
+	return p * (vf8)e;
 }
 
 /* erf, Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7). */
-static inline float erf_poly(float x)
+static inline __attribute__((always_inline)) vf8 erf8(vf8 x)
 {
-	float a = fabsf(x);
-	float t = 1.0f / (1.0f + 0.3275911f * a);
-	float y = 1.061405429f;
-	y = y * t - 1.453152027f;
-	y = y * t + 1.421413741f;
-	y = y * t - 0.284496736f;
-	y = y * t + 0.254829592f;
-	y = 1.0f - y * t * exp_poly(-a * a);
-	return x < 0 ? -y : y;
+	vi8 sign = (vi8)x & (vi8){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
+	                          INT32_MIN, INT32_MIN, INT32_MIN};
+	vf8 a = (vf8)((vi8)x ^ sign);
+	vf8 t = splat(1.0f) / (splat(1.0f) + splat(0.3275911f) * a);
+	vf8 y = splat(1.061405429f);
+	y = y * t - splat(1.453152027f);
+	y = y * t + splat(1.421413741f);
+	y = y * t - splat(0.284496736f);
+	y = y * t + splat(0.254829592f);
+	y = splat(1.0f) - y * t * exp8(-a * a);
+	return (vf8)((vi8)y | sign);
 }
 
+enum unary { UNARY_EXP, UNARY_GELU, UNARY_QUICKGELU };
+
+static inline __attribute__((always_inline)) void unary8(vf8 *p, enum unary op)
+{
+	vf8 v = *p;
+	switch (op) {
+	case UNARY_EXP: *p = exp8(v); break;
+	case UNARY_GELU: *p = splat(0.5f) * v * (splat(1.0f) + erf8(v * splat(0.70710678118654752f))); break;
+	default: *p = v / (splat(1.0f) + exp8(splat(-1.702f) * v)); break;
+	}
+}
+
+/* x[i] = op(x[i]) over n elements, 8 at a time, the tail padded. */
 VECTOR_CLONES
+static void unary_span(float *x, size_t n, enum unary op)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		vf8 v;
+		memcpy(&v, x + i, sizeof v);
+		unary8(&v, op);
+		memcpy(x + i, &v, sizeof v);
+	}
+	if (i < n) {
+		vf8 v = splat(0.0f);
+		memcpy(&v, x + i, (n - i) * sizeof(float));
+		unary8(&v, op);
+		memcpy(x + i, &v, (n - i) * sizeof(float));
+	}
+}
+
 void ops_exp(float *x, size_t n)
 {
-#pragma omp simd
-	for (size_t i = 0; i < n; i++)
-		x[i] = exp_poly(x[i]);
+	unary_span(x, n, UNARY_EXP);
 }
 
-VECTOR_CLONES
 static void gelu_span(float *x, size_t n)
 {
-#pragma omp simd
-	for (size_t i = 0; i < n; i++)
-		x[i] = 0.5f * x[i] * (1.0f + erf_poly(x[i] * 0.70710678118654752f));
+	unary_span(x, n, UNARY_GELU);
 }
 
-VECTOR_CLONES
 static void quickgelu_span(float *x, size_t n)
 {
-#pragma omp simd
-	for (size_t i = 0; i < n; i++)
-		x[i] = x[i] / (1.0f + exp_poly(-1.702f * x[i]));
+	unary_span(x, n, UNARY_QUICKGELU);
 }
 
 #define SPAN 4096
@@ -168,7 +212,6 @@ size_t attention_scratch_floats(int T)
 
 /* Softmax of each row of s (T,T) in place; causal rows stop at the diagonal
  * and the masked part is set to 0. */
-VECTOR_CLONES
 static void softmax_rows(float *s, int T, int causal)
 {
 	for (int i = 0; i < T; i++) {
@@ -177,12 +220,12 @@ static void softmax_rows(float *s, int T, int causal)
 		float mx = row[0];
 		for (int j = 1; j < n; j++)
 			mx = row[j] > mx ? row[j] : mx;
+		for (int j = 0; j < n; j++)
+			row[j] -= mx;
+		unary_span(row, (size_t)n, UNARY_EXP);
 		float sum = 0;
-#pragma omp simd reduction(+ : sum)
-		for (int j = 0; j < n; j++) {
-			row[j] = exp_poly(row[j] - mx);
+		for (int j = 0; j < n; j++)
 			sum += row[j];
-		}
 		float inv = 1.0f / sum;
 		for (int j = 0; j < n; j++)
 			row[j] *= inv;
@@ -230,4 +273,25 @@ void mean_rows(float *out, const float *x, int from, int to, int cols)
 			s += x[(size_t)r * cols + c];
 		out[c] = (float)(s / (to - from));
 	}
+}
+
+enum blas_state ops_blas_check(const char **corename)
+{
+	const char *name = openblas_get_corename();
+	*corename = name ? name : "?";
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+	static const char *const narrow[] = {"haswell", "zen", "sandybridge", "nehalem", "core2",
+	                                     "penryn", "dunnington", "atom", "prescott", NULL};
+	int is_narrow = 0;
+	for (int i = 0; name && narrow[i]; i++)
+		is_narrow |= !strcasecmp(name, narrow[i]);
+	if (!avx512 || !is_narrow)
+		return BLAS_OK;
+	return getenv("OPENBLAS_CORETYPE") ? BLAS_NARROW_FORCED : BLAS_NARROW_DETECTED;
+#else
+	return BLAS_OK;
+#endif
 }

@@ -50,4 +50,20 @@ void mean_rows(float *out, const float *x, int from, int to, int cols);
  * on the softmax range. Exposed for tests. */
 void ops_exp(float *x, size_t n);
 
+/* Is OpenBLAS running narrower kernels than the CPU can? On an AVX-512 CPU
+ * (F, BW, DQ, VL) OpenBLAS's Haswell (AVX2) kernels run sgemm at about half
+ * the speed of its SkylakeX/Cooperlake ones. Debian 12's OpenBLAS 0.3.21
+ * picks Cooperlake on its own on the Zen 5 machines measured here; Haswell
+ * comes from OPENBLAS_CORETYPE=Haswell in the environment, or from an
+ * OpenBLAS too old to know the CPU.
+ *   BLAS_OK                fine, or not an AVX-512 CPU
+ *   BLAS_NARROW_DETECTED   OpenBLAS chose Haswell itself (no OPENBLAS_CORETYPE):
+ *                          re-running with OPENBLAS_CORETYPE=SkylakeX fixes it
+ *   BLAS_NARROW_FORCED     OPENBLAS_CORETYPE names Haswell (or older): the
+ *                          user's setting, to be reported and respected
+ * *corename gets OpenBLAS's core name. OpenBLAS reads OPENBLAS_CORETYPE
+ * when it loads, so only a fresh exec can change the kernels. */
+enum blas_state { BLAS_OK, BLAS_NARROW_DETECTED, BLAS_NARROW_FORCED };
+enum blas_state ops_blas_check(const char **corename);
+
 #endif

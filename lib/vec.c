@@ -120,7 +120,7 @@ void recb_vec(struct recb *b, const char *key, const float *x, uint32_t n, uint3
               enum vec_dtype dtype, const char *model, const char *hash)
 {
 	recb_key(b, key);
-	msgpack_pack_map(&b->pk, 4 + (n != 1) + (model != NULL) + (hash != NULL));
+	msgpack_pack_map(&b->pk, 3 + (n != 1) + (model != NULL) + (hash != NULL));
 	msgpack_pack_str_with_body(&b->pk, "dtype", 5);
 	const char *dn = vec_dtype_name(dtype);
 	msgpack_pack_str_with_body(&b->pk, dn, strlen(dn));
