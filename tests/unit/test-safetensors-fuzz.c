@@ -1,7 +1,7 @@
 /*
  * test-safetensors-fuzz: the fuzz target tests/fuzz/fuzz-safetensors.c
  * run without libFuzzer over its seeds, the reference weight files' headers
- * and FUZZ_ITERATIONS (default 4000) random mutations of them: byte flips,
+ * and FUZZ_ITERATIONS (default 20000) random mutations of them: byte flips,
  * truncations, digit changes inside the JSON. Passing means no crash (a
  * crash kills the process, which prove reports); under ASan no bad access.
  */
@@ -57,7 +57,7 @@ int main(void)
 	for (size_t i = 0; i < nseed; i++)
 		LLVMFuzzerTestOneInput(seed[i], seedlen[i]);
 	ok(1, "%zu seeds parsed or refused without a crash", nseed);
-	long iters = getenv("FUZZ_ITERATIONS") ? atol(getenv("FUZZ_ITERATIONS")) : 4000;
+	long iters = getenv("FUZZ_ITERATIONS") ? atol(getenv("FUZZ_ITERATIONS")) : 20000;
 	for (long it = 0; it < iters; it++) {
 		size_t s = next() % nseed, n = seedlen[s];
 		unsigned char *buf = malloc(n + 1);
