@@ -666,7 +666,6 @@ int main(int argc, char **argv)
 	blas_check(E.argv);
 	if (threads) {
 		omp_set_num_threads(threads);
-		openblas_set_num_threads(threads);
 	}
 	if (model) {
 		model_open(&E.vis, model);

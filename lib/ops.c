@@ -47,22 +47,52 @@ void layernorm_forward(float *out, const float *inp, const float *weight, const 
 	}
 }
 
+/* All parallelism is OpenMP's: OpenBLAS runs single-threaded inside each
+ * OpenMP thread. Two thread pools (OpenMP's and OpenBLAS's own) on the same
+ * cores spin against each other between calls; measured here, one pool
+ * halves the forward time of a ViT-S on 2 cores. */
+static void blas_single_threaded(void)
+{
+	static int done;
+	if (!done && openblas_get_num_threads() != 1)
+		openblas_set_num_threads(1);
+	done = 1;
+}
+
+/* Rows [r0, r1) of out (N,OC) for the row block of thread t of nt. */
+static void row_block(int N, int t, int nt, int *r0, int *r1)
+{
+	int per = (N + nt - 1) / nt;
+	per = (per + 7) / 8 * 8;
+	*r0 = t * per < N ? t * per : N;
+	*r1 = *r0 + per < N ? *r0 + per : N;
+}
+
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC)
 {
-	float beta = 0.0f;
-	if (bias) {
-		for (int i = 0; i < N; i++)
-			memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof *out);
-		beta = 1.0f;
+	blas_single_threaded();
+#pragma omp parallel
+	{
+		int r0, r1;
+		row_block(N, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+		if (r1 > r0) {
+			float beta = 0.0f;
+			if (bias) {
+				for (int i = r0; i < r1; i++)
+					memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof *out);
+				beta = 1.0f;
+			}
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C, 1.0f,
+			            inp + (size_t)r0 * C, C, weight, C, beta, out + (size_t)r0 * OC, OC);
+		}
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C,
-	            beta, out, OC);
 }
 
 void matmul_forward_in_out(float *out, const float *inp, const float *weight, int N, int C,
                            int OC)
 {
+	blas_single_threaded();
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC,
 	            0.0f, out, OC);
 }
@@ -80,15 +110,13 @@ static inline __attribute__((always_inline)) vf8 splat(float f)
 	return (vf8){f, f, f, f, f, f, f, f};
 }
 
-static inline __attribute__((always_inline)) vf8 select8(vi8 mask, vf8 a, vf8 b)
-{
-	return (vf8)(((vi8)a & mask) | ((vi8)b & ~mask));
-}
+#define select8(mask, a, b) ((vf8)(((vi8)(a) & (mask)) | ((vi8)(b) & ~(mask))))
 
 /* exp by 2^n * p(r): x = n ln2 + r, |r| <= ln2/2, Taylor to degree 7;
  * n rounded with the 1.5 * 2^23 trick. */
-static inline __attribute__((always_inline)) vf8 exp8(vf8 x)
+static inline __attribute__((always_inline)) vf8 exp8(const vf8 *xp)
 {
+	vf8 x = *xp;
 	x = select8(x < splat(-87.0f), splat(-87.0f), x);
 	x = select8(x > splat(88.0f), splat(88.0f), x);
 	vf8 magic = splat(12582912.0f);
@@ -107,8 +135,9 @@ static inline __attribute__((always_inline)) vf8 exp8(vf8 x)
 }
 
 /* erf, Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7). */
-static inline __attribute__((always_inline)) vf8 erf8(vf8 x)
+static inline __attribute__((always_inline)) vf8 erf8(const vf8 *xp)
 {
+	vf8 x = *xp;
 	vi8 sign = (vi8)x & (vi8){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
 	                          INT32_MIN, INT32_MIN, INT32_MIN};
 	vf8 a = (vf8)((vi8)x ^ sign);
@@ -118,7 +147,8 @@ static inline __attribute__((always_inline)) vf8 erf8(vf8 x)
 	y = y * t + splat(1.421413741f);
 	y = y * t - splat(0.284496736f);
 	y = y * t + splat(0.254829592f);
-	y = splat(1.0f) - y * t * exp8(-a * a);
+	vf8 na2 = -a * a;
+	y = splat(1.0f) - y * t * exp8(&na2);
 	return (vf8)((vi8)y | sign);
 }
 
@@ -128,9 +158,17 @@ static inline __attribute__((always_inline)) void unary8(vf8 *p, enum unary op)
 {
 	vf8 v = *p;
 	switch (op) {
-	case UNARY_EXP: *p = exp8(v); break;
-	case UNARY_GELU: *p = splat(0.5f) * v * (splat(1.0f) + erf8(v * splat(0.70710678118654752f))); break;
-	default: *p = v / (splat(1.0f) + exp8(splat(-1.702f) * v)); break;
+	case UNARY_EXP: *p = exp8(&v); break;
+	case UNARY_GELU: {
+		vf8 u = v * splat(0.70710678118654752f);
+		*p = splat(0.5f) * v * (splat(1.0f) + erf8(&u));
+		break;
+	}
+	default: {
+		vf8 u = splat(-1.702f) * v;
+		*p = v / (splat(1.0f) + exp8(&u));
+		break;
+	}
 	}
 }
 
@@ -240,12 +278,7 @@ void attention_forward(float *out, float *scratch, const float *qkv, int B, int 
 	int hs = C / NH;
 	float scale = 1.0f / sqrtf((float)hs);
 	int C3 = 3 * C;
-	/* Each (image, head) pair is one single-threaded job; OpenBLAS's own
-	 * threads would fight OpenMP's here, so they are parked for the loop. */
-	int blas_threads = openblas_get_num_threads();
-	int nthreads = omp_get_max_threads();
-	if (nthreads > 1)
-		openblas_set_num_threads(1);
+	blas_single_threaded();
 #pragma omp parallel for schedule(dynamic, 1)
 	for (int bh = 0; bh < B * NH; bh++) {
 		int b = bh / NH, h = bh % NH;
@@ -261,8 +294,6 @@ void attention_forward(float *out, float *scratch, const float *qkv, int B, int 
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, s, T, v, C3,
 		            0.0f, out + (size_t)b * T * C + h * hs, C);
 	}
-	if (nthreads > 1)
-		openblas_set_num_threads(blas_threads);
 }
 
 void mean_rows(float *out, const float *x, int from, int to, int cols)
