@@ -28,14 +28,13 @@
 #include <omp.h>
 #include <cblas.h>
 
-#define SYNOPSIS                                                                                \
-	"eosin-encode [--model FILE] [--text-model FILE] [--vocab FILE] [--batch N] "            \
-	"[--threads N] [--dtype f16|f32|bf16] [--drop-pixels] [--no-resize] [--dynamic] "        \
-	"[--pool token|avg] [--rejects FILE] [--lines] [file ...]"
-
 static void usage(void)
 {
-	fprintf(stderr, "usage: " SYNOPSIS "\n");
+	fprintf(stderr,
+	        "usage: eosin-encode [--model FILE] [--text-model FILE] [--vocab FILE]\n"
+	        "       [--batch N] [--threads N] [--dtype f16|f32|bf16] [--drop-pixels]\n"
+	        "       [--no-resize] [--dynamic] [--pool token|avg] [--rejects FILE]\n"
+	        "       [--lines] [file ...]\n");
 	exit(EXIT_USAGE);
 }
 

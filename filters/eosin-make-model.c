@@ -14,16 +14,15 @@
 #include <math.h>
 #include <stdint.h>
 
-#define SYNOPSIS                                                                                \
-	"eosin-make-model --arch vit|clip|clip-text [--dim N] [--depth N] [--heads N] "          \
-	"[--patch N] [--img N] [--reg N] [--mlp-ratio X] [--pool token|avg] [--no-embed-class] " \
-	"[--no-layerscale] [--dynamic] [--width N] [--layers N] [--text-heads N] [--embed N] "   \
-	"[--context N] [--vocab-size N] [--seed N] [--dtype f32|f16|bf16] [--name NAME] "        \
-	"[--vocab FILE] [--from FILE] --out FILE"
-
 static void usage(void)
 {
-	fprintf(stderr, "usage: " SYNOPSIS "\n");
+	fprintf(stderr,
+	        "usage: eosin-make-model --arch vit|clip|clip-text --out FILE [--seed N]\n"
+	        "       [--dtype f32|f16|bf16] [--name NAME] [--vocab FILE] [--from FILE]\n"
+	        "       [--dim N] [--depth N] [--heads N] [--patch N] [--img N] [--reg N]\n"
+	        "       [--mlp-ratio X] [--pool token|avg] [--no-embed-class] [--no-layerscale]\n"
+	        "       [--dynamic] [--width N] [--layers N] [--text-heads N] [--embed N]\n"
+	        "       [--context N] [--vocab-size N]\n");
 	exit(EXIT_USAGE);
 }
 
