@@ -637,8 +637,6 @@ int vit_check_size(const struct vit *m, int H, int W)
 	if (!c->dynamic_img_size && (H != c->img_size || W != c->img_size))
 		return eosin_error("input %dx%d but the model takes %dx%d (dynamic size is off)", W, H,
 		                   c->img_size, c->img_size);
-	if (H != W && H / c->patch != m->pos_grid)
-		return eosin_error("input %dx%d is not square", W, H);
 	return 0;
 }
 
@@ -669,13 +667,13 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 	/* Position table for this grid. */
 	const float *pos_patch = m->pos + (size_t)(c->no_embed_class ? 0 : prefix) * D;
 	if (gh != m->pos_grid || gw != m->pos_grid) {
-		if (m->pos_cur_grid != gh) {
+		if (m->pos_cur_grid != gh * 65536 + gw) {
 			free(m->pos_cur);
 			m->pos_cur = malloc((size_t)np * D * sizeof(float));
 			if (!m->pos_cur)
 				return eosin_error("out of memory");
 			resample_grid(m->pos_cur, pos_patch, m->pos_grid, m->pos_grid, gh, gw, D);
-			m->pos_cur_grid = gh;
+			m->pos_cur_grid = gh * 65536 + gw;
 		}
 		pos_patch = m->pos_cur;
 	}

@@ -117,8 +117,8 @@ struct vit {
 	struct block_acts acts;
 	float *x;                   /* (B,T,D) residual stream */
 	float *patches;             /* (B*np, 3*p*p) */
-	float *pos_cur;             /* pos_embed resampled for grid pos_cur_grid */
-	int pos_cur_grid;
+	float *pos_cur;             /* pos_embed resampled for the grid below */
+	int pos_cur_grid;           /* its rows * 65536 + columns, 0 none */
 	size_t x_cap, patches_cap;
 };
 
