@@ -523,11 +523,8 @@ static int encode_stream(const char *path)
 	while ((ret = stream_read(&r, &rec)) == 1) {
 		E.nrecords++;
 		struct pending *p = batch_add(rec.raw, rec.len, rec.number, r.name);
-		if (!record_is(&p->rec, "hdr"))
+		if (!record_is(&p->rec, "hdr")) /* earlier hdr records pass on as they are */
 			scan_record(p);
-		else if (nbatch == 1 && !E.hdr_written) {
-			/* earlier hdr records go straight on, before ours */
-		}
 		if (batch_full() && flush_batch() < 0) {
 			stream_reader_release(&r);
 			return -2;
