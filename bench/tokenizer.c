@@ -6,8 +6,8 @@
  * TEXTS holds the captions, each ended by a NUL byte. Prints one line per
  * round: seconds, captions, ids; then the load time of MERGES.
  */
-#include "error.h"
 #include "tokenizer.h"
+#include "error.h"
 
 #include <err.h>
 #include <stdio.h>

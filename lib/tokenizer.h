@@ -43,8 +43,8 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *tokenizer_json_path);
 /* Raw BPE ids without SOT/EOT, as SimpleTokenizer().encode(text). Returns
  * the number of ids, which may exceed cap (then only cap were written to
  * ids), or -1 on error. */
-int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len,
-		  int32_t *ids, int cap);
+int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len, int32_t *ids,
+                  int cap);
 
 /* clip.tokenize(text, context_length=ctx, truncate=True)[0]: out[ctx] gets
  * [SOT] ids [EOT] zero-padded; when that is longer than ctx it keeps the
@@ -52,7 +52,7 @@ int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len,
  * to 1 (else 0). Returns the number of non-pad tokens, -1 on error
  * (ctx < 1 is an error). */
 int clip_tokenize_context(const struct clip_tokenizer *t, const char *utf8, size_t len,
-			  int32_t *out, int ctx, int *truncated);
+                          int32_t *out, int ctx, int *truncated);
 
 /* Number of ids (49408 for CLIP). */
 int clip_tokenizer_vocab_size(const struct clip_tokenizer *t);

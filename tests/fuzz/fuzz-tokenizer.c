@@ -8,7 +8,8 @@
  * in the vocabulary; clip_tokenize_context agrees with clip_tokenize
  * (SOT, the ids, EOT, zero padding, or the truncated form). The tokenizer
  * is CLIP's real merges file when it can be found (EOSIN_CLIP_MERGES, else
- * ../shared/data/tokenizers/bpe_simple_vocab_16e6.txt.gz), else a small
+ * $EOSIN_SHARED or ../shared/data, /tokenizers/bpe_simple_vocab_16e6.txt.gz),
+ * else a small
  * merges file written to /tmp, so that the target runs anywhere.
  * tests/unit/test-tokenizer-fuzz.c runs the same entry point without
  * libFuzzer.
@@ -25,19 +26,22 @@ static struct clip_tokenizer *fuzz_tokenizer;
 
 /* A few merges over the letters of "hello world" and friends. */
 static const char fuzz_small_merges[] = "#version: 0.2\n"
-					"h e\nl l\nl o</w>\nhe ll\nw o\nr l\nrl d</w>\nwo rl\n"
-					"e r</w>\nt h\nth e</w>\ni n\nin g</w>\nĠ Ġ\n";
+                                        "h e\nl l\nl o</w>\nhe ll\nw o\nr l\nrl d</w>\nwo rl\n"
+                                        "e r</w>\nt h\nth e</w>\ni n\nin g</w>\nĠ Ġ\n";
 
 static int fuzz_setup(void)
 {
-	const char *path = getenv("EOSIN_CLIP_MERGES");
-	char tmp[] = "/tmp/eosin-fuzz-merges-XXXXXX";
+	const char *path = getenv("EOSIN_CLIP_MERGES"), *shared = getenv("EOSIN_SHARED");
+	char tmp[] = "/tmp/eosin-fuzz-merges-XXXXXX", buf[4096];
 	int fd;
 
 	if (fuzz_tokenizer)
 		return 0;
-	if (!path)
-		path = "../shared/data/tokenizers/bpe_simple_vocab_16e6.txt.gz";
+	if (!path) {
+		snprintf(buf, sizeof buf, "%s/tokenizers/bpe_simple_vocab_16e6.txt.gz",
+		         shared ? shared : "../shared/data");
+		path = buf;
+	}
 	fuzz_tokenizer = clip_tokenizer_load(path);
 	if (fuzz_tokenizer)
 		return 0;

@@ -19,22 +19,75 @@ static uint32_t rnd(uint32_t n)
 }
 
 static const char *const fragment[] = {
-	"a", "Hello", "WORLD", "tion", " ", "\t", "\r\n", "\x1c", "\xc2\x85", "\xc2\xa0",
-	"\xe3\x80\x80", "\xe2\x80\x8b", "0", "40x", "\xc3\x97" "40", "\xc2\xb5m", "'s", "'S",
-	"'\xc5\xbf", "'ll", "''", "!?", "...", "\xce\xa3", "\xce\x91\xce\xa3", "\xc4\xb0",
-	"\xcd\x85", "e\xcc\x81", "\xe2\x85\xa3", "\xe2\x91\xa0", "\xe4\xb8\xad\xe6\x96\x87",
-	"\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x94\xac", "<|endoftext|>", "<|startoftext|>",
-	"<|\xc5\xbftartoftext|>", "&amp;", "&amp", "&ampx", "&AMP;", "&lt;", "&notit;", "&#65;",
-	"&#x41", "&#0;", "&#128;", "&#x110000;", "&#xD800;", "&#99999999999999999999;", "&#;",
-	"&#x;", "&", "&amp;amp;", "&#38;lt;", "&nGt;", "&NotNestedGreaterGreater;", "\xff",
-	"\xe2\x82", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xc0\xaf", "",
+    "a",
+    "Hello",
+    "WORLD",
+    "tion",
+    " ",
+    "\t",
+    "\r\n",
+    "\x1c",
+    "\xc2\x85",
+    "\xc2\xa0",
+    "\xe3\x80\x80",
+    "\xe2\x80\x8b",
+    "0",
+    "40x",
+    "\xc3\x97"
+    "40",
+    "\xc2\xb5m",
+    "'s",
+    "'S",
+    "'\xc5\xbf",
+    "'ll",
+    "''",
+    "!?",
+    "...",
+    "\xce\xa3",
+    "\xce\x91\xce\xa3",
+    "\xc4\xb0",
+    "\xcd\x85",
+    "e\xcc\x81",
+    "\xe2\x85\xa3",
+    "\xe2\x91\xa0",
+    "\xe4\xb8\xad\xe6\x96\x87",
+    "\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x94\xac",
+    "<|endoftext|>",
+    "<|startoftext|>",
+    "<|\xc5\xbftartoftext|>",
+    "&amp;",
+    "&amp",
+    "&ampx",
+    "&AMP;",
+    "&lt;",
+    "&notit;",
+    "&#65;",
+    "&#x41",
+    "&#0;",
+    "&#128;",
+    "&#x110000;",
+    "&#xD800;",
+    "&#99999999999999999999;",
+    "&#;",
+    "&#x;",
+    "&",
+    "&amp;amp;",
+    "&#38;lt;",
+    "&nGt;",
+    "&NotNestedGreaterGreater;",
+    "\xff",
+    "\xe2\x82",
+    "\xed\xa0\x80",
+    "\xf4\x90\x80\x80",
+    "\xc0\xaf",
+    "",
 };
 
 int main(void)
 {
 	enum { N = 4000 };
 	const char *caption = "Poorly differentiated adenocarcinoma (por2) with signet-ring cells; "
-			      "H&amp;E, x40. Well-differentiated tubular adenocarcinoma.";
+	                      "H&amp;E, x40. Well-differentiated tubular adenocarcinoma.";
 	unsigned char buf[2048];
 	int i, failed = 0;
 
@@ -75,8 +128,7 @@ int main(void)
 						len++;
 					}
 					break;
-				default:
-					len = at;
+				default: len = at;
 				}
 			}
 		}
