@@ -41,20 +41,28 @@ struct clip_tokenizer {
 
 /* ---- Loading ----------------------------------------------------------- */
 
+/* Bytes that bytes_to_unicode() shows as themselves: '!'..'~', U+00A1..U+00AC
+ * and U+00AE..U+00FF. */
+static int is_printable_byte(int b)
+{
+	return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+}
+
 /* bytes_to_unicode(): byte b is shown as code point byte_cp[b]; vocab_byte[i]
- * is the byte of vocabulary entry i (the printable bytes first). */
+ * is the byte of vocabulary entry i (the printable bytes first, then the
+ * others, which are shown as U+0100 onwards in byte order). */
 static void bytes_to_unicode(uint32_t byte_cp[256], int vocab_byte[256])
 {
 	int b, n = 0, extra = 0;
 
 	for (b = 0; b < 256; b++) {
-		if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+		if (is_printable_byte(b)) {
 			byte_cp[b] = (uint32_t)b;
 			vocab_byte[n++] = b;
 		}
 	}
 	for (b = 0; b < 256; b++) {
-		if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
+		if (!is_printable_byte(b)) {
 			byte_cp[b] = 256 + (uint32_t)extra++;
 			vocab_byte[n++] = b;
 		}
@@ -354,7 +362,6 @@ struct clip_tokenizer *clip_tokenizer_load(const char *merges_path)
 	free(space);
 	return t;
 fail:
-	eosin_error_prefix("'%s'", merges_path);
 	strmap_release(&vocab);
 	free(text);
 	free(joined);
