@@ -414,6 +414,30 @@ int main(void)
 	unlink(json2);
 	free(perm);
 
+	/* The merges file uncompressed, and a malformed one. */
+	{
+		gzFile in = gzopen(merges, "rb");
+		FILE *f = fopen(json1, "w");
+		char buf[65536];
+		int got;
+		while ((got = gzread(in, buf, sizeof buf)) > 0)
+			fwrite(buf, 1, (size_t)got, f);
+		gzclose(in);
+		fclose(f);
+		hf = clip_tokenizer_load(json1);
+		good = 0;
+		for (i = 0; hf && i < nvectors; i++)
+			good += check_vector(hf, &vectors[i], NULL, 1);
+		ok(hf && good == nvectors, "uncompressed merges file: %d/%d vectors exact", good, nvectors);
+		clip_tokenizer_free(hf);
+		f = fopen(json1, "w");
+		fputs("#version: 0.2\nh e\nl l o\n", f);
+		fclose(f);
+		ok(!clip_tokenizer_load(json1) && strstr(eosin_errmsg(), "line 3"),
+		   "malformed merges line: error names the line (%s)", eosin_errmsg());
+		unlink(json1);
+	}
+
 	{
 		FILE *f = fopen(json1, "w");
 		fputs("{\"model\": {\"type\": \"Unigram\", \"vocab\": [] }}", f);
