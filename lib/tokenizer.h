@@ -13,7 +13,10 @@
  * Input is UTF-8 with an explicit length; NUL bytes are ordinary characters.
  * Ill-formed UTF-8 (which a Python str cannot hold) is decoded as
  * bytes.decode('utf-8', 'replace') does: U+FFFD for each maximal ill-formed
- * subpart.
+ * subpart. One input where Python fails and this does not: a decimal
+ * reference "&#" with more than 4300 digits makes CPython's int() raise
+ * (its int max str digits limit); here it is out of range and becomes
+ * U+FFFD, as any value above U+10FFFF does in html.unescape.
  *
  * A loaded tokenizer is immutable: any number of threads may tokenize with
  * one at once (each call allocates its own scratch). The caller owns it and
