@@ -28,7 +28,7 @@
 #define EOW "</w>"
 
 struct clip_tokenizer {
-	int32_t byte_id[256];	  /* id of the symbol for a byte */
+	int32_t byte_id[256];     /* id of the symbol for a byte */
 	int32_t byte_eow_id[256]; /* the same with "</w>" (end of word) */
 	int32_t sot_id, eot_id;
 	int vocab_size;
@@ -41,20 +41,28 @@ struct clip_tokenizer {
 
 /* ---- Loading ----------------------------------------------------------- */
 
+/* Bytes that bytes_to_unicode() shows as themselves: '!'..'~', U+00A1..U+00AC
+ * and U+00AE..U+00FF. */
+static int is_printable_byte(int b)
+{
+	return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+}
+
 /* bytes_to_unicode(): byte b is shown as code point byte_cp[b]; vocab_byte[i]
- * is the byte of vocabulary entry i (the printable bytes first). */
+ * is the byte of vocabulary entry i (the printable bytes first, then the
+ * others, which are shown as U+0100 onwards in byte order). */
 static void bytes_to_unicode(uint32_t byte_cp[256], int vocab_byte[256])
 {
 	int b, n = 0, extra = 0;
 
 	for (b = 0; b < 256; b++) {
-		if ((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)) {
+		if (is_printable_byte(b)) {
 			byte_cp[b] = (uint32_t)b;
 			vocab_byte[n++] = b;
 		}
 	}
 	for (b = 0; b < 256; b++) {
-		if (!((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255))) {
+		if (!is_printable_byte(b)) {
 			byte_cp[b] = 256 + (uint32_t)extra++;
 			vocab_byte[n++] = b;
 		}
@@ -166,7 +174,7 @@ static int merge_table_init(struct clip_tokenizer *t, size_t nmerges)
 
 /* bpe_ranks[(a, b)] = rank (a later duplicate pair overwrites). */
 static void merge_table_put(struct clip_tokenizer *t, int32_t a, int32_t b, int32_t rank,
-			    int32_t merged)
+                            int32_t merged)
 {
 	uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
 	size_t i = merge_slot(t, key);
@@ -177,7 +185,7 @@ static void merge_table_put(struct clip_tokenizer *t, int32_t a, int32_t b, int3
 
 /* -1 when (a, b) is not a merge. */
 static inline int32_t merge_lookup(const struct clip_tokenizer *t, int32_t a, int32_t b,
-				   int32_t *merged)
+                                   int32_t *merged)
 {
 	uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
 	size_t i = merge_slot(t, key);
@@ -198,7 +206,7 @@ void clip_tokenizer_free(struct clip_tokenizer *t)
 /* The 512 base symbols ("c" and "c</w>" for each byte's code point c),
  * written into buf (512 * 8 bytes) as NUL-separated strings. */
 static void base_symbols(char *buf, const char *suffix, const char *sym[512], size_t len[512],
-			 const int vocab_byte[256], const uint32_t byte_cp[256])
+                         const int vocab_byte[256], const uint32_t byte_cp[256])
 {
 	size_t slen = strlen(suffix);
 	int i, k;
@@ -221,7 +229,8 @@ static void base_symbols(char *buf, const char *suffix, const char *sym[512], si
 static int split_merge(const char *line, size_t n, size_t *space)
 {
 	const char *sp = memchr(line, ' ', n);
-	if (!sp || sp == line || sp == line + n - 1 || memchr(sp + 1, ' ', n - (size_t)(sp - line) - 1))
+	if (!sp || sp == line || sp == line + n - 1 ||
+	    memchr(sp + 1, ' ', n - (size_t)(sp - line) - 1))
 		return -1;
 	*space = (size_t)(sp - line);
 	return 0;
@@ -333,7 +342,7 @@ struct clip_tokenizer *clip_tokenizer_load(const char *merges_path)
 		int b = strmap_get(&vocab, line[i] + space[i] + 1, linelen[i] - space[i] - 1);
 		if (a < 0 || b < 0) {
 			eosin_error("'%s' line %zu: merge of a symbol not in the vocabulary",
-				    merges_path, i + 1);
+			            merges_path, i + 1);
 			goto fail;
 		}
 		merge_table_put(t, a, b, (int32_t)(i - 1), (int32_t)(512 + i - 1));
@@ -353,7 +362,6 @@ struct clip_tokenizer *clip_tokenizer_load(const char *merges_path)
 	free(space);
 	return t;
 fail:
-	eosin_error_prefix("'%s'", merges_path);
 	strmap_release(&vocab);
 	free(text);
 	free(joined);
@@ -370,9 +378,11 @@ static int hf_special_id(json_t *root, const struct strmap *vocab, const char *s
 	json_t *added = json_object_get(root, "added_tokens"), *tok;
 	size_t i;
 
-	json_array_foreach(added, i, tok) {
+	json_array_foreach(added, i, tok)
+	{
 		json_t *c = json_object_get(tok, "content"), *id = json_object_get(tok, "id");
-		if (json_is_string(c) && json_is_integer(id) && strcmp(json_string_value(c), s) == 0)
+		if (json_is_string(c) && json_is_integer(id) &&
+		    strcmp(json_string_value(c), s) == 0)
 			return (int)json_integer_value(id);
 	}
 	return strmap_get(vocab, s, strlen(s));
@@ -429,10 +439,13 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
 		eosin_error("out of memory");
 		goto fail;
 	}
-	if (strmap_init(&vocab, json_object_size(jvocab) + 16) < 0 || merge_table_init(t, nmerges) < 0)
+	if (strmap_init(&vocab, json_object_size(jvocab) + 16) < 0 ||
+	    merge_table_init(t, nmerges) < 0)
 		goto fail;
-	json_object_foreach(jvocab, key, v) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT_MAX / 2) {
+	json_object_foreach(jvocab, key, v)
+	{
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > INT_MAX / 2) {
 			eosin_error("'%s': model.vocab \"%s\": not an id", path, key);
 			goto fail;
 		}
@@ -447,7 +460,8 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
 		int a = strmap_get(&vocab, sym[i], symlen[i]);
 		int b = strmap_get(&vocab, sym[256 + i], symlen[256 + i]);
 		if (a < 0 || b < 0) {
-			eosin_error("'%s': byte 0x%02x has no symbol in model.vocab", path, vocab_byte[i]);
+			eosin_error("'%s': byte 0x%02x has no symbol in model.vocab", path,
+			            vocab_byte[i]);
 			goto fail;
 		}
 		t->byte_id[vocab_byte[i]] = a;
@@ -456,12 +470,13 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
 	/* Merges: "a b" or ["a", "b"]; the merged symbol must be in the vocab. */
 	{
 		size_t total = 0;
-		json_array_foreach(merges, i, v) {
+		json_array_foreach(merges, i, v)
+		{
 			if (json_is_string(v))
 				total += json_string_length(v) + 1;
 			else if (json_is_array(v) && json_array_size(v) == 2)
 				total += json_string_length(json_array_get(v, 0)) +
-					 json_string_length(json_array_get(v, 1)) + 2;
+				         json_string_length(json_array_get(v, 1)) + 2;
 		}
 		joined = malloc(total + 1);
 		if (!joined) {
@@ -469,17 +484,20 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
 			goto fail;
 		}
 	}
-	json_array_foreach(merges, i, v) {
+	json_array_foreach(merges, i, v)
+	{
 		const char *a, *b;
 		size_t alen, blen, space;
 		int ia, ib, im;
-		if (json_is_string(v) && split_merge(json_string_value(v), json_string_length(v), &space) == 0) {
+		if (json_is_string(v) &&
+		    split_merge(json_string_value(v), json_string_length(v), &space) == 0) {
 			a = json_string_value(v);
 			alen = space;
 			b = a + space + 1;
 			blen = json_string_length(v) - space - 1;
 		} else if (json_is_array(v) && json_array_size(v) == 2 &&
-			   json_is_string(json_array_get(v, 0)) && json_is_string(json_array_get(v, 1))) {
+		           json_is_string(json_array_get(v, 0)) &&
+		           json_is_string(json_array_get(v, 1))) {
 			a = json_string_value(json_array_get(v, 0));
 			alen = json_string_length(json_array_get(v, 0));
 			b = json_string_value(json_array_get(v, 1));
@@ -524,9 +542,18 @@ fail:
 	return NULL;
 }
 
-int clip_tokenizer_vocab_size(const struct clip_tokenizer *t) { return t->vocab_size; }
-int clip_tokenizer_sot(const struct clip_tokenizer *t) { return t->sot_id; }
-int clip_tokenizer_eot(const struct clip_tokenizer *t) { return t->eot_id; }
+int clip_tokenizer_vocab_size(const struct clip_tokenizer *t)
+{
+	return t->vocab_size;
+}
+int clip_tokenizer_sot(const struct clip_tokenizer *t)
+{
+	return t->sot_id;
+}
+int clip_tokenizer_eot(const struct clip_tokenizer *t)
+{
+	return t->eot_id;
+}
 
 /* ---- Text cleaning ----------------------------------------------------- */
 
@@ -538,8 +565,8 @@ static int is_hex(uint32_t c)
 /* Characters of a named reference: [^\t\n\f <&#;] */
 static int is_name_char(uint32_t c)
 {
-	return c != '\t' && c != '\n' && c != '\f' && c != ' ' && c != '<' && c != '&' && c != '#' &&
-	       c != ';';
+	return c != '\t' && c != '\n' && c != '\f' && c != ' ' && c != '<' && c != '&' &&
+	       c != '#' && c != ';';
 }
 
 static const struct html_entity *entity_lookup(const uint32_t *s, size_t n)
@@ -576,9 +603,11 @@ static size_t html_unescape(const uint32_t *in, size_t n, uint32_t *out)
 			if (k < n && in[k] >= '0' && in[k] <= '9') {
 				for (; k < n && in[k] >= '0' && in[k] <= '9'; k++)
 					num = num > 0x110000 ? num : num * 10 + (in[k] - '0');
-			} else if (k + 1 < n && (in[k] == 'x' || in[k] == 'X') && is_hex(in[k + 1])) {
+			} else if (k + 1 < n && (in[k] == 'x' || in[k] == 'X') &&
+			           is_hex(in[k + 1])) {
 				for (k++; k < n && is_hex(in[k]); k++) {
-					uint32_t d = in[k] <= '9' ? in[k] - '0' : (in[k] | 32) - 'a' + 10;
+					uint32_t d =
+					    in[k] <= '9' ? in[k] - '0' : (in[k] | 32) - 'a' + 10;
 					num = num > 0x110000 ? num : num * 16 + d;
 				}
 			} else {
@@ -721,8 +750,8 @@ static size_t match_literal(const uint32_t *s, size_t n, size_t i, const char *l
  * <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+ */
 static size_t next_piece(const uint32_t *s, size_t n, size_t i)
 {
-	static const char *const literal[] = {"<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re",
-					      "'ve", "'m", "'ll", "'d"};
+	static const char *const literal[] = {
+	    "<|startoftext|>", "<|endoftext|>", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
 	unsigned c = unicode_class(s[i]);
 	size_t k, len;
 
@@ -797,7 +826,7 @@ static struct bpe_pair heap_pop(struct bpe_scratch *w)
 }
 
 static void push_pair(const struct clip_tokenizer *t, struct bpe_scratch *w, int32_t left,
-		      int32_t right)
+                      int32_t right)
 {
 	int32_t merged, rank;
 	if (left < 0 || right < 0)
@@ -822,7 +851,7 @@ static void emit(struct emitter *e, int32_t id)
 /* BPE of one piece's bytes (n >= 1); emits its ids. The scratch has room for
  * n symbols and 3n heap entries. */
 static void bpe_word(const struct clip_tokenizer *t, const unsigned char *bytes, size_t n,
-		     struct bpe_scratch *w, struct emitter *e)
+                     struct bpe_scratch *w, struct emitter *e)
 {
 	size_t i;
 	int32_t k;
@@ -838,7 +867,8 @@ static void bpe_word(const struct clip_tokenizer *t, const unsigned char *bytes,
 	while (w->nheap) {
 		struct bpe_pair p = heap_pop(w);
 		int32_t merged, r;
-		if (w->id[p.left] != p.left_id || w->id[p.right] != p.right_id || w->next[p.left] != p.right)
+		if (w->id[p.left] != p.left_id || w->id[p.right] != p.right_id ||
+		    w->next[p.left] != p.right)
 			continue; /* stale */
 		merge_lookup(t, p.left_id, p.right_id, &merged);
 		w->id[p.left] = merged;
@@ -854,8 +884,7 @@ static void bpe_word(const struct clip_tokenizer *t, const unsigned char *bytes,
 		emit(e, w->id[k]);
 }
 
-static int tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len,
-		    struct emitter *e)
+static int tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len, struct emitter *e)
 {
 	uint32_t *text = NULL, *tmp = NULL, *low = NULL;
 	unsigned char *bytes = NULL;
@@ -875,7 +904,14 @@ static int tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len
 	for (pos = 0; pos < len;)
 		pos += utf8_decode((const unsigned char *)utf8 + pos, len - pos, &text[n++]);
 	m = clean_text(text, n, tmp, low);
-	maxbytes = 4 * m + 1;
+	/* BPE scratch for the longest piece. */
+	maxbytes = 1;
+	for (i = 0; i < m;) {
+		size_t plen = next_piece(low, m, i);
+		if (4 * plen + 1 > maxbytes)
+			maxbytes = 4 * plen + 1;
+		i += plen ? plen : 1;
+	}
 	bytes = malloc(maxbytes);
 	w.id = malloc(maxbytes * sizeof *w.id);
 	w.next = malloc(maxbytes * sizeof *w.next);
@@ -916,7 +952,7 @@ out:
 }
 
 int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len, int32_t *ids,
-		  int cap)
+                  int cap)
 {
 	struct emitter e = {ids, cap < 0 ? 0 : cap, 0};
 	if (cap > 0 && !ids)
@@ -927,7 +963,7 @@ int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len, 
 }
 
 int clip_tokenize_context(const struct clip_tokenizer *t, const char *utf8, size_t len,
-			  int32_t *out, int ctx, int *truncated)
+                          int32_t *out, int ctx, int *truncated)
 {
 	struct emitter e;
 	int n, i;

@@ -13,7 +13,10 @@
  * Input is UTF-8 with an explicit length; NUL bytes are ordinary characters.
  * Ill-formed UTF-8 (which a Python str cannot hold) is decoded as
  * bytes.decode('utf-8', 'replace') does: U+FFFD for each maximal ill-formed
- * subpart.
+ * subpart. One input where Python fails and this does not: a decimal
+ * reference "&#" with more than 4300 digits makes CPython's int() raise
+ * (its int max str digits limit); here it is out of range and becomes
+ * U+FFFD, as any value above U+10FFFF does in html.unescape.
  *
  * A loaded tokenizer is immutable: any number of threads may tokenize with
  * one at once (each call allocates its own scratch). The caller owns it and
@@ -43,8 +46,8 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *tokenizer_json_path);
 /* Raw BPE ids without SOT/EOT, as SimpleTokenizer().encode(text). Returns
  * the number of ids, which may exceed cap (then only cap were written to
  * ids), or -1 on error. */
-int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len,
-		  int32_t *ids, int cap);
+int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len, int32_t *ids,
+                  int cap);
 
 /* clip.tokenize(text, context_length=ctx, truncate=True)[0]: out[ctx] gets
  * [SOT] ids [EOT] zero-padded; when that is longer than ctx it keeps the
@@ -52,7 +55,7 @@ int clip_tokenize(const struct clip_tokenizer *t, const char *utf8, size_t len,
  * to 1 (else 0). Returns the number of non-pad tokens, -1 on error
  * (ctx < 1 is an error). */
 int clip_tokenize_context(const struct clip_tokenizer *t, const char *utf8, size_t len,
-			  int32_t *out, int ctx, int *truncated);
+                          int32_t *out, int ctx, int *truncated);
 
 /* Number of ids (49408 for CLIP). */
 int clip_tokenizer_vocab_size(const struct clip_tokenizer *t);

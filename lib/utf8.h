@@ -15,13 +15,13 @@
 
 /* Code point classes, as the regex and str methods CLIP uses see them. */
 enum {
-	UC_LETTER = 1,		/* (?i)[\p{L}] */
-	UC_NUMBER = 2,		/* (?i)[\p{N}] */
-	UC_OTHER = 4,		/* (?i)[^\s\p{L}\p{N}] */
-	UC_RE_SPACE = 8,	/* regex \s (whitespace_clean) */
-	UC_PY_SPACE = 16,	/* str.isspace() (str.strip) */
+	UC_LETTER = 1,          /* (?i)[\p{L}] */
+	UC_NUMBER = 2,          /* (?i)[\p{N}] */
+	UC_OTHER = 4,           /* (?i)[^\s\p{L}\p{N}] */
+	UC_RE_SPACE = 8,        /* regex \s (whitespace_clean) */
+	UC_PY_SPACE = 16,       /* str.isspace() (str.strip) */
 	UC_CASE_IGNORABLE = 32, /* final-sigma rule of str.lower() */
-	UC_CASED = 64,		/* likewise (only meaningful when not ignorable) */
+	UC_CASED = 64,          /* likewise (only meaningful when not ignorable) */
 };
 
 #define UTF8_REPLACEMENT 0xFFFDu
@@ -46,7 +46,7 @@ uint32_t unicode_fold_ascii(uint32_t cp);
 /* html.unescape tables. */
 struct html_entity {
 	const char *name; /* with its ';' when the key has one */
-	uint32_t cp[2];	  /* second is 0 when the value is one code point */
+	uint32_t cp[2];   /* second is 0 when the value is one code point */
 };
 /* The entity named exactly name[0..len) (bytes), or NULL. */
 const struct html_entity *html_entity_find(const char *name, size_t len);

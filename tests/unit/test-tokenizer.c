@@ -56,9 +56,11 @@ static int load_vectors(const char *path)
 		memcpy(vec->text, json_string_value(json_object_get(o, "text")), vec->len + 1);
 		ids = json_object_get(o, "ids");
 		ctx = json_object_get(o, "context");
-		json_array_foreach(ids, i, v) if (i < MAXIDS) vec->ids[i] = (int32_t)json_integer_value(v);
+		json_array_foreach(ids, i, v) if (i < MAXIDS) vec->ids[i] =
+		    (int32_t)json_integer_value(v);
 		vec->nids = (int)json_array_size(ids);
-		json_array_foreach(ctx, i, v) if (i < CTX) vec->context[i] = (int32_t)json_integer_value(v);
+		json_array_foreach(ctx, i, v) if (i < CTX) vec->context[i] =
+		    (int32_t)json_integer_value(v);
 		vec->truncated = json_is_true(json_object_get(o, "truncated"));
 		vec->ftfy_sensitive = json_is_true(json_object_get(o, "ftfy_sensitive"));
 		json_decref(o);
@@ -70,7 +72,7 @@ static int load_vectors(const char *path)
 
 /* Does t give the vector's ids (through map, when not NULL) and context? */
 static int check_vector(const struct clip_tokenizer *t, const struct vector *v, const int32_t *map,
-			int verbose)
+                        int verbose)
 {
 	int32_t ids[MAXIDS], ctx[CTX];
 	int n = clip_tokenize(t, v->text, v->len, ids, MAXIDS), i, trunc = -1, nctx;
@@ -100,7 +102,8 @@ static void byte_symbols(char sym[256][8])
 {
 	int b, n = 0;
 	for (b = 0; b < 256; b++) {
-		int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+		int printable =
+		    (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
 		unsigned cp = printable ? (unsigned)b : 256u + (unsigned)n++;
 		if (cp < 0x80) {
 			sym[b][0] = (char)cp;
@@ -130,7 +133,8 @@ static int write_hf_json(const char *merges_gz, const char *out, const int32_t *
 	/* ids 0..255: printable bytes first (bytes_to_unicode order). */
 	for (k = 0; k < 2; k++) {
 		for (b = 0; b < 256; b++) {
-			int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+			int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) ||
+			                (b >= 174 && b <= 255);
 			if (printable) {
 				snprintf(buf, sizeof buf, "%s%s", sym[b], k ? "</w>" : "");
 				json_object_set_new(vocab, buf, json_integer(perm ? perm[id] : id));
@@ -138,7 +142,8 @@ static int write_hf_json(const char *merges_gz, const char *out, const int32_t *
 			}
 		}
 		for (b = 0; b < 256; b++) {
-			int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+			int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) ||
+			                (b >= 174 && b <= 255);
 			if (!printable) {
 				snprintf(buf, sizeof buf, "%s%s", sym[b], k ? "</w>" : "");
 				json_object_set_new(vocab, buf, json_integer(perm ? perm[id] : id));
@@ -167,10 +172,10 @@ static int write_hf_json(const char *merges_gz, const char *out, const int32_t *
 		}
 	}
 	gzclose(f);
-	json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", perm ? perm[id] : id, "content",
-					       "<|startoftext|>", "special", 1));
+	json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", perm ? perm[id] : id,
+	                                       "content", "<|startoftext|>", "special", 1));
 	json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", perm ? perm[id + 1] : id + 1,
-					       "content", "<|endoftext|>", "special", 1));
+	                                       "content", "<|endoftext|>", "special", 1));
 	json_object_set_new(model, "type", json_string("BPE"));
 	json_object_set_new(model, "vocab", vocab);
 	json_object_set_new(model, "merges", merges);
@@ -192,7 +197,7 @@ static int tok(const struct clip_tokenizer *t, const char *s, size_t len, int32_
 }
 
 static int same_ids(const struct clip_tokenizer *t, const char *a, size_t alen, const char *b,
-		    size_t blen)
+                    size_t blen)
 {
 	int32_t x[MAXIDS], y[MAXIDS];
 	int n = tok(t, a, alen, x), m = tok(t, b, blen, y);
@@ -211,25 +216,44 @@ static void edge_cases(const struct clip_tokenizer *t)
 	for (i = 2; good && i < CTX; i++)
 		good = ctx[i] == 0;
 	ok(good, "empty text: context is [SOT EOT 0...]");
-	ok(tok(t, " \t\r\n\xc2\xa0\xe3\x80\x80 ", 10, ids) == 0, "whitespace only (incl. NBSP, U+3000): no ids");
+	ok(tok(t, " \t\r\n\xc2\xa0\xe3\x80\x80 ", 10, ids) == 0,
+	   "whitespace only (incl. NBSP, U+3000): no ids");
 	ok(tok(t, NULL, 0, ids) == 0, "NULL text of length 0: no ids");
 
 	/* Byte symbols are numbered printable bytes first: 'a' = 97-33 = 64,
 	 * "a</w>" = 256+64; byte 0 is the 189th entry (188), "\0</w>" 444. */
 	n = tok(t, "a\0b", 3, ids);
-	ok(n == 3 && ids[0] == 320 && ids[1] == 444 && ids[2] == 321, "NUL byte is a symbol of its own");
+	ok(n == 3 && ids[0] == 320 && ids[1] == 444 && ids[2] == 321,
+	   "NUL byte is a symbol of its own");
 	n = tok(t, "\x01\x02", 2, ids);
-	ok(n == 2 && ids[0] == 189 && ids[1] == 446, "control characters form one piece of two bytes");
+	ok(n == 2 && ids[0] == 189 && ids[1] == 446,
+	   "control characters form one piece of two bytes");
 
 	/* Ill-formed UTF-8 reads as bytes.decode('utf-8', 'replace'). */
-	ok(same_ids(t, "a\xff" "b", 3, "a\xef\xbf\xbd" "b", 5), "invalid byte -> U+FFFD");
-	ok(same_ids(t, "a\xe2\x82" "b", 4, "a\xef\xbf\xbd" "b", 5), "truncated sequence -> one U+FFFD");
+	ok(same_ids(t,
+	            "a\xff"
+	            "b",
+	            3,
+	            "a\xef\xbf\xbd"
+	            "b",
+	            5),
+	   "invalid byte -> U+FFFD");
+	ok(same_ids(t,
+	            "a\xe2\x82"
+	            "b",
+	            4,
+	            "a\xef\xbf\xbd"
+	            "b",
+	            5),
+	   "truncated sequence -> one U+FFFD");
 	ok(same_ids(t, "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 9),
 	   "encoded surrogate -> three U+FFFD");
 	ok(same_ids(t, "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd", 6), "overlong '/' -> two U+FFFD");
-	ok(same_ids(t, "\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd", 12),
+	ok(same_ids(t, "\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+	            12),
 	   "above U+10FFFF -> four U+FFFD");
-	ok(same_ids(t, "x\xf0\x9f\x98", 4, "x\xef\xbf\xbd", 4), "truncated 4-byte sequence at the end");
+	ok(same_ids(t, "x\xf0\x9f\x98", 4, "x\xef\xbf\xbd", 4),
+	   "truncated 4-byte sequence at the end");
 
 	/* cap: the full count comes back, nothing past cap is written. */
 	for (i = 0; i < 8; i++)
@@ -242,7 +266,8 @@ static void edge_cases(const struct clip_tokenizer *t)
 	n = clip_tokenize_context(t, "one two three", 13, ctx, 1, &trunc);
 	ok(n == 1 && ctx[0] == 49407 && trunc, "context length 1: [EOT], truncated");
 	n = clip_tokenize_context(t, "one two three", 13, ctx, 4, &trunc);
-	ok(n == 4 && ctx[0] == 49406 && ctx[3] == 49407 && trunc, "context length 4: cut, last is EOT");
+	ok(n == 4 && ctx[0] == 49406 && ctx[3] == 49407 && trunc,
+	   "context length 4: cut, last is EOT");
 	n = clip_tokenize_context(t, "one two", 7, ctx, 4, &trunc);
 	ok(n == 4 && ctx[3] == 49407 && !trunc, "exactly fitting context is not truncated");
 
@@ -262,7 +287,8 @@ static void edge_cases(const struct clip_tokenizer *t)
 		good = one > 0 && n == one * (int)reps;
 		for (k = 0; good && k < (size_t)n; k++)
 			good = many[k] == ids[k % (size_t)one];
-		ok(good, "%zu chars of repeated caption: %d ids, the caption's ids %zu times", clen * reps, n, reps);
+		ok(good, "%zu chars of repeated caption: %d ids, the caption's ids %zu times",
+		   clen * reps, n, reps);
 		memset(text, 'q', 10000);
 		n = clip_tokenize(t, text, 10000, many, 200000);
 		good = n > 0 && n <= 10000;
@@ -315,7 +341,7 @@ int main(void)
 		return tap_done();
 	}
 	ok(clip_tokenizer_vocab_size(t) == 49408 && clip_tokenizer_sot(t) == 49406 &&
-		   clip_tokenizer_eot(t) == 49407,
+	       clip_tokenizer_eot(t) == 49407,
 	   "vocab 49408, SOT 49406, EOT 49407");
 
 	for (i = 0; i < nvectors; i++) {
@@ -327,10 +353,11 @@ int main(void)
 		} else {
 			plain += good;
 		}
-		ok(good, "vector %d%s: ids and context", i + 1, v->ftfy_sensitive ? " (ftfy_sensitive)" : "");
+		ok(good, "vector %d%s: ids and context", i + 1,
+		   v->ftfy_sensitive ? " (ftfy_sensitive)" : "");
 	}
-	printf("# merges file: %d/%d vectors exact, %d/%d ftfy_sensitive (identity ftfy) exact\n", plain,
-	       nvectors - nftfy, ftfy_ok, nftfy);
+	printf("# merges file: %d/%d vectors exact, %d/%d ftfy_sensitive (identity ftfy) exact\n",
+	       plain, nvectors - nftfy, ftfy_ok, nftfy);
 
 	edge_cases(t);
 
@@ -371,7 +398,8 @@ int main(void)
 	for (i = 1; i < 49408; i++)
 		if (perm[i] == 0)
 			perm[i] = (int32_t)((0 * 7919 + 13) % 49408);
-	ok(write_hf_json(merges, json2, perm) == 0, "write a permuted tokenizer.json ([a, b] merges)");
+	ok(write_hf_json(merges, json2, perm) == 0,
+	   "write a permuted tokenizer.json ([a, b] merges)");
 	hf = clip_tokenizer_load_hf(json2);
 	if (!hf)
 		printf("#   %s\n", eosin_errmsg());
@@ -386,11 +414,36 @@ int main(void)
 	unlink(json2);
 	free(perm);
 
+	/* The merges file uncompressed, and a malformed one. */
+	{
+		gzFile in = gzopen(merges, "rb");
+		FILE *f = fopen(json1, "w");
+		char buf[65536];
+		int got;
+		while ((got = gzread(in, buf, sizeof buf)) > 0)
+			fwrite(buf, 1, (size_t)got, f);
+		gzclose(in);
+		fclose(f);
+		hf = clip_tokenizer_load(json1);
+		good = 0;
+		for (i = 0; hf && i < nvectors; i++)
+			good += check_vector(hf, &vectors[i], NULL, 1);
+		ok(hf && good == nvectors, "uncompressed merges file: %d/%d vectors exact", good, nvectors);
+		clip_tokenizer_free(hf);
+		f = fopen(json1, "w");
+		fputs("#version: 0.2\nh e\nl l o\n", f);
+		fclose(f);
+		ok(!clip_tokenizer_load(json1) && strstr(eosin_errmsg(), "line 3"),
+		   "malformed merges line: error names the line (%s)", eosin_errmsg());
+		unlink(json1);
+	}
+
 	{
 		FILE *f = fopen(json1, "w");
 		fputs("{\"model\": {\"type\": \"Unigram\", \"vocab\": [] }}", f);
 		fclose(f);
-		ok(!clip_tokenizer_load_hf(json1) && strstr(eosin_errmsg(), "BPE"), "a non-BPE tokenizer.json is refused");
+		ok(!clip_tokenizer_load_hf(json1) && strstr(eosin_errmsg(), "BPE"),
+		   "a non-BPE tokenizer.json is refused");
 		unlink(json1);
 	}
 
