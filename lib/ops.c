@@ -105,16 +105,13 @@ void matmul_forward_in_out(float *out, const float *inp, const float *weight, in
 typedef float vf8 __attribute__((vector_size(32)));
 typedef int32_t vi8 __attribute__((vector_size(32)));
 
-static inline __attribute__((always_inline)) vf8 splat(float f)
-{
-	return (vf8){f, f, f, f, f, f, f, f};
-}
+#define splat(f) ((vf8){(f), (f), (f), (f), (f), (f), (f), (f)})
 
 #define select8(mask, a, b) ((vf8)(((vi8)(a) & (mask)) | ((vi8)(b) & ~(mask))))
 
 /* exp by 2^n * p(r): x = n ln2 + r, |r| <= ln2/2, Taylor to degree 7;
  * n rounded with the 1.5 * 2^23 trick. */
-static inline __attribute__((always_inline)) vf8 exp8(const vf8 *xp)
+static inline __attribute__((always_inline)) void exp8(vf8 *xp)
 {
 	vf8 x = *xp;
 	x = select8(x < splat(-87.0f), splat(-87.0f), x);
@@ -131,11 +128,11 @@ static inline __attribute__((always_inline)) vf8 exp8(const vf8 *xp)
 	p = p * r + splat(1.0f);
 	p = p * r + splat(1.0f);
 	vi8 e = (__builtin_convertvector(n, vi8) + 127) << 23;
-	return p * (vf8)e;
+	*xp = p * (vf8)e;
 }
 
 /* erf, Abramowitz and Stegun 7.1.26 (|error| < 1.5e-7). */
-static inline __attribute__((always_inline)) vf8 erf8(const vf8 *xp)
+static inline __attribute__((always_inline)) void erf8(vf8 *xp)
 {
 	vf8 x = *xp;
 	vi8 sign = (vi8)x & (vi8){INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN,
@@ -147,9 +144,10 @@ static inline __attribute__((always_inline)) vf8 erf8(const vf8 *xp)
 	y = y * t + splat(1.421413741f);
 	y = y * t - splat(0.284496736f);
 	y = y * t + splat(0.254829592f);
-	vf8 na2 = -a * a;
-	y = splat(1.0f) - y * t * exp8(&na2);
-	return (vf8)((vi8)y | sign);
+	vf8 e = -a * a;
+	exp8(&e);
+	y = splat(1.0f) - y * t * e;
+	*xp = (vf8)((vi8)y | sign);
 }
 
 enum unary { UNARY_EXP, UNARY_GELU, UNARY_QUICKGELU };
@@ -158,15 +156,17 @@ static inline __attribute__((always_inline)) void unary8(vf8 *p, enum unary op)
 {
 	vf8 v = *p;
 	switch (op) {
-	case UNARY_EXP: *p = exp8(&v); break;
+	case UNARY_EXP: exp8(p); break;
 	case UNARY_GELU: {
 		vf8 u = v * splat(0.70710678118654752f);
-		*p = splat(0.5f) * v * (splat(1.0f) + erf8(&u));
+		erf8(&u);
+		*p = splat(0.5f) * v * (splat(1.0f) + u);
 		break;
 	}
 	default: {
 		vf8 u = splat(-1.702f) * v;
-		*p = v / (splat(1.0f) + exp8(&u));
+		exp8(&u);
+		*p = v / (splat(1.0f) + u);
 		break;
 	}
 	}
