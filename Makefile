@@ -5,6 +5,7 @@
 #   make demo        run the whole pipeline on a built-in input
 #   make SANITIZE=address,undefined check   the suite under ASan/UBSan
 #   make bench       the benchmarks under bench/
+#   make fuzz        libFuzzer targets (clang) from tests/fuzz/ into build-fuzz/bin
 #
 # Programs land in $(BUILD)/bin. A sanitized build lives in its own tree so
 # that it never mixes objects with the normal one.
@@ -122,6 +123,20 @@ demo: all
 bench: all
 	@tools/install-deps test
 	@BUILD=$(BUILD) bench/run
+
+# libFuzzer: the library built by clang with fuzzer-no-link and the
+# sanitizers in build-fuzz/, each tests/fuzz/fuzz-NAME.c linked against it.
+FUZZ_SAN := fuzzer-no-link,address,undefined
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ OPT=-O1 \
+		SANITIZE=$(FUZZ_SAN) build-fuzz/libeosin.a
+	@mkdir -p build-fuzz/bin
+	@for f in tests/fuzz/fuzz-*.c; do \
+		echo "  FUZZ  build-fuzz/bin/$$(basename $$f .c)"; \
+		clang -g -O1 -std=c11 -D_GNU_SOURCE -Ilib -fsanitize=fuzzer,address,undefined \
+			-o build-fuzz/bin/$$(basename $$f .c) $$f build-fuzz/libeosin.a \
+			-fopenmp $(PKG_LIBS) $(LDLIBS) || exit 1; \
+	done
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -1,0 +1,74 @@
+#!/bin/sh
+# bench/encode.sh: eosin-encode against PyTorch (bench/encode_torch.py: the
+# same ViT in plain torch, the same safetensors weights, torch.inference_mode,
+# the same thread count) on ViT-S/16 and ViT-B/16 shapes at 224 px.
+#   forward: the model alone (eosin: the "vision" time eosin-encode reports;
+#            torch: forward on ready tensors)
+#   e2e:     from JPEG tiles to embeddings (eosin: a stream of tile records
+#            through the whole filter; torch: JPEG files via Pillow)
+# Prints images/s, medians of RUNS runs, and the ratio eosin/torch.
+# Environment: THREADS (2), BATCH (32), RUNS (3), NS (images for ViT-S, 64),
+# NB (images for ViT-B, 32). OpenBLAS core: whatever the environment says
+# (OPENBLAS_CORETYPE); both programs use the same libopenblas.
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+BIN=$PWD/$BUILD/bin
+THREADS=${THREADS:-2} BATCH=${BATCH:-32} RUNS=${RUNS:-3} NS=${NS:-64} NB=${NB:-32}
+SHARED=${EOSIN_SHARED:-$PWD/../shared/data}
+PY=
+for p in python3 /usr/bin/python3; do
+	"$p" -c 'import torch, PIL, numpy' 2>/dev/null && { PY=$p; break; }
+done
+[ -n "$PY" ] || { echo "encode.sh: needs python3 with torch, Pillow and numpy" >&2; exit 1; }
+W=$(mktemp -d "${TMPDIR:-/tmp}/eosin-bench.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+
+# 224 px JPEG tiles from the shared PNG patches, as a stream and as files.
+n=0
+for f in "$SHARED"/patches/*/*.png; do
+	n=$((n + 1))
+	vips copy "$f" "$W/p$n.jpg[Q=90]"
+done
+mk_stream() { # N: a stream of N tiles, cycling over the JPEGs
+	i=0
+	while [ $i -lt "$1" ]; do
+		j=$((i % n + 1))
+		jq -nc --arg b "$(base64 -w0 "$W/p$j.jpg")" --arg id "b$i" \
+			'{k:"tile",v:1,id:$id,jpeg:{"$base64":$b}}'
+		echo "$W/p$j.jpg" >>"$W/files$1"
+		i=$((i + 1))
+	done | "$BIN/eosin-cat" -r >"$W/s$1.mpk"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+"$BIN/eosin-make-model" --arch vit --dim 384 --depth 12 --heads 6 --patch 16 --img 224 \
+	--out "$W/vits.safetensors"
+"$BIN/eosin-make-model" --arch vit --dim 768 --depth 12 --heads 12 --patch 16 --img 224 \
+	--out "$W/vitb.safetensors"
+
+printf '%-8s %-8s %12s %12s %8s\n' model what torch eosin ratio
+for m in vits vitb; do
+	N=$NS; [ $m = vitb ] && N=$NB
+	[ -f "$W/s$N.mpk" ] || mk_stream "$N"
+	: >"$W/ef" ; : >"$W/ee"; : >"$W/tf"; : >"$W/te"
+	r=0
+	while [ $r -lt "$RUNS" ]; do
+		"$BIN/eosin-encode" --model "$W/$m.safetensors" --threads "$THREADS" --batch "$BATCH" \
+			<"$W/s$N.mpk" 2>"$W/err" >/dev/null
+		# summary: "...; T s (decode D, vision V, text X)"
+		sed -n 's/.*; \([0-9.]*\) s (decode \([0-9.]*\), vision \([0-9.]*\),.*/\1 \3/p' "$W/err" |
+			awk -v n="$N" '{print n/$2 >>"'"$W/ef"'"; print n/$1 >>"'"$W/ee"'"}'
+		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$THREADS" "$BATCH" forward "$N" >>"$W/tf"
+		# shellcheck disable=SC2046
+		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$THREADS" "$BATCH" e2e $(cat "$W/files$N") >>"$W/te"
+		r=$((r + 1))
+	done
+	for what in forward e2e; do
+		if [ $what = forward ]; then t=$(median <"$W/tf"); e=$(median <"$W/ef");
+		else t=$(median <"$W/te"); e=$(median <"$W/ee"); fi
+		printf '%-8s %-8s %12.2f %12.2f %8.2f\n' $m $what "$t" "$e" "$(echo "$e $t" | awk '{print $1/$2}')"
+	done
+done
+echo "images/s, medians of $RUNS runs; threads $THREADS, batch $BATCH, ViT-S $NS images, ViT-B $NB images;" \
+	"OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"

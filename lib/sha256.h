@@ -1,0 +1,26 @@
+/*
+ * sha256.h: SHA-256 (FIPS 180-4), for naming model weights in hdr records
+ * and embeddings (the first 16 hex digits of the weights file's digest).
+ */
+#ifndef EOSIN_SHA256_H
+#define EOSIN_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sha256 {
+	uint32_t h[8];
+	uint64_t len;         /* bytes hashed so far */
+	unsigned char buf[64];
+	size_t nbuf;
+};
+
+void sha256_init(struct sha256 *s);
+void sha256_update(struct sha256 *s, const void *p, size_t n);
+void sha256_final(struct sha256 *s, unsigned char out[32]);
+/* Digest of a memory block as 64 lower-case hex digits + NUL. */
+void sha256_hex(const void *p, size_t n, char hex[65]);
+/* Digest of a file's contents as hex; -1 (error names the file) if unreadable. */
+int sha256_file_hex(const char *path, char hex[65]);
+
+#endif
