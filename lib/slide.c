@@ -1,0 +1,318 @@
+/*
+ * slide.c: OpenSlide reading, resolution and resampling. See slide.h.
+ *
+ * Why OpenSlide directly for tiles and libvips only to resample: one
+ * openslide_t shared by all threads reads any box at any level with one
+ * call, shares one decoded-tile cache, and gives exact level-0 placement;
+ * going through vips_openslideload per tile would reopen or re-wrap the
+ * slide for every patch and add a pipeline per region. For the whole-slide
+ * thumbnail the libvips loader is the better tool: it streams the level in
+ * tiles and shrinks as it goes, so memory follows the thumbnail, not the
+ * level.
+ */
+#include "slide.h"
+
+#include "error.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+const char *mpp_source_name(enum mpp_source src)
+{
+	switch (src) {
+	case MPP_OPENSLIDE: return "openslide";
+	case MPP_TIFF: return "tiff";
+	case MPP_OBJECTIVE: return "objective";
+	case MPP_OVERRIDE: return "override";
+	default: return "none";
+	}
+}
+
+/* A whole string as a positive finite number, else 0. */
+static double parse_positive(const char *s)
+{
+	if (!s || !*s)
+		return 0;
+	char *end;
+	double v = strtod(s, &end);
+	while (*end == ' ')
+		end++;
+	if (*end || !isfinite(v) || v <= 0)
+		return 0;
+	return v;
+}
+
+int slide_resolve_mpp(const char *mpp_x, const char *tiff_xres, const char *tiff_unit,
+                      const char *objective_power, double override_mpp, double *mpp,
+                      enum mpp_source *src)
+{
+	double v;
+	if (override_mpp > 0) {
+		*mpp = override_mpp;
+		*src = MPP_OVERRIDE;
+		return 0;
+	}
+	if ((v = parse_positive(mpp_x)) > 0) {
+		*mpp = v;
+		*src = MPP_OPENSLIDE;
+		return 0;
+	}
+	if ((v = parse_positive(tiff_xres)) > 0 && tiff_unit) {
+		double um_per_unit = 0;
+		if (!strcmp(tiff_unit, "centimeter"))
+			um_per_unit = 1e4;
+		else if (!strcmp(tiff_unit, "inch"))
+			um_per_unit = 25400;
+		double m = um_per_unit / v;
+		if (um_per_unit > 0 && m >= SLIDE_MPP_MIN && m <= SLIDE_MPP_MAX) {
+			*mpp = m;
+			*src = MPP_TIFF;
+			return 0;
+		}
+	}
+	if ((v = parse_positive(objective_power)) > 0) {
+		*mpp = 10.0 / v;
+		*src = MPP_OBJECTIVE;
+		return 0;
+	}
+	*src = MPP_NONE;
+	return eosin_error("no resolution: no openslide.mpp-x, no usable tiff.XResolution "
+	                   "(inch or centimeter, %g..%g um/px) and no openslide.objective-power; "
+	                   "give --mpp UM or --base-mag M",
+	                   SLIDE_MPP_MIN, SLIDE_MPP_MAX);
+}
+
+void slide_close(struct slide *s)
+{
+	if (s->osr)
+		openslide_close(s->osr);
+	free(s->path);
+	free(s->width);
+	free(s->height);
+	free(s->ds);
+	memset(s, 0, sizeof *s);
+}
+
+int slide_open(struct slide *s, const char *path, double override_mpp)
+{
+	memset(s, 0, sizeof *s);
+	const char *vendor = openslide_detect_vendor(path);
+	s->osr = openslide_open(path);
+	if (!s->osr) {
+		if (!vendor)
+			return eosin_error("'%s': not a slide OpenSlide can read (unknown format or "
+			                   "unreadable file)", path);
+		return eosin_error("'%s': cannot open %s slide", path, vendor);
+	}
+	const char *oerr = openslide_get_error(s->osr);
+	if (oerr) {
+		eosin_error("'%s': %s", path, oerr);
+		slide_close(s);
+		return -1;
+	}
+	s->path = strdup(path);
+	s->nlevels = openslide_get_level_count(s->osr);
+	if (s->nlevels < 1) {
+		slide_close(s);
+		return eosin_error("'%s': no pyramid levels", path);
+	}
+	s->width = calloc((size_t)s->nlevels, sizeof *s->width);
+	s->height = calloc((size_t)s->nlevels, sizeof *s->height);
+	s->ds = calloc((size_t)s->nlevels, sizeof *s->ds);
+	if (!s->path || !s->width || !s->height || !s->ds) {
+		slide_close(s);
+		return eosin_error("out of memory");
+	}
+	for (int l = 0; l < s->nlevels; l++) {
+		openslide_get_level_dimensions(s->osr, l, &s->width[l], &s->height[l]);
+		s->ds[l] = openslide_get_level_downsample(s->osr, l);
+		if (s->width[l] <= 0 || s->height[l] <= 0 || !(s->ds[l] >= 1)) {
+			oerr = openslide_get_error(s->osr);
+			eosin_error("'%s': level %d: %s", path, l, oerr ? oerr : "bad dimensions");
+			slide_close(s);
+			return -1;
+		}
+	}
+	if (slide_resolve_mpp(openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_MPP_X),
+	                      openslide_get_property_value(s->osr, "tiff.XResolution"),
+	                      openslide_get_property_value(s->osr, "tiff.ResolutionUnit"),
+	                      openslide_get_property_value(s->osr,
+	                                                   OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER),
+	                      override_mpp, &s->base_mpp, &s->mpp_source) < 0) {
+		eosin_error_prefix("'%s'", path);
+		slide_close(s);
+		return -1;
+	}
+	return 0;
+}
+
+int slide_level_for(const struct slide *s, double target_mpp, double tolerance)
+{
+	int best = 0;
+	for (int l = 0; l < s->nlevels; l++)
+		if (s->base_mpp * s->ds[l] <= target_mpp * (1 + tolerance) && s->ds[l] >= s->ds[best])
+			best = l;
+	return best;
+}
+
+/* Premultiplied ARGB (OpenSlide) to RGB composited on white: a pixel of
+ * colour c and alpha a is stored as c*a/255, so on white it is
+ * c*a/255 + 255 - a. Transparent (outside the scan) becomes white. */
+static void argb_to_rgb_on_white(const uint32_t *argb, size_t n, uint8_t *rgb)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t p = argb[i];
+		unsigned a = p >> 24, white = 255 - a;
+		unsigned r = ((p >> 16) & 255) + white, g = ((p >> 8) & 255) + white,
+		         b = (p & 255) + white;
+		rgb[3 * i] = (uint8_t)(r > 255 ? 255 : r);
+		rgb[3 * i + 1] = (uint8_t)(g > 255 ? 255 : g);
+		rgb[3 * i + 2] = (uint8_t)(b > 255 ? 255 : b);
+	}
+}
+
+/* Resample an RGB w x h buffer by scale and cut or pad it to exactly
+ * px x px into out. */
+static int resample_to(const uint8_t *in, int w, int h, double scale, int px, uint8_t *out)
+{
+	if (w == px && h == px) {
+		memcpy(out, in, (size_t)px * px * 3);
+		return 0;
+	}
+	VipsImage *img = vips_image_new_from_memory(in, (size_t)w * h * 3, w, h, 3,
+	                                            VIPS_FORMAT_UCHAR);
+	VipsImage *t[3] = {NULL, NULL, NULL};
+	int ret = -1;
+	if (!img)
+		goto done;
+	if (vips_resize(img, &t[0], scale, "kernel", VIPS_KERNEL_LANCZOS3, NULL))
+		goto done;
+	/* rint(w * scale) can be px + 1 (w is the level size rounded up); a
+	 * shortfall cannot happen as w * scale >= px, but pad by copying the
+	 * edge rather than trust it. */
+	if (t[0]->Xsize < px || t[0]->Ysize < px) {
+		if (vips_embed(t[0], &t[1], 0, 0, px, px, "extend", VIPS_EXTEND_COPY, NULL))
+			goto done;
+	} else if (vips_crop(t[0], &t[1], 0, 0, px, px, NULL))
+		goto done;
+	if (vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
+		goto done;
+	size_t size = 0;
+	void *mem = vips_image_write_to_memory(t[2], &size);
+	if (!mem || size != (size_t)px * px * 3) {
+		g_free(mem);
+		goto done;
+	}
+	memcpy(out, mem, size);
+	g_free(mem);
+	ret = 0;
+done:
+	if (ret < 0) {
+		eosin_error("resampling %dx%d to %dx%d: %s", w, h, px, px,
+		            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
+		vips_error_clear();
+	}
+	for (int i = 0; i < 3; i++)
+		if (t[i])
+			g_object_unref(t[i]);
+	if (img)
+		g_object_unref(img);
+	return ret;
+}
+
+int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent,
+                   int px, uint8_t *rgb)
+{
+	if (level < 0 || level >= s->nlevels || extent <= 0 || px <= 0)
+		return eosin_error("'%s': bad read (level %d, extent %lld)", s->path, level,
+		                   (long long)extent);
+	double side = (double)extent / s->ds[level];   /* level px, maybe fractional */
+	int64_t n = (int64_t)ceil(side - 1e-6);
+	if (n < 1)
+		n = 1;
+	if (n > 65536)
+		return eosin_error("'%s': a %lld px square region at level %d is too large to read",
+		                   s->path, (long long)n, level);
+	uint32_t *argb = malloc((size_t)n * n * 4);
+	uint8_t *region = malloc((size_t)n * n * 3);
+	int ret = -1;
+	if (!argb || !region) {
+		eosin_error("out of memory");
+		goto done;
+	}
+	openslide_read_region(s->osr, argb, x, y, level, n, n);
+	const char *oerr = openslide_get_error(s->osr);
+	if (oerr) {
+		eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path, level, (long long)x,
+		            (long long)y, oerr);
+		goto done;
+	}
+	argb_to_rgb_on_white(argb, (size_t)n * n, region);
+	free(argb);
+	argb = NULL;
+	ret = resample_to(region, (int)n, (int)n, (double)px / side, px, rgb);
+	if (ret < 0)
+		eosin_error_prefix("'%s'", s->path);
+done:
+	free(argb);
+	free(region);
+	return ret;
+}
+
+int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int *w, int *h,
+                    double *dsx, double *dsy)
+{
+	if (ds_target < 1)
+		ds_target = 1;
+	int level = 0;
+	for (int l = 0; l < s->nlevels; l++)
+		if (s->ds[l] <= ds_target && s->ds[l] >= s->ds[level])
+			level = l;
+	VipsImage *t[4] = {NULL, NULL, NULL, NULL};
+	VipsArrayDouble *white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+	int ret = -1;
+	*rgb = NULL;
+	if (vips_openslideload(s->path, &t[0], "level", level, NULL))
+		goto done;
+	if (vips_flatten(t[0], &t[1], "background", white, NULL))
+		goto done;
+	if (vips_resize(t[1], &t[2], s->ds[level] / ds_target, NULL))
+		goto done;
+	if (vips_cast(t[2], &t[3], VIPS_FORMAT_UCHAR, NULL))
+		goto done;
+	if (t[3]->Bands != 3) {
+		vips_error("eosin", "thumbnail has %d bands, not 3", t[3]->Bands);
+		goto done;
+	}
+	size_t size = 0;
+	void *mem = vips_image_write_to_memory(t[3], &size);
+	if (!mem)
+		goto done;
+	*w = t[3]->Xsize;
+	*h = t[3]->Ysize;
+	*rgb = malloc(size);
+	if (*rgb)
+		memcpy(*rgb, mem, size);
+	g_free(mem);
+	if (!*rgb) {
+		eosin_error("out of memory");
+		ret = -2;
+		goto done;
+	}
+	*dsx = (double)s->width[0] / *w;
+	*dsy = (double)s->height[0] / *h;
+	ret = 0;
+done:
+	if (ret == -1) {
+		eosin_error("'%s': thumbnail of level %d: %s", s->path, level,
+		            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
+		vips_error_clear();
+	}
+	vips_area_unref(VIPS_AREA(white));
+	for (int i = 0; i < 4; i++)
+		if (t[i])
+			g_object_unref(t[i]);
+	return ret < 0 ? -1 : 0;
+}
