@@ -32,9 +32,11 @@
 
 #define WINDOW_PER_THREAD 4
 #define MAX_MAGS (QUADTREE_MAX_DEPTH + 1)
-/* Thumbnail for tissue detection: about 4 um per pixel, at most this many
- * pixels on the long side. */
+/* Thumbnail for tissue detection and the preview: about 4 um per pixel,
+ * but at least THUMB_MIN_SIDE (small slides: a finer mask) and at most
+ * THUMB_MAX_SIDE pixels (huge slides: bounded memory) on the long side. */
 #define THUMB_MPP 4.0
+#define THUMB_MIN_SIDE 1024
 #define THUMB_MAX_SIDE 4096
 /* Components smaller than this are dust, not tissue (um^2). */
 #define MIN_TISSUE_AREA_UM2 5000.0
@@ -263,15 +265,15 @@ static void tile_id(char *buf, size_t size, const char *slide_id, double mag, in
 }
 
 /* Read, resample, encode and pack tile i; the record into *rec. */
-static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb, struct recb *b,
-                     char **rec, size_t *len)
+static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb,
+                     struct slide_scratch *sc, struct recb *b, char **rec, size_t *len)
 {
 	const struct options *o = j->o;
 	const struct slide *s = j->s;
 	const struct plan_tile *t = &j->plan->tiles[i];
 	const struct plan_tile *root = &j->plan->tiles[t->root];
 	double mag = o->mags[t->mag_index];
-	if (slide_read_box(s, t->level, t->x, t->y, t->extent, o->px, rgb) < 0)
+	if (slide_read_box(s, t->level, t->x, t->y, t->extent, o->px, rgb, sc) < 0)
 		return -1;
 	unsigned char *jpeg = NULL;
 	unsigned long jpeg_len = 0;
@@ -320,6 +322,7 @@ static void *worker(void *arg)
 	struct job *j = arg;
 	tjhandle tj = tjInitCompress();
 	uint8_t *rgb = malloc((size_t)j->o->px * j->o->px * 3);
+	struct slide_scratch sc = {0};
 	struct recb b;
 	recb_init(&b);
 	for (;;) {
@@ -342,7 +345,7 @@ static void *worker(void *arg)
 		if (!tj || !rgb)
 			ret = eosin_error("out of memory");
 		else
-			ret = make_tile(j, i, tj, rgb, &b, &rec, &len);
+			ret = make_tile(j, i, tj, rgb, &sc, &b, &rec, &len);
 
 		pthread_mutex_lock(&j->lock);
 		sl->rec = ret < 0 ? NULL : rec;
@@ -354,6 +357,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&j->lock);
 	}
 	recb_release(&b);
+	slide_scratch_release(&sc);
 	free(rgb);
 	if (tj)
 		tjDestroy(tj);
@@ -540,6 +544,8 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 	int64_t side = s.width[0] > s.height[0] ? s.width[0] : s.height[0];
 	if (side / thumb_ds > THUMB_MAX_SIDE)
 		thumb_ds = (double)side / THUMB_MAX_SIDE;
+	if (side / thumb_ds < THUMB_MIN_SIDE)
+		thumb_ds = (double)side / THUMB_MIN_SIDE;
 	int tw, th;
 	double dsx, dsy;
 	if (slide_thumbnail(&s, thumb_ds, &thumb, &tw, &th, &dsx, &dsy) < 0 ||

@@ -5,10 +5,11 @@
  * openslide_t shared by all threads reads any box at any level with one
  * call, shares one decoded-tile cache, and gives exact level-0 placement;
  * going through vips_openslideload per tile would reopen or re-wrap the
- * slide for every patch and add a pipeline per region. For the whole-slide
- * thumbnail the libvips loader is the better tool: it streams the level in
- * tiles and shrinks as it goes, so memory follows the thumbnail, not the
- * level.
+ * slide for every patch and add a pipeline per region. The thumbnail is
+ * read through the same handle, block by block, and box-averaged as it
+ * goes: memory follows the thumbnail, and on small slides it leaves
+ * OpenSlide's tile cache warm for the tiles (libvips' loader would open a
+ * second handle and decode every tile a second time).
  */
 #include "slide.h"
 
@@ -222,8 +223,30 @@ done:
 	return ret;
 }
 
+void slide_scratch_release(struct slide_scratch *sc)
+{
+	free(sc->argb);
+	free(sc->rgb);
+	memset(sc, 0, sizeof *sc);
+}
+
+static int scratch_reserve(struct slide_scratch *sc, size_t pixels)
+{
+	if (pixels <= sc->cap)
+		return 0;
+	slide_scratch_release(sc);
+	sc->argb = malloc(pixels * 4);
+	sc->rgb = malloc(pixels * 3);
+	if (!sc->argb || !sc->rgb) {
+		slide_scratch_release(sc);
+		return eosin_error("out of memory");
+	}
+	sc->cap = pixels;
+	return 0;
+}
+
 int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent,
-                   int px, uint8_t *rgb)
+                   int px, uint8_t *rgb, struct slide_scratch *sc)
 {
 	if (level < 0 || level >= s->nlevels || extent <= 0 || px <= 0)
 		return eosin_error("'%s': bad read (level %d, extent %lld)", s->path, level,
@@ -232,33 +255,20 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 	int64_t n = (int64_t)ceil(side - 1e-6);
 	if (n < 1)
 		n = 1;
-	if (n > 65536)
+	if (n > 32768)
 		return eosin_error("'%s': a %lld px square region at level %d is too large to read",
 		                   s->path, (long long)n, level);
-	uint32_t *argb = malloc((size_t)n * n * 4);
-	uint8_t *region = malloc((size_t)n * n * 3);
-	int ret = -1;
-	if (!argb || !region) {
-		eosin_error("out of memory");
-		goto done;
-	}
-	openslide_read_region(s->osr, argb, x, y, level, n, n);
+	if (scratch_reserve(sc, (size_t)(n * n)) < 0)
+		return -1;
+	openslide_read_region(s->osr, sc->argb, x, y, level, n, n);
 	const char *oerr = openslide_get_error(s->osr);
-	if (oerr) {
-		eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path, level, (long long)x,
-		            (long long)y, oerr);
-		goto done;
-	}
-	argb_to_rgb_on_white(argb, (size_t)n * n, region);
-	free(argb);
-	argb = NULL;
-	ret = resample_to(region, (int)n, (int)n, (double)px / side, px, rgb);
-	if (ret < 0)
-		eosin_error_prefix("'%s'", s->path);
-done:
-	free(argb);
-	free(region);
-	return ret;
+	if (oerr)
+		return eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path, level,
+		                   (long long)x, (long long)y, oerr);
+	argb_to_rgb_on_white(sc->argb, (size_t)(n * n), sc->rgb);
+	if (resample_to(sc->rgb, (int)n, (int)n, (double)px / side, px, rgb) < 0)
+		return eosin_error_prefix("'%s'", s->path);
+	return 0;
 }
 
 int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int *w, int *h,
@@ -270,49 +280,67 @@ int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int 
 	for (int l = 0; l < s->nlevels; l++)
 		if (s->ds[l] <= ds_target && s->ds[l] >= s->ds[level])
 			level = l;
-	VipsImage *t[4] = {NULL, NULL, NULL, NULL};
-	VipsArrayDouble *white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
-	int ret = -1;
-	*rgb = NULL;
-	if (vips_openslideload(s->path, &t[0], "level", level, NULL))
-		goto done;
-	if (vips_flatten(t[0], &t[1], "background", white, NULL))
-		goto done;
-	if (vips_resize(t[1], &t[2], s->ds[level] / ds_target, NULL))
-		goto done;
-	if (vips_cast(t[2], &t[3], VIPS_FORMAT_UCHAR, NULL))
-		goto done;
-	if (t[3]->Bands != 3) {
-		vips_error("eosin", "thumbnail has %d bands, not 3", t[3]->Bands);
-		goto done;
+	/* k x k level pixels per thumbnail pixel, k an integer (rounded down:
+	 * never coarser than asked), so that blocks
+	 * of the level map onto whole thumbnail pixels */
+	int64_t k = (int64_t)floor(ds_target / s->ds[level] + 1e-9);
+	if (k < 1)
+		k = 1;
+	int64_t lw = s->width[level], lh = s->height[level];
+	int64_t tw = (lw + k - 1) / k, th = (lh + k - 1) / k;
+	if (tw > 65536 || th > 65536 || tw * th > ((int64_t)1 << 28))
+		return eosin_error("'%s': a %lldx%lld thumbnail is too large", s->path, (long long)tw,
+		                   (long long)th);
+	/* blocks of about 1024 level pixels square: one read_region each */
+	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k;   /* block side, thumbnail px */
+	int64_t bl = bt * k;                         /* block side, level px */
+	uint8_t *out = malloc((size_t)(tw * th * 3));
+	uint32_t *argb = malloc((size_t)(bl * bl * 4));
+	uint32_t *sum = malloc((size_t)(bt * bt * 4) * sizeof *sum);   /* r, g, b, count */
+	if (!out || !argb || !sum) {
+		free(out);
+		free(argb);
+		free(sum);
+		return eosin_error("out of memory");
 	}
-	size_t size = 0;
-	void *mem = vips_image_write_to_memory(t[3], &size);
-	if (!mem)
-		goto done;
-	*w = t[3]->Xsize;
-	*h = t[3]->Ysize;
-	*rgb = malloc(size);
-	if (*rgb)
-		memcpy(*rgb, mem, size);
-	g_free(mem);
-	if (!*rgb) {
-		eosin_error("out of memory");
-		ret = -2;
-		goto done;
-	}
-	*dsx = (double)s->width[0] / *w;
-	*dsy = (double)s->height[0] / *h;
-	ret = 0;
-done:
-	if (ret == -1) {
-		eosin_error("'%s': thumbnail of level %d: %s", s->path, level,
-		            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
-		vips_error_clear();
-	}
-	vips_area_unref(VIPS_AREA(white));
-	for (int i = 0; i < 4; i++)
-		if (t[i])
-			g_object_unref(t[i]);
-	return ret < 0 ? -1 : 0;
+	for (int64_t by = 0; by < lh; by += bl)
+		for (int64_t bx = 0; bx < lw; bx += bl) {
+			int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+			/* read_region takes level-0 coordinates */
+			openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
+			                      (int64_t)(by * s->ds[level]), level, rw, rh);
+			const char *oerr = openslide_get_error(s->osr);
+			if (oerr) {
+				free(out);
+				free(argb);
+				free(sum);
+				return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path,
+				                   level, oerr);
+			}
+			memset(sum, 0, (size_t)(bt * bt * 4) * sizeof *sum);
+			for (int64_t y = 0; y < rh; y++)
+				for (int64_t x = 0; x < rw; x++) {
+					uint8_t px[3];
+					argb_to_rgb_on_white(&argb[y * rw + x], 1, px);
+					uint32_t *acc = &sum[4 * ((y / k) * bt + x / k)];
+					acc[0] += px[0];
+					acc[1] += px[1];
+					acc[2] += px[2];
+					acc[3]++;
+				}
+			for (int64_t ty = 0; ty < (rh + k - 1) / k; ty++)
+				for (int64_t tx = 0; tx < (rw + k - 1) / k; tx++) {
+					const uint32_t *acc = &sum[4 * (ty * bt + tx)];
+					uint8_t *o = &out[3 * ((by / k + ty) * tw + bx / k + tx)];
+					for (int c = 0; c < 3; c++)
+						o[c] = (uint8_t)((acc[c] + acc[3] / 2) / acc[3]);
+				}
+		}
+	free(argb);
+	free(sum);
+	*rgb = out;
+	*w = (int)tw;
+	*h = (int)th;
+	*dsx = *dsy = s->ds[level] * (double)k;
+	return 0;
 }

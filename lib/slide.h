@@ -22,6 +22,7 @@
 #define EOSIN_SLIDE_H
 
 #include <openslide.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum mpp_source { MPP_NONE = 0, MPP_OPENSLIDE, MPP_TIFF, MPP_OBJECTIVE, MPP_OVERRIDE };
@@ -59,17 +60,30 @@ void slide_close(struct slide *s);
  * target_mpp * (1 + tolerance); level 0 when none is. */
 int slide_level_for(const struct slide *s, double target_mpp, double tolerance);
 
+/* Buffers one reader thread reuses from tile to tile (a region is often
+ * megabytes: allocating it afresh each time costs page faults). Zero it to
+ * start; slide_scratch_release() frees it. Never shared between threads. */
+struct slide_scratch {
+	uint32_t *argb;
+	uint8_t *rgb;
+	size_t cap;           /* pixels both hold */
+};
+void slide_scratch_release(struct slide_scratch *sc);
+
 /* Read the level-0 box [x, x+extent)^2 from `level` and resample it with
  * libvips (lanczos3) to exactly px x px, composited on white where the
  * slide is transparent (outside its scanned area). rgb is px*px*3 bytes,
- * row-major RGB. Memory: one level region, (extent/ds)^2 * 4 bytes. */
+ * row-major RGB. Memory: one level region, (extent/ds)^2 * 7 bytes, kept
+ * in sc for the next call. */
 int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent,
-                   int px, uint8_t *rgb);
+                   int px, uint8_t *rgb, struct slide_scratch *sc);
 
 /* A low-resolution RGB image of the whole slide, about ds_target level-0
- * pixels per pixel (never finer than level 0), read from the best level
- * through libvips so memory stays bounded by the thumbnail. *rgb is
- * malloc'd (w*h*3); *dsx, *dsy are the exact level-0 px per thumbnail px. */
+ * pixels per pixel (never finer than level 0): the coarsest level at or
+ * below ds_target, box-averaged over k x k level pixels (k an integer),
+ * read in blocks so memory stays bounded by the thumbnail. *rgb is
+ * malloc'd (w*h*3, composited on white); *dsx, *dsy are the level-0 px
+ * per thumbnail px (the last row and column may cover less). */
 int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int *w, int *h,
                     double *dsx, double *dsy);
 

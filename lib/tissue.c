@@ -187,7 +187,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	 * into the region it is, and removes isolated specks. */
 	double mask_mpp = base_mpp * sqrt(dsx * dsy);
 	int r = (int)lround(12.0 / mask_mpp);
-	r = r < 1 ? 1 : r > 8 ? 8 : r;
+	r = r < 1 ? 1 : r > 6 ? 6 : r;   /* 13 x 13 at most: cost is w*h*(2r+1) */
 	median_filter(sat, w, h, r, smooth);
 	uint64_t hist[256] = {0};
 	for (size_t i = 0; i < n; i++)
@@ -200,7 +200,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	free(smooth);
 	/* about 8 um of structuring radius, at least one mask pixel */
 	r = (int)lround(8.0 / mask_mpp);
-	r = r < 1 ? 1 : r > 8 ? 8 : r;
+	r = r < 1 ? 1 : r > 16 ? 16 : r;
 	morph(m->mask, w, h, r, 0, m->integral);   /* close: dilate, erode */
 	morph(m->mask, w, h, r, 1, m->integral);
 	morph(m->mask, w, h, r, 1, m->integral);   /* open: erode, dilate */

@@ -3,13 +3,15 @@
  * whole slide, and how much of a level-0 box it covers.
  *
  * Method: saturation S = (max - min) / max of each pixel (HSV), 0..255;
- * glass and background are nearly grey (low S), stained tissue is not. The
- * threshold is Otsu's on the histogram of S (floored at TISSUE_MIN_S so a
- * blank slide does not turn its noise into tissue); near-black pixels
- * (scanner padding, max < 25) are never tissue. Then a morphological open
- * and close with a square of radius r (about 8 um) removes speckle and
- * closes small gaps, and connected components smaller than min_area
- * micrometres^2 (dust, debris) are dropped.
+ * glass and background are nearly grey (low S), stained tissue is not;
+ * near-black pixels (scanner padding, max < 25) count as S = 0. S is
+ * median-filtered over about 12 um, so that fibrous tissue (pale collagen
+ * with gaps) reads as the region it is, then thresholded at Otsu's
+ * threshold of the filtered histogram, floored at TISSUE_MIN_S so that a
+ * blank slide does not turn its noise into tissue. A morphological close
+ * and open with a square of about 8 um radius fill small gaps and remove
+ * speckle, and connected components smaller than min_area micrometres^2
+ * (dust, debris) are dropped.
  *
  * The mask owns its buffers; tissue_mask_release() frees them. Queries are
  * read-only and may run from several threads.

@@ -48,7 +48,7 @@ test_expect_success 'a white slide has no tissue, whatever Otsu says' '
 '
 
 test_expect_success PIL 'preview: thumbnail size, tissue tinted, parents outlined' '
-	vipsheader prev.png >hdr && grep "1024x683" hdr &&
+	vipsheader prev.png >hdr && grep "1536x1024" hdr &&
 	"$PY" - prev.png <<-\EOF
 	import sys
 	from PIL import Image
