@@ -548,7 +548,7 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 		thumb_ds = (double)side / THUMB_MIN_SIDE;
 	int tw, th;
 	double dsx, dsy;
-	if (slide_thumbnail(&s, thumb_ds, &thumb, &tw, &th, &dsx, &dsy) < 0 ||
+	if (slide_thumbnail(&s, thumb_ds, o->threads, &thumb, &tw, &th, &dsx, &dsy) < 0 ||
 	    tissue_detect(&mask, thumb, tw, th, dsx, dsy, s.base_mpp, MIN_TISSUE_AREA_UM2) < 0 ||
 	    plan_slide(o, &s, &mask, &plan) < 0) {
 		warn_lib();

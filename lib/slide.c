@@ -16,6 +16,7 @@
 #include "error.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vips/vips.h>
@@ -271,8 +272,8 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 	return 0;
 }
 
-int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int *w, int *h,
-                    double *dsx, double *dsy)
+int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_t **rgb, int *w,
+                    int *h, double *dsx, double *dsy)
 {
 	if (ds_target < 1)
 		ds_target = 1;
@@ -291,53 +292,65 @@ int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int 
 	if (tw > 65536 || th > 65536 || tw * th > ((int64_t)1 << 28))
 		return eosin_error("'%s': a %lldx%lld thumbnail is too large", s->path, (long long)tw,
 		                   (long long)th);
-	/* blocks of about 1024 level pixels square: one read_region each */
+	/* blocks of about 1024 level pixels square: one read_region each, up
+	 * to `threads` at once (blocks are independent; the handle is
+	 * thread-safe) */
 	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k;   /* block side, thumbnail px */
 	int64_t bl = bt * k;                         /* block side, level px */
+	int64_t nbx = (lw + bl - 1) / bl, nby = (lh + bl - 1) / bl;
 	uint8_t *out = malloc((size_t)(tw * th * 3));
-	uint32_t *argb = malloc((size_t)(bl * bl * 4));
-	uint32_t *sum = malloc((size_t)(bt * bt * 4) * sizeof *sum);   /* r, g, b, count */
-	if (!out || !argb || !sum) {
-		free(out);
-		free(argb);
-		free(sum);
+	if (!out)
 		return eosin_error("out of memory");
-	}
-	for (int64_t by = 0; by < lh; by += bl)
-		for (int64_t bx = 0; bx < lw; bx += bl) {
-			int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+	int failed = 0;
+	char err[512] = "";
+#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
+	for (int64_t b = 0; b < nbx * nby; b++) {
+		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
+		int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+		uint32_t *argb = malloc((size_t)(rw * rh * 4));
+		uint32_t *sum = calloc((size_t)(bt * bt * 4), sizeof *sum);   /* r, g, b, count */
+		const char *oerr = NULL;
+		if (argb && sum) {
 			/* read_region takes level-0 coordinates */
 			openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
 			                      (int64_t)(by * s->ds[level]), level, rw, rh);
-			const char *oerr = openslide_get_error(s->osr);
-			if (oerr) {
-				free(out);
-				free(argb);
-				free(sum);
-				return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path,
-				                   level, oerr);
-			}
-			memset(sum, 0, (size_t)(bt * bt * 4) * sizeof *sum);
-			for (int64_t y = 0; y < rh; y++)
-				for (int64_t x = 0; x < rw; x++) {
-					uint8_t px[3];
-					argb_to_rgb_on_white(&argb[y * rw + x], 1, px);
-					uint32_t *acc = &sum[4 * ((y / k) * bt + x / k)];
-					acc[0] += px[0];
-					acc[1] += px[1];
-					acc[2] += px[2];
-					acc[3]++;
-				}
-			for (int64_t ty = 0; ty < (rh + k - 1) / k; ty++)
-				for (int64_t tx = 0; tx < (rw + k - 1) / k; tx++) {
-					const uint32_t *acc = &sum[4 * (ty * bt + tx)];
-					uint8_t *o = &out[3 * ((by / k + ty) * tw + bx / k + tx)];
-					for (int c = 0; c < 3; c++)
-						o[c] = (uint8_t)((acc[c] + acc[3] / 2) / acc[3]);
-				}
+			oerr = openslide_get_error(s->osr);
 		}
-	free(argb);
-	free(sum);
+		if (!argb || !sum || oerr) {
+#pragma omp critical
+			{
+				if (!failed)
+					snprintf(err, sizeof err, "%s", oerr ? oerr : "out of memory");
+				failed = 1;
+			}
+			free(argb);
+			free(sum);
+			continue;
+		}
+		for (int64_t y = 0; y < rh; y++)
+			for (int64_t x = 0; x < rw; x++) {
+				uint8_t px[3];
+				argb_to_rgb_on_white(&argb[y * rw + x], 1, px);
+				uint32_t *acc = &sum[4 * ((y / k) * bt + x / k)];
+				acc[0] += px[0];
+				acc[1] += px[1];
+				acc[2] += px[2];
+				acc[3]++;
+			}
+		for (int64_t ty = 0; ty < (rh + k - 1) / k; ty++)
+			for (int64_t tx = 0; tx < (rw + k - 1) / k; tx++) {
+				const uint32_t *acc = &sum[4 * (ty * bt + tx)];
+				uint8_t *o = &out[3 * ((by / k + ty) * tw + bx / k + tx)];
+				for (int c = 0; c < 3; c++)
+					o[c] = (uint8_t)((acc[c] + acc[3] / 2) / acc[3]);
+			}
+		free(argb);
+		free(sum);
+	}
+	if (failed) {
+		free(out);
+		return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path, level, err);
+	}
 	*rgb = out;
 	*w = (int)tw;
 	*h = (int)th;

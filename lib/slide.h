@@ -83,8 +83,9 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
  * below ds_target, box-averaged over k x k level pixels (k an integer),
  * read in blocks so memory stays bounded by the thumbnail. *rgb is
  * malloc'd (w*h*3, composited on white); *dsx, *dsy are the level-0 px
- * per thumbnail px (the last row and column may cover less). */
-int slide_thumbnail(const struct slide *s, double ds_target, uint8_t **rgb, int *w, int *h,
-                    double *dsx, double *dsy);
+ * per thumbnail px (the last row and column may cover less). Reads with
+ * up to `threads` threads (OpenMP). */
+int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_t **rgb, int *w,
+                    int *h, double *dsx, double *dsy);
 
 #endif
