@@ -24,10 +24,10 @@
 #include <turbojpeg.h>
 #include <vips/vips.h>
 
-#define SYNOPSIS                                                                               \
-	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "       \
-	"[--seed N] [--min-tissue F] [--quality Q] [--mpp UM | --base-mag M] "                 \
-	"[--allow-upsample] [--tolerance F] [--threads N] [--slide-id ID] [--preview FILE] "   \
+#define SYNOPSIS                                                                                   \
+	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "           \
+	"[--seed N] [--min-tissue F] [--quality Q] [--mpp UM | --base-mag M] "                     \
+	"[--allow-upsample] [--tolerance F] [--threads N] [--slide-id ID] [--preview FILE] "       \
 	"slide ...\n"
 
 #define WINDOW_PER_THREAD 4
@@ -52,12 +52,12 @@ struct options {
 	int nmags;
 	int px;
 	int grid;
-	int overlap;            /* output px shared by neighbouring grid tiles */
-	int64_t parents;        /* depth-0 tiles kept per slide (0: all) */
+	int overlap;     /* output px shared by neighbouring grid tiles */
+	int64_t parents; /* depth-0 tiles kept per slide (0: all) */
 	uint64_t seed;
 	double min_tissue;
 	int quality;
-	double override_mpp;    /* > 0: --mpp or --base-mag */
+	double override_mpp; /* > 0: --mpp or --base-mag */
 	int allow_upsample;
 	double tolerance;
 	int threads;
@@ -68,8 +68,8 @@ struct options {
 /* One tile to make; the plan of a slide is an array of these in output
  * order. */
 struct plan_tile {
-	int64_t x, y, extent;   /* level-0 box */
-	int64_t parent, root;   /* plan indices; parent -1 at depth 0 */
+	int64_t x, y, extent; /* level-0 box */
+	int64_t parent, root; /* plan indices; parent -1 at depth 0 */
 	double tissue;
 	int mag_index, depth, level;
 };
@@ -119,7 +119,7 @@ static void sample_boxes(struct tile_box *boxes, int64_t *n, int64_t k, uint64_t
 	for (int64_t i = 0; i < *n; i++)
 		idx[i] = i;
 	uint64_t state = seed;
-	for (int64_t i = 0; i < k; i++) {   /* partial Fisher-Yates */
+	for (int64_t i = 0; i < k; i++) { /* partial Fisher-Yates */
 		int64_t j = i + (int64_t)(splitmix64(&state) % (uint64_t)(*n - i));
 		int64_t t = idx[i];
 		idx[i] = idx[j];
@@ -170,8 +170,8 @@ static int plan_tile_for(const struct options *o, const struct slide *s,
 
 /* Quadtree: parents at the lowest magnification, then each tree breadth
  * first (depth 1 raster order, depth 2, ...), trees in raster order. */
-static int plan_slide(const struct options *o, const struct slide *s,
-                      const struct tissue_mask *m, struct plan *p)
+static int plan_slide(const struct options *o, const struct slide *s, const struct tissue_mask *m,
+                      struct plan *p)
 {
 	if (o->grid) {
 		for (int k = 0; k < o->nmags; k++) {
@@ -196,8 +196,8 @@ static int plan_slide(const struct options *o, const struct slide *s,
 		return 0;
 	}
 	int depth_max = o->nmags - 1;
-	int64_t extent = tile_extent(o->px, mag_to_mpp(o->mags[0]), s->base_mpp,
-	                             (int64_t)1 << depth_max);
+	int64_t extent =
+	    tile_extent(o->px, mag_to_mpp(o->mags[0]), s->base_mpp, (int64_t)1 << depth_max);
 	if (extent < 0)
 		return -1;
 	struct tile_box *boxes;
@@ -221,7 +221,8 @@ static int plan_slide(const struct options *o, const struct slide *s,
 					int64_t parent = -1;
 					if (d > 0) {
 						int64_t first = quadtree_size(d - 2);
-						parent = root + first + (jj / 2) * (side / 2) + ii / 2;
+						parent =
+						    root + first + (jj / 2) * (side / 2) + ii / 2;
 					}
 					if (plan_tile_for(o, s, m, &c, d, d, parent, root, p) < 0) {
 						free(boxes);
@@ -240,7 +241,7 @@ enum { SLOT_EMPTY, SLOT_BUSY, SLOT_DONE };
 
 struct slot {
 	int state;
-	char *rec;              /* the finished record, or NULL on failure */
+	char *rec; /* the finished record, or NULL on failure */
 	size_t len;
 	char err[512];
 };
@@ -255,18 +256,17 @@ struct job {
 	pthread_cond_t space, done;
 	int64_t next_claim, next_write, window;
 	int stop;
-	struct slot *slots;     /* (window) ring, index % window */
+	struct slot *slots; /* (window) ring, index % window */
 };
 
-static void tile_id(char *buf, size_t size, const char *slide_id, double mag, int64_t x,
-                    int64_t y)
+static void tile_id(char *buf, size_t size, const char *slide_id, double mag, int64_t x, int64_t y)
 {
 	snprintf(buf, size, "%s/%gx/%lld_%lld", slide_id, mag, (long long)x, (long long)y);
 }
 
 /* Read, resample, encode and pack tile i; the record into *rec. */
-static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb,
-                     struct slide_scratch *sc, struct recb *b, char **rec, size_t *len)
+static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb, struct slide_scratch *sc,
+                     struct recb *b, char **rec, size_t *len)
 {
 	const struct options *o = j->o;
 	const struct slide *s = j->s;
@@ -463,15 +463,15 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 	for (size_t i = 0; i < n; i++) {
 		const uint8_t *p = thumb + 3 * i;
 		uint8_t *q = rgb + 3 * i;
-		if (m->mask[i]) {   /* 60% image, 40% green */
+		if (m->mask[i]) { /* 60% image, 40% green */
 			q[0] = (uint8_t)(p[0] * 6 / 10);
 			q[1] = (uint8_t)(p[1] * 6 / 10 + 200 * 4 / 10);
 			q[2] = (uint8_t)(p[2] * 6 / 10);
 		} else
 			memcpy(q, p, 3);
 	}
-	VipsImage *img = vips_image_new_from_memory_copy(rgb, n * 3, m->w, m->h, 3,
-	                                                 VIPS_FORMAT_UCHAR);
+	VipsImage *img =
+	    vips_image_new_from_memory_copy(rgb, n * 3, m->w, m->h, 3, VIPS_FORMAT_UCHAR);
 	free(rgb);
 	if (!img)
 		goto fail;
@@ -483,7 +483,8 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 		int left = (int)floor(t->x / m->dsx), top = (int)floor(t->y / m->dsy);
 		int w = (int)ceil(t->extent / m->dsx), h = (int)ceil(t->extent / m->dsy);
 		for (int k = 0; k < 2 && w - 2 * k > 0 && h - 2 * k > 0; k++)
-			if (vips_draw_rect(img, blue, 3, left + k, top + k, w - 2 * k, h - 2 * k, NULL)) {
+			if (vips_draw_rect(img, blue, 3, left + k, top + k, w - 2 * k, h - 2 * k,
+			                   NULL)) {
 				g_object_unref(img);
 				goto fail;
 			}
@@ -532,7 +533,8 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 	for (int k = 0; k < o->nmags; k++) {
 		double mpp = mag_to_mpp(o->mags[k]);
 		if (mpp < s.base_mpp * (1 - o->tolerance) && !o->allow_upsample) {
-			warnx("'%s': %gx (%g um/px) is beyond the scan (%g um/px from %s, about %.3gx); "
+			warnx("'%s': %gx (%g um/px) is beyond the scan (%g um/px from %s, about "
+			      "%.3gx); "
 			      "nothing real to read there: drop %g from --mags, or give "
 			      "--allow-upsample to make upsampled tiles (marked upsampled=true)",
 			      path, o->mags[k], mpp, s.base_mpp, mpp_source_name(s.mpp_source),
@@ -577,8 +579,8 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 	}
 	if (plan.n == 0)
 		warnx("'%s': no tiles: no %s with tissue >= %g (tissue covers %.1f%% of the "
-		      "slide)", path, o->grid ? "grid tile" : "parent", o->min_tissue,
-		      100 * mask.fraction);
+		      "slide)",
+		      path, o->grid ? "grid tile" : "parent", o->min_tissue, 100 * mask.fraction);
 	ret = 0;
 done:
 	free(plan.tiles);
@@ -594,9 +596,23 @@ int main(int argc, char **argv)
 	struct options o = {.px = 512, .min_tissue = 0.5, .quality = 90, .tolerance = 0.01};
 	const char *mags = "5,10,20,40";
 	double mpp = 0, base_mag = 0;
-	enum { O_MAGS = 256, O_PX, O_GRID, O_OVERLAP, O_PARENTS, O_SEED, O_MIN_TISSUE,
-	       O_QUALITY, O_MPP, O_BASE_MAG, O_UPSAMPLE, O_TOLERANCE, O_THREADS, O_SLIDE_ID,
-	       O_PREVIEW };
+	enum {
+		O_MAGS = 256,
+		O_PX,
+		O_GRID,
+		O_OVERLAP,
+		O_PARENTS,
+		O_SEED,
+		O_MIN_TISSUE,
+		O_QUALITY,
+		O_MPP,
+		O_BASE_MAG,
+		O_UPSAMPLE,
+		O_TOLERANCE,
+		O_THREADS,
+		O_SLIDE_ID,
+		O_PREVIEW
+	};
 	static const struct option opts[] = {
 	    {"mags", required_argument, 0, O_MAGS},
 	    {"px", required_argument, 0, O_PX},
@@ -649,7 +665,8 @@ int main(int argc, char **argv)
 	if (o.nmags == 1)
 		o.grid = 1;
 	if (!o.grid && quadtree_check_mags(o.mags, o.nmags) < 0)
-		errx(EXIT_USAGE, "--mags: %s (or give --grid for independent grids)", eosin_errmsg());
+		errx(EXIT_USAGE, "--mags: %s (or give --grid for independent grids)",
+		     eosin_errmsg());
 	if (o.overlap >= o.px)
 		errx(EXIT_USAGE, "--overlap %d: must be smaller than --px %d", o.overlap, o.px);
 	if (o.slide_id && argc > 1)

@@ -19,9 +19,10 @@ double mag_to_mpp(double mag)
 int64_t tile_extent(int px, double target_mpp, double base_mpp, int64_t unit)
 {
 	if (px <= 0 || !(target_mpp > 0) || !(base_mpp > 0) || unit <= 0)
-		return eosin_error("tile extent: px %d, mpp %g, base mpp %g, unit %lld must be positive",
-		                   px, target_mpp, base_mpp, (long long)unit);
-	double exact = (double)px * target_mpp / base_mpp;   /* level-0 px */
+		return eosin_error(
+		    "tile extent: px %d, mpp %g, base mpp %g, unit %lld must be positive", px,
+		    target_mpp, base_mpp, (long long)unit);
+	double exact = (double)px * target_mpp / base_mpp; /* level-0 px */
 	double units = floor(exact / (double)unit + 0.5);
 	if (units < 1)
 		units = 1;
@@ -42,7 +43,8 @@ int quadtree_descendant(const struct tile_box *parent, int depth, int i, int j,
                         struct tile_box *out)
 {
 	if (depth < 0 || depth > QUADTREE_MAX_DEPTH)
-		return eosin_error("quadtree depth %d is outside [0, %d]", depth, QUADTREE_MAX_DEPTH);
+		return eosin_error("quadtree depth %d is outside [0, %d]", depth,
+		                   QUADTREE_MAX_DEPTH);
 	int64_t side = (int64_t)1 << depth;
 	if (i < 0 || j < 0 || i >= side || j >= side)
 		return eosin_error("quadtree index (%d, %d) is outside a %lld x %lld grid", i, j,
@@ -65,9 +67,10 @@ int quadtree_check_mags(const double *mags, int n)
 		                   QUADTREE_MAX_DEPTH);
 	for (int k = 1; k < n; k++)
 		if (fabs(mags[k] - 2 * mags[k - 1]) > 1e-9 * mags[k])
-			return eosin_error("magnification %g is not twice %g: a quadtree needs each "
-			                   "magnification to double the one before (e.g. 5,10,20,40)",
-			                   mags[k], mags[k - 1]);
+			return eosin_error(
+			    "magnification %g is not twice %g: a quadtree needs each "
+			    "magnification to double the one before (e.g. 5,10,20,40)",
+			    mags[k], mags[k - 1]);
 	return 0;
 }
 
@@ -80,8 +83,9 @@ int parse_mags(const char *s, double *mags, int max)
 		errno = 0;
 		double m = strtod(p, &end);
 		if (end == p || errno || !(m > 0) || !(m <= 1000))
-			return eosin_error("magnification list '%s': '%.*s' is not a magnification in (0, 1000]",
-			                   s, (int)strcspn(p, ","), p);
+			return eosin_error(
+			    "magnification list '%s': '%.*s' is not a magnification in (0, 1000]",
+			    s, (int)strcspn(p, ","), p);
 		if (n == max)
 			return eosin_error("magnification list '%s': more than %d entries", s, max);
 		for (int k = 0; k < n; k++)

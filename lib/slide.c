@@ -104,8 +104,10 @@ int slide_open(struct slide *s, const char *path, double override_mpp)
 	s->osr = openslide_open(path);
 	if (!s->osr) {
 		if (!vendor)
-			return eosin_error("'%s': not a slide OpenSlide can read (unknown format or "
-			                   "unreadable file)", path);
+			return eosin_error(
+			    "'%s': not a slide OpenSlide can read (unknown format or "
+			    "unreadable file)",
+			    path);
 		return eosin_error("'%s': cannot open %s slide", path, vendor);
 	}
 	const char *oerr = openslide_get_error(s->osr);
@@ -137,12 +139,12 @@ int slide_open(struct slide *s, const char *path, double override_mpp)
 			return -1;
 		}
 	}
-	if (slide_resolve_mpp(openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_MPP_X),
-	                      openslide_get_property_value(s->osr, "tiff.XResolution"),
-	                      openslide_get_property_value(s->osr, "tiff.ResolutionUnit"),
-	                      openslide_get_property_value(s->osr,
-	                                                   OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER),
-	                      override_mpp, &s->base_mpp, &s->mpp_source) < 0) {
+	if (slide_resolve_mpp(
+	        openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_MPP_X),
+	        openslide_get_property_value(s->osr, "tiff.XResolution"),
+	        openslide_get_property_value(s->osr, "tiff.ResolutionUnit"),
+	        openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER),
+	        override_mpp, &s->base_mpp, &s->mpp_source) < 0) {
 		eosin_error_prefix("'%s'", path);
 		slide_close(s);
 		return -1;
@@ -154,7 +156,8 @@ int slide_level_for(const struct slide *s, double target_mpp, double tolerance)
 {
 	int best = 0;
 	for (int l = 0; l < s->nlevels; l++)
-		if (s->base_mpp * s->ds[l] <= target_mpp * (1 + tolerance) && s->ds[l] >= s->ds[best])
+		if (s->base_mpp * s->ds[l] <= target_mpp * (1 + tolerance) &&
+		    s->ds[l] >= s->ds[best])
 			best = l;
 	return best;
 }
@@ -183,8 +186,8 @@ static int resample_to(const uint8_t *in, int w, int h, double scale, int px, ui
 		memcpy(out, in, (size_t)px * px * 3);
 		return 0;
 	}
-	VipsImage *img = vips_image_new_from_memory(in, (size_t)w * h * 3, w, h, 3,
-	                                            VIPS_FORMAT_UCHAR);
+	VipsImage *img =
+	    vips_image_new_from_memory(in, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
 	VipsImage *t[3] = {NULL, NULL, NULL};
 	int ret = -1;
 	if (!img)
@@ -246,13 +249,13 @@ static int scratch_reserve(struct slide_scratch *sc, size_t pixels)
 	return 0;
 }
 
-int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent,
-                   int px, uint8_t *rgb, struct slide_scratch *sc)
+int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
+                   uint8_t *rgb, struct slide_scratch *sc)
 {
 	if (level < 0 || level >= s->nlevels || extent <= 0 || px <= 0)
 		return eosin_error("'%s': bad read (level %d, extent %lld)", s->path, level,
 		                   (long long)extent);
-	double side = (double)extent / s->ds[level];   /* level px, maybe fractional */
+	double side = (double)extent / s->ds[level]; /* level px, maybe fractional */
 	int64_t n = (int64_t)ceil(side - 1e-6);
 	if (n < 1)
 		n = 1;
@@ -290,13 +293,13 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 	int64_t lw = s->width[level], lh = s->height[level];
 	int64_t tw = (lw + k - 1) / k, th = (lh + k - 1) / k;
 	if (tw > 65536 || th > 65536 || tw * th > ((int64_t)1 << 28))
-		return eosin_error("'%s': a %lldx%lld thumbnail is too large", s->path, (long long)tw,
-		                   (long long)th);
+		return eosin_error("'%s': a %lldx%lld thumbnail is too large", s->path,
+		                   (long long)tw, (long long)th);
 	/* blocks of about 1024 level pixels square: one read_region each, up
 	 * to `threads` at once (blocks are independent; the handle is
 	 * thread-safe) */
-	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k;   /* block side, thumbnail px */
-	int64_t bl = bt * k;                         /* block side, level px */
+	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k; /* block side, thumbnail px */
+	int64_t bl = bt * k;                      /* block side, level px */
 	int64_t nbx = (lw + bl - 1) / bl, nby = (lh + bl - 1) / bl;
 	uint8_t *out = malloc((size_t)(tw * th * 3));
 	if (!out)
@@ -308,7 +311,7 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
 		int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
 		uint32_t *argb = malloc((size_t)(rw * rh * 4));
-		uint32_t *sum = calloc((size_t)(bt * bt * 4), sizeof *sum);   /* r, g, b, count */
+		uint32_t *sum = calloc((size_t)(bt * bt * 4), sizeof *sum); /* r, g, b, count */
 		const char *oerr = NULL;
 		if (argb && sum) {
 			/* read_region takes level-0 coordinates */
@@ -320,7 +323,8 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 #pragma omp critical
 			{
 				if (!failed)
-					snprintf(err, sizeof err, "%s", oerr ? oerr : "out of memory");
+					snprintf(err, sizeof err, "%s",
+					         oerr ? oerr : "out of memory");
 				failed = 1;
 			}
 			free(argb);
@@ -349,7 +353,8 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 	}
 	if (failed) {
 		free(out);
-		return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path, level, err);
+		return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path, level,
+		                   err);
 	}
 	*rgb = out;
 	*w = (int)tw;

@@ -45,9 +45,9 @@ struct slide {
 	openslide_t *osr;
 	char *path;
 	int nlevels;
-	int64_t *width, *height;  /* (nlevels) level sizes, level px */
-	double *ds;               /* (nlevels) level downsample vs level 0 */
-	double base_mpp;          /* um per level-0 px */
+	int64_t *width, *height; /* (nlevels) level sizes, level px */
+	double *ds;              /* (nlevels) level downsample vs level 0 */
+	double base_mpp;         /* um per level-0 px */
 	enum mpp_source mpp_source;
 };
 
@@ -66,7 +66,7 @@ int slide_level_for(const struct slide *s, double target_mpp, double tolerance);
 struct slide_scratch {
 	uint32_t *argb;
 	uint8_t *rgb;
-	size_t cap;           /* pixels both hold */
+	size_t cap; /* pixels both hold */
 };
 void slide_scratch_release(struct slide_scratch *sc);
 
@@ -75,8 +75,8 @@ void slide_scratch_release(struct slide_scratch *sc);
  * slide is transparent (outside its scanned area). rgb is px*px*3 bytes,
  * row-major RGB. Memory: one level region, (extent/ds)^2 * 7 bytes, kept
  * in sc for the next call. */
-int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent,
-                   int px, uint8_t *rgb, struct slide_scratch *sc);
+int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
+                   uint8_t *rgb, struct slide_scratch *sc);
 
 /* A low-resolution RGB image of the whole slide, about ds_target level-0
  * pixels per pixel (never finer than level 0): the coarsest level at or

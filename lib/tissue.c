@@ -118,7 +118,7 @@ static void median_filter(const uint8_t *in, int w, int h, int r, uint8_t *out)
 	for (int y = 0; y < h; y++) {
 		int y0 = y - r < 0 ? 0 : y - r, y1 = y + r + 1 > h ? h : y + r + 1;
 		uint32_t hist[256] = {0};
-		uint32_t count = 0, below = 0;   /* below: values < med */
+		uint32_t count = 0, below = 0; /* below: values < med */
 		int med = 0;
 		for (int x = -r; x < w; x++) {
 			int add = x + r, drop = x - r - 1;
@@ -153,8 +153,8 @@ static void median_filter(const uint8_t *in, int w, int h, int r, uint8_t *out)
 	}
 }
 
-int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx,
-                  double dsy, double base_mpp, double min_area_um2)
+int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx, double dsy,
+                  double base_mpp, double min_area_um2)
 {
 	memset(m, 0, sizeof *m);
 	if (w <= 0 || h <= 0 || (int64_t)w * h > ((int64_t)1 << 30))
@@ -187,7 +187,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	 * into the region it is, and removes isolated specks. */
 	double mask_mpp = base_mpp * sqrt(dsx * dsy);
 	int r = (int)lround(12.0 / mask_mpp);
-	r = r < 1 ? 1 : r > 6 ? 6 : r;   /* 13 x 13 at most: cost is w*h*(2r+1) */
+	r = r < 1 ? 1 : r > 6 ? 6 : r; /* 13 x 13 at most: cost is w*h*(2r+1) */
 	median_filter(sat, w, h, r, smooth);
 	uint64_t hist[256] = {0};
 	for (size_t i = 0; i < n; i++)
@@ -201,9 +201,9 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	/* about 8 um of structuring radius, at least one mask pixel */
 	r = (int)lround(8.0 / mask_mpp);
 	r = r < 1 ? 1 : r > 16 ? 16 : r;
-	morph(m->mask, w, h, r, 0, m->integral);   /* close: dilate, erode */
+	morph(m->mask, w, h, r, 0, m->integral); /* close: dilate, erode */
 	morph(m->mask, w, h, r, 1, m->integral);
-	morph(m->mask, w, h, r, 1, m->integral);   /* open: erode, dilate */
+	morph(m->mask, w, h, r, 1, m->integral); /* open: erode, dilate */
 	morph(m->mask, w, h, r, 0, m->integral);
 	drop_small(m->mask, w, h, (int64_t)ceil(min_area_um2 / (mask_mpp * mask_mpp)), stack);
 	free(stack);

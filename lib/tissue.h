@@ -24,12 +24,12 @@
 #define TISSUE_MIN_S 20
 
 struct tissue_mask {
-	int w, h;             /* mask size, px */
-	double dsx, dsy;      /* level-0 px per mask px */
-	uint8_t *mask;        /* (h, w): 1 tissue, 0 not */
-	uint32_t *integral;   /* (h+1, w+1): tissue pixels above-left */
-	int threshold;        /* saturation threshold used, 0..255 */
-	double fraction;      /* tissue fraction of the whole image */
+	int w, h;           /* mask size, px */
+	double dsx, dsy;    /* level-0 px per mask px */
+	uint8_t *mask;      /* (h, w): 1 tissue, 0 not */
+	uint32_t *integral; /* (h+1, w+1): tissue pixels above-left */
+	int threshold;      /* saturation threshold used, 0..255 */
+	double fraction;    /* tissue fraction of the whole image */
 };
 
 /* Otsu's threshold of a 256-bin histogram: the t maximising the
@@ -52,8 +52,8 @@ static inline int rgb_saturation(const uint8_t *p)
 
 /* Build the mask from rgb (h, w, 3) whose pixels are dsx x dsy level-0
  * pixels of base_mpp um each. min_area_um2 is the smallest component kept. */
-int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx,
-                  double dsy, double base_mpp, double min_area_um2);
+int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx, double dsy,
+                  double base_mpp, double min_area_um2);
 void tissue_mask_release(struct tissue_mask *m);
 
 /* Fraction (0..1) of the level-0 box [x, x+extent)^2 covered by tissue:

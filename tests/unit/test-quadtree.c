@@ -63,13 +63,16 @@ int main(void)
 	ok(tile_extent(64, 1, 0, 1) < 0, "base mpp 0 refused");
 
 	ok(quadtree_size(0) == 1 && quadtree_size(1) == 5 && quadtree_size(2) == 21 &&
-	   quadtree_size(3) == 85, "tree sizes 1, 5, 21, 85");
+	       quadtree_size(3) == 85,
+	   "tree sizes 1, 5, 21, 85");
 
 	struct tile_box p = {1000, 3000, 2056}, c;
 	ok(quadtree_descendant(&p, 1, 1, 0, &c) == 0 && c.x == 2028 && c.y == 3000 &&
-	   c.extent == 1028, "child (1,0) of (1000,3000,2056) is (2028,3000,1028)");
+	       c.extent == 1028,
+	   "child (1,0) of (1000,3000,2056) is (2028,3000,1028)");
 	ok(quadtree_descendant(&p, 3, 7, 7, &c) == 0 && c.x == 1000 + 7 * 257 &&
-	   c.y == 3000 + 7 * 257 && c.extent == 257, "last 40x grandchild ends at the parent's corner");
+	       c.y == 3000 + 7 * 257 && c.extent == 257,
+	   "last 40x grandchild ends at the parent's corner");
 	ok(c.x + c.extent == p.x + p.extent, "... exactly");
 	ok(quadtree_descendant(&p, 1, 2, 0, &c) < 0, "index 2 at depth 1 refused");
 	struct tile_box odd = {0, 0, 2052};

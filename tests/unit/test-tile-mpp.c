@@ -18,19 +18,23 @@ int main(void)
 
 	/* order: override, openslide.mpp-x, tiff resolution, objective power */
 	ok(slide_resolve_mpp("0.499", "20000", "centimeter", "20", 0, &mpp, &src) == 0 &&
-	   src == MPP_OPENSLIDE && mpp == 0.499, "mpp-x first");
+	       src == MPP_OPENSLIDE && mpp == 0.499,
+	   "mpp-x first");
 	ok(slide_resolve_mpp("0.499", NULL, NULL, "20", 0.25, &mpp, &src) == 0 &&
-	   src == MPP_OVERRIDE && mpp == 0.25, "an override wins over mpp-x");
+	       src == MPP_OVERRIDE && mpp == 0.25,
+	   "an override wins over mpp-x");
 	ok(slide_resolve_mpp(NULL, "20000", "centimeter", "40", 0, &mpp, &src) == 0 &&
-	   src == MPP_TIFF, "tiff tags before objective power");
+	       src == MPP_TIFF,
+	   "tiff tags before objective power");
 	ok_near(mpp, 0.5, 1e-12, "20000 px/cm is 0.5 um/px");
 	ok(slide_resolve_mpp(NULL, "101600", "inch", NULL, 0, &mpp, &src) == 0 && src == MPP_TIFF,
 	   "inch");
 	ok_near(mpp, 0.25, 1e-12, "101600 px/inch is 0.25 um/px");
 	ok(slide_resolve_mpp(NULL, "72", "inch", "20", 0, &mpp, &src) == 0 &&
-	   src == MPP_OBJECTIVE && mpp == 0.5, "72 dpi is no scan: objective power 20 gives 0.5");
-	ok(slide_resolve_mpp(NULL, "10", "centimeter", NULL, 0, &mpp, &src) < 0 &&
-	   src == MPP_NONE, "1 px/mm (1000 um/px) is no scan either");
+	       src == MPP_OBJECTIVE && mpp == 0.5,
+	   "72 dpi is no scan: objective power 20 gives 0.5");
+	ok(slide_resolve_mpp(NULL, "10", "centimeter", NULL, 0, &mpp, &src) < 0 && src == MPP_NONE,
+	   "1 px/mm (1000 um/px) is no scan either");
 	ok(strstr(eosin_errmsg(), "--mpp UM or --base-mag M") != NULL, "the refusal names the fix");
 	ok(slide_resolve_mpp(NULL, "20000", "none", NULL, 0, &mpp, &src) < 0,
 	   "resolution unit none is not a length");
@@ -39,7 +43,8 @@ int main(void)
 	ok(slide_resolve_mpp(NULL, NULL, NULL, "40", 0, &mpp, &src) == 0 && mpp == 0.25,
 	   "objective 40 is 0.25 um/px");
 	ok(!strcmp(mpp_source_name(MPP_TIFF), "tiff") &&
-	   !strcmp(mpp_source_name(MPP_OVERRIDE), "override"), "source names match the schema");
+	       !strcmp(mpp_source_name(MPP_OVERRIDE), "override"),
+	   "source names match the schema");
 
 	/* level choice: levels at ds 1, 4, 16 of a 0.25 um/px scan */
 	int64_t wd[3] = {40000, 10000, 2500};
