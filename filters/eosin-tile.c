@@ -27,8 +27,8 @@
 #define SYNOPSIS                                                                                   \
 	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "           \
 	"[--seed N] [--min-tissue F] [--quality Q] [--mpp UM | --base-mag M] "                     \
-	"[--allow-upsample] [--tolerance F] [--threads N] [--slide-id ID] [--preview FILE] "       \
-	"slide ...\n"
+	"[--allow-upsample] [--tolerance F] [--threads N] [--cache-mb N] [--slide-id ID] "         \
+	"[--preview FILE] slide ...\n"
 
 #define WINDOW_PER_THREAD 4
 #define MAX_MAGS (QUADTREE_MAX_DEPTH + 1)
@@ -36,7 +36,7 @@
  * but at least THUMB_MIN_SIDE (small slides: a finer mask) and at most
  * THUMB_MAX_SIDE pixels (huge slides: bounded memory) on the long side. */
 #define THUMB_MPP 4.0
-#define THUMB_MIN_SIDE 1024
+#define THUMB_MIN_SIDE 768
 #define THUMB_MAX_SIDE 4096
 /* Components smaller than this are dust, not tissue (um^2). */
 #define MIN_TISSUE_AREA_UM2 5000.0
@@ -61,6 +61,7 @@ struct options {
 	int allow_upsample;
 	double tolerance;
 	int threads;
+	long cache_mb; /* level-0 copies up to this size, MiB (0: none) */
 	const char *slide_id;
 	const char *preview;
 };
@@ -542,6 +543,14 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 			goto done;
 		}
 	}
+	/* A slide whose level 0 is small and needed anyway (the finest tiles
+	 * come from it) is decoded and composited once, not per tile */
+	if (o->cache_mb > 0 &&
+	    slide_level_for(&s, mag_to_mpp(o->mags[o->nmags - 1]), o->tolerance) == 0 &&
+	    slide_cache_level0(&s, (size_t)o->cache_mb << 20, o->threads) < 0) {
+		warn_lib();
+		goto done;
+	}
 	double thumb_ds = THUMB_MPP / s.base_mpp;
 	int64_t side = s.width[0] > s.height[0] ? s.width[0] : s.height[0];
 	if (side / thumb_ds > THUMB_MAX_SIDE)
@@ -593,7 +602,8 @@ done:
 
 int main(int argc, char **argv)
 {
-	struct options o = {.px = 512, .min_tissue = 0.5, .quality = 90, .tolerance = 0.01};
+	struct options o = {
+	    .px = 512, .min_tissue = 0.5, .quality = 90, .tolerance = 0.01, .cache_mb = 256};
 	const char *mags = "5,10,20,40";
 	double mpp = 0, base_mag = 0;
 	enum {
@@ -610,6 +620,7 @@ int main(int argc, char **argv)
 		O_UPSAMPLE,
 		O_TOLERANCE,
 		O_THREADS,
+		O_CACHE_MB,
 		O_SLIDE_ID,
 		O_PREVIEW
 	};
@@ -627,6 +638,7 @@ int main(int argc, char **argv)
 	    {"allow-upsample", no_argument, 0, O_UPSAMPLE},
 	    {"tolerance", required_argument, 0, O_TOLERANCE},
 	    {"threads", required_argument, 0, O_THREADS},
+	    {"cache-mb", required_argument, 0, O_CACHE_MB},
 	    {"slide-id", required_argument, 0, O_SLIDE_ID},
 	    {"preview", required_argument, 0, O_PREVIEW},
 	    {"help", no_argument, 0, 'h'},
@@ -648,6 +660,7 @@ int main(int argc, char **argv)
 		case O_UPSAMPLE: o.allow_upsample = 1; break;
 		case O_TOLERANCE: o.tolerance = prog_double("--tolerance", optarg, 0, 0.5); break;
 		case O_THREADS: o.threads = (int)prog_long("--threads", optarg, 1, 1024); break;
+		case O_CACHE_MB: o.cache_mb = prog_long("--cache-mb", optarg, 0, 1L << 20); break;
 		case O_SLIDE_ID: o.slide_id = optarg; break;
 		case O_PREVIEW: o.preview = optarg; break;
 		default: usage();

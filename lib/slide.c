@@ -94,6 +94,7 @@ void slide_close(struct slide *s)
 	free(s->width);
 	free(s->height);
 	free(s->ds);
+	free(s->level0);
 	memset(s, 0, sizeof *s);
 }
 
@@ -249,6 +250,78 @@ static int scratch_reserve(struct slide_scratch *sc, size_t pixels)
 	return 0;
 }
 
+/* An n x n RGB box of the level-0 copy at (x, y), white outside the
+ * slide, as OpenSlide's transparent outside composited on white is. */
+static void crop_level0(const struct slide *s, int64_t x, int64_t y, int64_t n, uint8_t *out)
+{
+	int64_t w = s->width[0], h = s->height[0];
+	for (int64_t row = 0; row < n; row++) {
+		uint8_t *o = out + (size_t)(row * n * 3);
+		int64_t sy = y + row;
+		if (sy < 0 || sy >= h) {
+			memset(o, 255, (size_t)(n * 3));
+			continue;
+		}
+		int64_t x0 = x < 0 ? 0 : x, x1 = x + n > w ? w : x + n;
+		if (x1 <= x0) {
+			memset(o, 255, (size_t)(n * 3));
+			continue;
+		}
+		memset(o, 255, (size_t)((x0 - x) * 3));
+		memcpy(o + (x0 - x) * 3, s->level0 + (size_t)((sy * w + x0) * 3),
+		       (size_t)((x1 - x0) * 3));
+		memset(o + (x1 - x) * 3, 255, (size_t)((x + n - x1) * 3));
+	}
+}
+
+int slide_cache_level0(struct slide *s, size_t budget, int threads)
+{
+	int64_t w = s->width[0], h = s->height[0];
+	if (s->level0)
+		return 1;
+	if ((double)w * (double)h * 3 > (double)budget)
+		return 0;
+	uint8_t *img = malloc((size_t)(w * h * 3));
+	if (!img)
+		return 0; /* not an error: tiles are read through OpenSlide */
+	const int64_t bl = 1024;
+	int64_t nbx = (w + bl - 1) / bl, nby = (h + bl - 1) / bl;
+	int failed = 0;
+	char err[512] = "";
+#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
+	for (int64_t b = 0; b < nbx * nby; b++) {
+		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
+		int64_t rw = w - bx < bl ? w - bx : bl, rh = h - by < bl ? h - by : bl;
+		uint32_t *argb = malloc((size_t)(rw * rh * 4));
+		const char *oerr = NULL;
+		if (argb) {
+			openslide_read_region(s->osr, argb, bx, by, 0, rw, rh);
+			oerr = openslide_get_error(s->osr);
+		}
+		if (!argb || oerr) {
+#pragma omp critical
+			{
+				if (!failed)
+					snprintf(err, sizeof err, "%s",
+					         oerr ? oerr : "out of memory");
+				failed = 1;
+			}
+			free(argb);
+			continue;
+		}
+		for (int64_t y = 0; y < rh; y++)
+			argb_to_rgb_on_white(argb + y * rw, (size_t)rw,
+			                     img + (size_t)(((by + y) * w + bx) * 3));
+		free(argb);
+	}
+	if (failed) {
+		free(img);
+		return eosin_error("'%s': reading level 0: %s", s->path, err);
+	}
+	s->level0 = img;
+	return 1;
+}
+
 int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
                    uint8_t *rgb, struct slide_scratch *sc)
 {
@@ -264,12 +337,16 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 		                   s->path, (long long)n, level);
 	if (scratch_reserve(sc, (size_t)(n * n)) < 0)
 		return -1;
-	openslide_read_region(s->osr, sc->argb, x, y, level, n, n);
-	const char *oerr = openslide_get_error(s->osr);
-	if (oerr)
-		return eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path, level,
-		                   (long long)x, (long long)y, oerr);
-	argb_to_rgb_on_white(sc->argb, (size_t)(n * n), sc->rgb);
+	if (level == 0 && s->level0) {
+		crop_level0(s, x, y, n, sc->rgb);
+	} else {
+		openslide_read_region(s->osr, sc->argb, x, y, level, n, n);
+		const char *oerr = openslide_get_error(s->osr);
+		if (oerr)
+			return eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path,
+			                   level, (long long)x, (long long)y, oerr);
+		argb_to_rgb_on_white(sc->argb, (size_t)(n * n), sc->rgb);
+	}
 	if (resample_to(sc->rgb, (int)n, (int)n, (double)px / side, px, rgb) < 0)
 		return eosin_error_prefix("'%s'", s->path);
 	return 0;
@@ -310,46 +387,63 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 	for (int64_t b = 0; b < nbx * nby; b++) {
 		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
 		int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
-		uint32_t *argb = malloc((size_t)(rw * rh * 4));
-		uint32_t *sum = calloc((size_t)(bt * bt * 4), sizeof *sum); /* r, g, b, count */
+		/* the block as RGB rows: from the level-0 copy, or read */
+		const uint8_t *src;
+		size_t stride;
+		uint32_t *argb = NULL;
+		uint8_t *block = NULL;
 		const char *oerr = NULL;
-		if (argb && sum) {
-			/* read_region takes level-0 coordinates */
-			openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
-			                      (int64_t)(by * s->ds[level]), level, rw, rh);
-			oerr = openslide_get_error(s->osr);
-		}
-		if (!argb || !sum || oerr) {
-#pragma omp critical
-			{
-				if (!failed)
-					snprintf(err, sizeof err, "%s",
-					         oerr ? oerr : "out of memory");
-				failed = 1;
+		if (level == 0 && s->level0) {
+			src = s->level0 + (size_t)((by * lw + bx) * 3);
+			stride = (size_t)lw * 3;
+		} else {
+			argb = malloc((size_t)(rw * rh * 4));
+			block = malloc((size_t)(rw * rh * 3));
+			if (argb && block) {
+				/* read_region takes level-0 coordinates */
+				openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
+				                      (int64_t)(by * s->ds[level]), level, rw, rh);
+				oerr = openslide_get_error(s->osr);
+				argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
 			}
 			free(argb);
-			free(sum);
-			continue;
+			src = block;
+			stride = (size_t)rw * 3;
+			if (!block || oerr) {
+#pragma omp critical
+				{
+					if (!failed)
+						snprintf(err, sizeof err, "%s",
+						         oerr ? oerr : "out of memory");
+					failed = 1;
+				}
+				free(block);
+				continue;
+			}
 		}
-		for (int64_t y = 0; y < rh; y++)
-			for (int64_t x = 0; x < rw; x++) {
-				uint8_t px[3];
-				argb_to_rgb_on_white(&argb[y * rw + x], 1, px);
-				uint32_t *acc = &sum[4 * ((y / k) * bt + x / k)];
-				acc[0] += px[0];
-				acc[1] += px[1];
-				acc[2] += px[2];
-				acc[3]++;
+		/* box average of each k x k (clipped) cell */
+		for (int64_t y0 = 0; y0 < rh; y0 += k) {
+			int64_t y1 = y0 + k < rh ? y0 + k : rh;
+			uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
+			for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
+				int64_t x1 = x0 + k < rw ? x0 + k : rw;
+				uint32_t r = 0, g = 0, b3 = 0,
+				         n = (uint32_t)((y1 - y0) * (x1 - x0));
+				for (int64_t y = y0; y < y1; y++) {
+					const uint8_t *p =
+					    src + (size_t)y * stride + (size_t)x0 * 3;
+					for (int64_t x = x0; x < x1; x++, p += 3) {
+						r += p[0];
+						g += p[1];
+						b3 += p[2];
+					}
+				}
+				o[0] = (uint8_t)((r + n / 2) / n);
+				o[1] = (uint8_t)((g + n / 2) / n);
+				o[2] = (uint8_t)((b3 + n / 2) / n);
 			}
-		for (int64_t ty = 0; ty < (rh + k - 1) / k; ty++)
-			for (int64_t tx = 0; tx < (rw + k - 1) / k; tx++) {
-				const uint32_t *acc = &sum[4 * (ty * bt + tx)];
-				uint8_t *o = &out[3 * ((by / k + ty) * tw + bx / k + tx)];
-				for (int c = 0; c < 3; c++)
-					o[c] = (uint8_t)((acc[c] + acc[3] / 2) / acc[3]);
-			}
-		free(argb);
-		free(sum);
+		}
+		free(block);
 	}
 	if (failed) {
 		free(out);

@@ -49,12 +49,22 @@ struct slide {
 	double *ds;              /* (nlevels) level downsample vs level 0 */
 	double base_mpp;         /* um per level-0 px */
 	enum mpp_source mpp_source;
+	uint8_t *level0; /* (height[0], width[0], 3) RGB on white, or NULL */
 };
 
 /* Open path and resolve its resolution (override_mpp > 0 wins). On -1
  * the message names the path; *s needs no slide_close(). */
 int slide_open(struct slide *s, const char *path, double override_mpp);
 void slide_close(struct slide *s);
+
+/* Read all of level 0 into memory (slide.level0) when its RGB takes at
+ * most budget bytes, with up to `threads` threads. Small and single-level
+ * slides are then decoded and composited by OpenSlide once, instead of
+ * once per tile and magnification; slide_read_box() and slide_thumbnail()
+ * cut from the copy, with the same pixels as reading through OpenSlide.
+ * Returns 1 cached, 0 too large (nothing done), -1 on a read error. Call
+ * before sharing the slide between threads. */
+int slide_cache_level0(struct slide *s, size_t budget, int threads);
 
 /* The coarsest level whose mpp (base_mpp * ds) is at most
  * target_mpp * (1 + tolerance); level 0 when none is. */

@@ -63,6 +63,11 @@ test_expect_success '1 and 2 threads: the same records, byte for byte' '
 	body tiles.mpk >t0.json && test_cmp t1.json t0.json
 '
 
+test_expect_success 'the level-0 copy (--cache-mb) changes no byte' '
+	eosin-tile --px 64 --threads 2 --cache-mb 0 "$FIX/aperio.svs" >nc &&
+	body nc >nc.json && test_cmp t0.json nc.json
+'
+
 test_expect_success '--slide-id renames slide and ids' '
 	eosin-tile --px 64 --parents 1 --slide-id CASE-7 "$FIX/aperio.svs" | eosin-cat |
 	    jq -r "select(.k == \"tile\") | \"\(.slide) \(.id) \(.root)\"" >ids &&

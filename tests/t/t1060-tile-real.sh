@@ -41,6 +41,11 @@ test_expect_success 'cmu-1-small-region: 1 and 2 threads give the same records' 
 	body t1 >t1.json && body t2 >t2.json && test_cmp t1.json t2.json && test -s t1.json
 '
 
+test_expect_success 'cmu-1-small-region: reading through OpenSlide per tile is the same' '
+	eosin-tile --mags 10,20 --grid --px 256 --threads 2 --cache-mb 0 "$CMU" >nc &&
+	body nc >nc.json && test_cmp t1.json nc.json
+'
+
 test_expect_success 'tcga (no mpp, no AppMag): refused without an override' '
 	test_exit_code 1 eosin-tile --mags 10 "$TCGA" >out 2>err &&
 	grep "tcga-cr-7395-01a-01-ts1.svs.*no resolution" err &&
