@@ -543,20 +543,22 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 			goto done;
 		}
 	}
-	/* A slide whose level 0 is small and needed anyway (the finest tiles
-	 * come from it) is decoded and composited once, not per tile */
-	if (o->cache_mb > 0 &&
-	    slide_level_for(&s, mag_to_mpp(o->mags[o->nmags - 1]), o->tolerance) == 0 &&
-	    slide_cache_level0(&s, (size_t)o->cache_mb << 20, o->threads) < 0) {
-		warn_lib();
-		goto done;
-	}
 	double thumb_ds = THUMB_MPP / s.base_mpp;
 	int64_t side = s.width[0] > s.height[0] ? s.width[0] : s.height[0];
 	if (side / thumb_ds > THUMB_MAX_SIDE)
 		thumb_ds = (double)side / THUMB_MAX_SIDE;
 	if (side / thumb_ds < THUMB_MIN_SIDE)
 		thumb_ds = (double)side / THUMB_MIN_SIDE;
+	/* When the thumbnail itself must be made from level 0 (single-level
+	 * or small slides) and level 0 also gives the finest tiles, keep the
+	 * level-0 pixels (if they fit): OpenSlide then decodes and composites
+	 * them once, not once for the thumbnail and again per tile. */
+	if (o->cache_mb > 0 && slide_thumbnail_level(&s, thumb_ds) == 0 &&
+	    slide_level_for(&s, mag_to_mpp(o->mags[o->nmags - 1]), o->tolerance) == 0 &&
+	    slide_cache_level0(&s, (size_t)o->cache_mb << 20, o->threads) < 0) {
+		warn_lib();
+		goto done;
+	}
 	int tw, th;
 	double dsx, dsy;
 	if (slide_thumbnail(&s, thumb_ds, o->threads, &thumb, &tw, &th, &dsx, &dsy) < 0 ||

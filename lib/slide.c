@@ -352,15 +352,21 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 	return 0;
 }
 
+int slide_thumbnail_level(const struct slide *s, double ds_target)
+{
+	int level = 0;
+	for (int l = 0; l < s->nlevels; l++)
+		if (s->ds[l] <= ds_target && s->ds[l] >= s->ds[level])
+			level = l;
+	return level;
+}
+
 int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_t **rgb, int *w,
                     int *h, double *dsx, double *dsy)
 {
 	if (ds_target < 1)
 		ds_target = 1;
-	int level = 0;
-	for (int l = 0; l < s->nlevels; l++)
-		if (s->ds[l] <= ds_target && s->ds[l] >= s->ds[level])
-			level = l;
+	int level = slide_thumbnail_level(s, ds_target);
 	/* k x k level pixels per thumbnail pixel, k an integer (rounded down:
 	 * never coarser than asked), so that blocks
 	 * of the level map onto whole thumbnail pixels */

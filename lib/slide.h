@@ -88,6 +88,10 @@ void slide_scratch_release(struct slide_scratch *sc);
 int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
                    uint8_t *rgb, struct slide_scratch *sc);
 
+/* The level slide_thumbnail() reads for ds_target: the coarsest whose
+ * downsample is at most ds_target. */
+int slide_thumbnail_level(const struct slide *s, double ds_target);
+
 /* A low-resolution RGB image of the whole slide, about ds_target level-0
  * pixels per pixel (never finer than level 0): the coarsest level at or
  * below ds_target, box-averaged over k x k level pixels (k an integer),
