@@ -1,0 +1,735 @@
+/*
+ * eosin-tile: whole slide images to `tile` records, JPEG patches at
+ * physical magnifications, as MR-PLIP quadtrees or plain grids.
+ * See eosin-tile(1) and eosin-tile(5).
+ *
+ * Per slide: open and resolve the base mpp (lib/slide), find the tissue on
+ * a thumbnail (lib/tissue), plan the tiles (lib/quadtree: which boxes, in
+ * output order), then a pool of worker threads reads, resamples and
+ * encodes them while the main thread writes the finished records strictly
+ * in plan order. A worker may run at most WINDOW_PER_THREAD * threads tiles
+ * ahead of the writer, so memory follows the window, never the slide, and
+ * the bytes out are the same for any --threads.
+ */
+#include "prog.h"
+#include "quadtree.h"
+#include "schema_fields.h"
+#include "slide.h"
+#include "stream.h"
+#include "tissue.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <turbojpeg.h>
+#include <vips/vips.h>
+
+#define SYNOPSIS                                                                                   \
+	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "           \
+	"[--seed N] [--min-tissue F] [--quality Q] [--mpp UM | --base-mag M] "                     \
+	"[--allow-upsample] [--tolerance F] [--threads N] [--cache-mb N] [--slide-id ID] "         \
+	"[--preview FILE] slide ...\n"
+
+#define WINDOW_PER_THREAD 4
+#define MAX_MAGS (QUADTREE_MAX_DEPTH + 1)
+/* Thumbnail for tissue detection and the preview: about 4 um per pixel,
+ * but at least THUMB_MIN_SIDE (small slides: a finer mask) and at most
+ * THUMB_MAX_SIDE pixels (huge slides: bounded memory) on the long side. */
+#define THUMB_MPP 4.0
+#define THUMB_MIN_SIDE 768
+#define THUMB_MAX_SIDE 4096
+/* Components smaller than this are dust, not tissue (um^2). */
+#define MIN_TISSUE_AREA_UM2 5000.0
+
+static void usage(void)
+{
+	fputs(SYNOPSIS, stderr);
+	exit(EXIT_USAGE);
+}
+
+struct options {
+	double mags[MAX_MAGS];
+	int nmags;
+	int px;
+	int grid;
+	int overlap;     /* output px shared by neighbouring grid tiles */
+	int64_t parents; /* depth-0 tiles kept per slide (0: all) */
+	uint64_t seed;
+	double min_tissue;
+	int quality;
+	double override_mpp; /* > 0: --mpp or --base-mag */
+	int allow_upsample;
+	double tolerance;
+	int threads;
+	long cache_mb; /* level-0 copies up to this size, MiB (0: none) */
+	const char *slide_id;
+	const char *preview;
+};
+
+/* One tile to make; the plan of a slide is an array of these in output
+ * order. */
+struct plan_tile {
+	int64_t x, y, extent; /* level-0 box */
+	int64_t parent, root; /* plan indices; parent -1 at depth 0 */
+	double tissue;
+	int mag_index, depth, level;
+};
+
+struct plan {
+	struct plan_tile *tiles;
+	int64_t n, cap;
+};
+
+static int plan_add(struct plan *p, const struct plan_tile *t)
+{
+	if (p->n == p->cap) {
+		int64_t ncap = p->cap ? 2 * p->cap : 256;
+		struct plan_tile *nt = realloc(p->tiles, (size_t)ncap * sizeof *nt);
+		if (!nt)
+			return eosin_error("out of memory");
+		p->tiles = nt;
+		p->cap = ncap;
+	}
+	p->tiles[p->n++] = *t;
+	return 0;
+}
+
+/* splitmix64: a small, good, seedable generator for parent sampling. */
+static uint64_t splitmix64(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Keep k of the n candidate boxes, chosen by the seed, in raster order. */
+static void sample_boxes(struct tile_box *boxes, int64_t *n, int64_t k, uint64_t seed)
+{
+	if (k <= 0 || k >= *n)
+		return;
+	int64_t *idx = malloc((size_t)*n * sizeof *idx);
+	if (!idx)
+		return;
+	for (int64_t i = 0; i < *n; i++)
+		idx[i] = i;
+	uint64_t state = seed;
+	for (int64_t i = 0; i < k; i++) { /* partial Fisher-Yates */
+		int64_t j = i + (int64_t)(splitmix64(&state) % (uint64_t)(*n - i));
+		int64_t t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+	qsort(idx, (size_t)k, sizeof *idx, cmp_i64);
+	for (int64_t i = 0; i < k; i++)
+		boxes[i] = boxes[idx[i]];
+	*n = k;
+	free(idx);
+}
+
+/* Depth-0 boxes on a grid of `stride` over the slide, each wholly inside
+ * level 0 and with enough tissue. */
+static int grid_boxes(const struct slide *s, const struct tissue_mask *m, int64_t extent,
+                      int64_t stride, double min_tissue, struct tile_box **out, int64_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (extent > s->width[0] || extent > s->height[0])
+		return 0;
+	int64_t nx = (s->width[0] - extent) / stride + 1, ny = (s->height[0] - extent) / stride + 1;
+	struct tile_box *b = malloc((size_t)(nx * ny) * sizeof *b);
+	if (!b)
+		return eosin_error("out of memory");
+	for (int64_t j = 0; j < ny; j++)
+		for (int64_t i = 0; i < nx; i++) {
+			struct tile_box t = {i * stride, j * stride, extent};
+			if (tissue_fraction(m, t.x, t.y, t.extent) >= min_tissue)
+				b[(*n)++] = t;
+		}
+	*out = b;
+	return 0;
+}
+
+static int plan_tile_for(const struct options *o, const struct slide *s,
+                         const struct tissue_mask *m, const struct tile_box *b, int mag_index,
+                         int depth, int64_t parent, int64_t root, struct plan *p)
+{
+	struct plan_tile t = {b->x, b->y, b->extent, parent, root, 0, mag_index, depth, 0};
+	t.tissue = tissue_fraction(m, b->x, b->y, b->extent);
+	double actual_mpp = (double)b->extent * s->base_mpp / o->px;
+	t.level = slide_level_for(s, actual_mpp, o->tolerance);
+	if (t.root < 0)
+		t.root = p->n;
+	return plan_add(p, &t);
+}
+
+/* Quadtree: parents at the lowest magnification, then each tree breadth
+ * first (depth 1 raster order, depth 2, ...), trees in raster order. */
+static int plan_slide(const struct options *o, const struct slide *s, const struct tissue_mask *m,
+                      struct plan *p)
+{
+	if (o->grid) {
+		for (int k = 0; k < o->nmags; k++) {
+			double mpp = mag_to_mpp(o->mags[k]);
+			int64_t extent = tile_extent(o->px, mpp, s->base_mpp, 1);
+			if (extent < 0)
+				return -1;
+			int64_t overlap = (int64_t)llround((double)o->overlap * mpp / s->base_mpp);
+			int64_t stride = extent - overlap < 1 ? 1 : extent - overlap;
+			struct tile_box *boxes;
+			int64_t n;
+			if (grid_boxes(s, m, extent, stride, o->min_tissue, &boxes, &n) < 0)
+				return -1;
+			sample_boxes(boxes, &n, o->parents, o->seed + (uint64_t)k);
+			for (int64_t i = 0; i < n; i++)
+				if (plan_tile_for(o, s, m, &boxes[i], k, 0, -1, -1, p) < 0) {
+					free(boxes);
+					return -1;
+				}
+			free(boxes);
+		}
+		return 0;
+	}
+	int depth_max = o->nmags - 1;
+	int64_t extent =
+	    tile_extent(o->px, mag_to_mpp(o->mags[0]), s->base_mpp, (int64_t)1 << depth_max);
+	if (extent < 0)
+		return -1;
+	struct tile_box *boxes;
+	int64_t n;
+	if (grid_boxes(s, m, extent, extent, o->min_tissue, &boxes, &n) < 0)
+		return -1;
+	sample_boxes(boxes, &n, o->parents, o->seed);
+	for (int64_t i = 0; i < n; i++) {
+		int64_t root = p->n;
+		for (int d = 0; d <= depth_max; d++) {
+			int side = 1 << d;
+			for (int jj = 0; jj < side; jj++)
+				for (int ii = 0; ii < side; ii++) {
+					struct tile_box c;
+					if (quadtree_descendant(&boxes[i], d, ii, jj, &c) < 0) {
+						free(boxes);
+						return -1;
+					}
+					/* the parent is (ii/2, jj/2) at depth d-1, whose
+					 * tiles start quadtree_size(d-2) after the root */
+					int64_t parent = -1;
+					if (d > 0) {
+						int64_t first = quadtree_size(d - 2);
+						parent =
+						    root + first + (jj / 2) * (side / 2) + ii / 2;
+					}
+					if (plan_tile_for(o, s, m, &c, d, d, parent, root, p) < 0) {
+						free(boxes);
+						return -1;
+					}
+				}
+		}
+	}
+	free(boxes);
+	return 0;
+}
+
+/* ---- the worker pool ---- */
+
+enum { SLOT_EMPTY, SLOT_BUSY, SLOT_DONE };
+
+struct slot {
+	int state;
+	char *rec; /* the finished record, or NULL on failure */
+	size_t len;
+	char err[512];
+};
+
+struct job {
+	const struct options *o;
+	const struct slide *s;
+	const struct plan *plan;
+	const char *slide_id;
+	const char *path;
+	pthread_mutex_t lock;
+	pthread_cond_t space, done;
+	int64_t next_claim, next_write, window;
+	int stop;
+	struct slot *slots; /* (window) ring, index % window */
+};
+
+static void tile_id(char *buf, size_t size, const char *slide_id, double mag, int64_t x, int64_t y)
+{
+	snprintf(buf, size, "%s/%gx/%lld_%lld", slide_id, mag, (long long)x, (long long)y);
+}
+
+/* Read, resample, encode and pack tile i; the record into *rec. */
+static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb, struct slide_scratch *sc,
+                     struct recb *b, char **rec, size_t *len)
+{
+	const struct options *o = j->o;
+	const struct slide *s = j->s;
+	const struct plan_tile *t = &j->plan->tiles[i];
+	const struct plan_tile *root = &j->plan->tiles[t->root];
+	double mag = o->mags[t->mag_index];
+	if (slide_read_box(s, t->level, t->x, t->y, t->extent, o->px, rgb, sc) < 0)
+		return -1;
+	unsigned char *jpeg = NULL;
+	unsigned long jpeg_len = 0;
+	int subsamp = o->quality >= 90 ? TJSAMP_444 : TJSAMP_420;
+	if (tjCompress2(tj, rgb, o->px, 0, o->px, TJPF_RGB, &jpeg, &jpeg_len, subsamp, o->quality,
+	                0) != 0) {
+		eosin_error("jpeg encoding: %s", tjGetErrorStr2(tj));
+		tjFree(jpeg);
+		return -1;
+	}
+	char id[1024];
+	tile_id(id, sizeof id, j->slide_id, mag, t->x, t->y);
+	double level_px = (double)t->extent / s->ds[t->level];
+	recb_begin(b, "tile", 1);
+	recb_str(b, F_TILE_ID, id);
+	recb_str(b, F_TILE_SLIDE, j->slide_id);
+	recb_str(b, F_TILE_PATH, j->path);
+	recb_f64(b, F_TILE_MAG, mag);
+	recb_f64(b, F_TILE_MPP, (double)t->extent * s->base_mpp / o->px);
+	recb_int(b, F_TILE_X, t->x);
+	recb_int(b, F_TILE_Y, t->y);
+	recb_int(b, F_TILE_EXTENT, t->extent);
+	recb_int(b, F_TILE_PX, o->px);
+	recb_int(b, F_TILE_LEVEL, t->level);
+	recb_f64(b, F_TILE_DS, s->ds[t->level]);
+	recb_f64(b, F_TILE_BASE_MPP, s->base_mpp);
+	recb_str(b, F_TILE_MPP_SOURCE, mpp_source_name(s->mpp_source));
+	recb_f64(b, F_TILE_TISSUE, round(t->tissue * 1e4) / 1e4);
+	recb_int(b, F_TILE_DEPTH, t->depth);
+	if (t->parent >= 0) {
+		const struct plan_tile *pt = &j->plan->tiles[t->parent];
+		tile_id(id, sizeof id, j->slide_id, o->mags[pt->mag_index], pt->x, pt->y);
+		recb_str(b, F_TILE_PARENT, id);
+	}
+	tile_id(id, sizeof id, j->slide_id, o->mags[root->mag_index], root->x, root->y);
+	recb_str(b, F_TILE_ROOT, id);
+	recb_bool(b, F_TILE_UPSAMPLED, level_px < o->px * (1 - o->tolerance));
+	recb_int(b, F_TILE_QUALITY, o->quality);
+	recb_bin(b, F_TILE_JPEG, jpeg, jpeg_len);
+	tjFree(jpeg);
+	return recb_finish(b, rec, len);
+}
+
+static void *worker(void *arg)
+{
+	struct job *j = arg;
+	tjhandle tj = tjInitCompress();
+	uint8_t *rgb = malloc((size_t)j->o->px * j->o->px * 3);
+	struct slide_scratch sc = {0};
+	struct recb b;
+	recb_init(&b);
+	for (;;) {
+		pthread_mutex_lock(&j->lock);
+		while (!j->stop && j->next_claim < j->plan->n &&
+		       j->next_claim >= j->next_write + j->window)
+			pthread_cond_wait(&j->space, &j->lock);
+		if (j->stop || j->next_claim >= j->plan->n) {
+			pthread_mutex_unlock(&j->lock);
+			break;
+		}
+		int64_t i = j->next_claim++;
+		struct slot *sl = &j->slots[i % j->window];
+		sl->state = SLOT_BUSY;
+		pthread_mutex_unlock(&j->lock);
+
+		char *rec = NULL;
+		size_t len = 0;
+		int ret;
+		if (!tj || !rgb)
+			ret = eosin_error("out of memory");
+		else
+			ret = make_tile(j, i, tj, rgb, &sc, &b, &rec, &len);
+
+		pthread_mutex_lock(&j->lock);
+		sl->rec = ret < 0 ? NULL : rec;
+		sl->len = len;
+		if (ret < 0)
+			snprintf(sl->err, sizeof sl->err, "%s", eosin_errmsg());
+		sl->state = SLOT_DONE;
+		pthread_cond_broadcast(&j->done);
+		pthread_mutex_unlock(&j->lock);
+	}
+	recb_release(&b);
+	slide_scratch_release(&sc);
+	free(rgb);
+	if (tj)
+		tjDestroy(tj);
+	return NULL;
+}
+
+/* Run the plan through the pool, writing records in plan order. 0 ok;
+ * -1 a tile failed (message set, nothing after it written); -2 a write
+ * error. */
+static int run_plan(const struct options *o, const struct slide *s, const struct plan *plan,
+                    const char *slide_id, const char *path, struct stream_writer *w)
+{
+	struct job j = {.o = o, .s = s, .plan = plan, .slide_id = slide_id, .path = path};
+	int nthreads = o->threads;
+	if (nthreads > plan->n)
+		nthreads = plan->n > 0 ? (int)plan->n : 1;
+	j.window = (int64_t)WINDOW_PER_THREAD * nthreads;
+	j.slots = calloc((size_t)j.window, sizeof *j.slots);
+	pthread_t *tids = calloc((size_t)nthreads, sizeof *tids);
+	if (!j.slots || !tids) {
+		free(j.slots);
+		free(tids);
+		return eosin_error("out of memory");
+	}
+	pthread_mutex_init(&j.lock, NULL);
+	pthread_cond_init(&j.space, NULL);
+	pthread_cond_init(&j.done, NULL);
+	int started = 0;
+	for (; started < nthreads; started++)
+		if (pthread_create(&tids[started], NULL, worker, &j) != 0)
+			break;
+	int ret = 0;
+	if (started == 0)
+		ret = eosin_error("cannot start a thread");
+	struct progress prog;
+	progress_init(&prog, "tiles", plan->n);
+	for (int64_t i = 0; ret == 0 && i < plan->n; i++) {
+		struct slot *sl = &j.slots[i % j.window];
+		pthread_mutex_lock(&j.lock);
+		while (sl->state != SLOT_DONE)
+			pthread_cond_wait(&j.done, &j.lock);
+		char *rec = sl->rec;
+		size_t len = sl->len;
+		if (!rec)
+			ret = eosin_error("%s", sl->err);
+		sl->state = SLOT_EMPTY;
+		sl->rec = NULL;
+		j.next_write = i + 1;
+		if (ret < 0)
+			j.stop = 1;
+		pthread_cond_broadcast(&j.space);
+		pthread_mutex_unlock(&j.lock);
+		if (rec && stream_write_raw(w, rec, len) < 0) {
+			ret = -2;
+			pthread_mutex_lock(&j.lock);
+			j.stop = 1;
+			pthread_cond_broadcast(&j.space);
+			pthread_mutex_unlock(&j.lock);
+		}
+		free(rec);
+		progress_add(&prog, 1);
+	}
+	progress_done(&prog);
+	char saved[1024];
+	snprintf(saved, sizeof saved, "%s", eosin_errmsg());
+	for (int t = 0; t < started; t++)
+		pthread_join(tids[t], NULL);
+	for (int64_t k = 0; k < j.window; k++)
+		free(j.slots[k].rec);
+	pthread_cond_destroy(&j.space);
+	pthread_cond_destroy(&j.done);
+	pthread_mutex_destroy(&j.lock);
+	free(j.slots);
+	free(tids);
+	if (ret < 0)
+		eosin_error("%s", saved);
+	return ret;
+}
+
+/* ---- preview ---- */
+
+/* Replace "{slide}" in pattern with the slide id. */
+static char *preview_name(const char *pattern, const char *slide_id)
+{
+	const char *at = strstr(pattern, "{slide}");
+	char *out = NULL;
+	if (!at)
+		return strdup(pattern);
+	if (asprintf(&out, "%.*s%s%s", (int)(at - pattern), pattern, slide_id, at + 7) < 0)
+		return NULL;
+	return out;
+}
+
+/* The thumbnail with tissue tinted green and every depth-0 tile outlined
+ * in blue, as PNG. */
+static int write_preview(const char *file, const uint8_t *thumb, const struct tissue_mask *m,
+                         const struct plan *plan)
+{
+	size_t n = (size_t)m->w * m->h;
+	uint8_t *rgb = malloc(n * 3);
+	if (!rgb)
+		return eosin_error("out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = thumb + 3 * i;
+		uint8_t *q = rgb + 3 * i;
+		if (m->mask[i]) { /* 60% image, 40% green */
+			q[0] = (uint8_t)(p[0] * 6 / 10);
+			q[1] = (uint8_t)(p[1] * 6 / 10 + 200 * 4 / 10);
+			q[2] = (uint8_t)(p[2] * 6 / 10);
+		} else
+			memcpy(q, p, 3);
+	}
+	VipsImage *img =
+	    vips_image_new_from_memory_copy(rgb, n * 3, m->w, m->h, 3, VIPS_FORMAT_UCHAR);
+	free(rgb);
+	if (!img)
+		goto fail;
+	double blue[3] = {0, 0, 255};
+	for (int64_t i = 0; i < plan->n; i++) {
+		const struct plan_tile *t = &plan->tiles[i];
+		if (t->depth != 0)
+			continue;
+		int left = (int)floor(t->x / m->dsx), top = (int)floor(t->y / m->dsy);
+		int w = (int)ceil(t->extent / m->dsx), h = (int)ceil(t->extent / m->dsy);
+		for (int k = 0; k < 2 && w - 2 * k > 0 && h - 2 * k > 0; k++)
+			if (vips_draw_rect(img, blue, 3, left + k, top + k, w - 2 * k, h - 2 * k,
+			                   NULL)) {
+				g_object_unref(img);
+				goto fail;
+			}
+	}
+	int ret = vips_pngsave(img, file, NULL);
+	g_object_unref(img);
+	if (ret)
+		goto fail;
+	return 0;
+fail:
+	eosin_error("preview '%s': %s", file,
+	            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
+	vips_error_clear();
+	return -1;
+}
+
+/* ---- one slide ---- */
+
+/* "dir/A.b.svs" -> "A.b" */
+static char *slide_id_of(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	const char *dot = strrchr(base, '.');
+	size_t n = dot && dot != base ? (size_t)(dot - base) : strlen(base);
+	return strndup(base, n);
+}
+
+/* 0 done; 1 the slide failed (reported); -1 a write error (fatal). */
+static int tile_slide(const struct options *o, const char *path, struct stream_writer *w)
+{
+	struct slide s;
+	if (slide_open(&s, path, o->override_mpp) < 0) {
+		warn_lib();
+		return 1;
+	}
+	char *slide_id = o->slide_id ? strdup(o->slide_id) : slide_id_of(path);
+	uint8_t *thumb = NULL;
+	struct tissue_mask mask = {0};
+	struct plan plan = {0};
+	int ret = 1;
+	if (!slide_id) {
+		warnx("out of memory");
+		goto done;
+	}
+	for (int k = 0; k < o->nmags; k++) {
+		double mpp = mag_to_mpp(o->mags[k]);
+		if (mpp < s.base_mpp * (1 - o->tolerance) && !o->allow_upsample) {
+			warnx("'%s': %gx (%g um/px) is beyond the scan (%g um/px from %s, about "
+			      "%.3gx); "
+			      "nothing real to read there: drop %g from --mags, or give "
+			      "--allow-upsample to make upsampled tiles (marked upsampled=true)",
+			      path, o->mags[k], mpp, s.base_mpp, mpp_source_name(s.mpp_source),
+			      10.0 / s.base_mpp, o->mags[k]);
+			goto done;
+		}
+	}
+	double thumb_ds = THUMB_MPP / s.base_mpp;
+	int64_t side = s.width[0] > s.height[0] ? s.width[0] : s.height[0];
+	if (side / thumb_ds > THUMB_MAX_SIDE)
+		thumb_ds = (double)side / THUMB_MAX_SIDE;
+	if (side / thumb_ds < THUMB_MIN_SIDE)
+		thumb_ds = (double)side / THUMB_MIN_SIDE;
+	/* When the thumbnail itself must be made from level 0 (single-level
+	 * or small slides) and level 0 also gives the finest tiles, keep the
+	 * level-0 pixels (if they fit): OpenSlide then decodes and composites
+	 * them once, not once for the thumbnail and again per tile. */
+	if (o->cache_mb > 0 && slide_thumbnail_level(&s, thumb_ds) == 0 &&
+	    slide_level_for(&s, mag_to_mpp(o->mags[o->nmags - 1]), o->tolerance) == 0 &&
+	    slide_cache_level0(&s, (size_t)o->cache_mb << 20, o->threads) < 0) {
+		warn_lib();
+		goto done;
+	}
+	int tw, th;
+	double dsx, dsy;
+	if (slide_thumbnail(&s, thumb_ds, o->threads, &thumb, &tw, &th, &dsx, &dsy) < 0 ||
+	    tissue_detect(&mask, thumb, tw, th, dsx, dsy, s.base_mpp, MIN_TISSUE_AREA_UM2) < 0 ||
+	    plan_slide(o, &s, &mask, &plan) < 0) {
+		warn_lib();
+		goto done;
+	}
+	if (o->preview) {
+		char *file = preview_name(o->preview, slide_id);
+		if (!file || write_preview(file, thumb, &mask, &plan) < 0) {
+			if (file)
+				warn_lib();
+			else
+				warnx("out of memory");
+			free(file);
+			goto done;
+		}
+		free(file);
+	}
+	int r = run_plan(o, &s, &plan, slide_id, path, w);
+	if (r == -2) {
+		ret = -1;
+		goto done;
+	}
+	if (r < 0) {
+		warn_lib();
+		goto done;
+	}
+	if (plan.n == 0)
+		warnx("'%s': no tiles: no %s with tissue >= %g (tissue covers %.1f%% of the "
+		      "slide)",
+		      path, o->grid ? "grid tile" : "parent", o->min_tissue, 100 * mask.fraction);
+	ret = 0;
+done:
+	free(plan.tiles);
+	tissue_mask_release(&mask);
+	free(thumb);
+	free(slide_id);
+	slide_close(&s);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = {
+	    .px = 512, .min_tissue = 0.5, .quality = 90, .tolerance = 0.01, .cache_mb = 256};
+	const char *mags = "5,10,20,40";
+	double mpp = 0, base_mag = 0;
+	enum {
+		O_MAGS = 256,
+		O_PX,
+		O_GRID,
+		O_OVERLAP,
+		O_PARENTS,
+		O_SEED,
+		O_MIN_TISSUE,
+		O_QUALITY,
+		O_MPP,
+		O_BASE_MAG,
+		O_UPSAMPLE,
+		O_TOLERANCE,
+		O_THREADS,
+		O_CACHE_MB,
+		O_SLIDE_ID,
+		O_PREVIEW
+	};
+	static const struct option opts[] = {
+	    {"mags", required_argument, 0, O_MAGS},
+	    {"px", required_argument, 0, O_PX},
+	    {"grid", no_argument, 0, O_GRID},
+	    {"overlap", required_argument, 0, O_OVERLAP},
+	    {"parents", required_argument, 0, O_PARENTS},
+	    {"seed", required_argument, 0, O_SEED},
+	    {"min-tissue", required_argument, 0, O_MIN_TISSUE},
+	    {"quality", required_argument, 0, O_QUALITY},
+	    {"mpp", required_argument, 0, O_MPP},
+	    {"base-mag", required_argument, 0, O_BASE_MAG},
+	    {"allow-upsample", no_argument, 0, O_UPSAMPLE},
+	    {"tolerance", required_argument, 0, O_TOLERANCE},
+	    {"threads", required_argument, 0, O_THREADS},
+	    {"cache-mb", required_argument, 0, O_CACHE_MB},
+	    {"slide-id", required_argument, 0, O_SLIDE_ID},
+	    {"preview", required_argument, 0, O_PREVIEW},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_MAGS: mags = optarg; break;
+		case O_PX: o.px = (int)prog_long("--px", optarg, 16, 8192); break;
+		case O_GRID: o.grid = 1; break;
+		case O_OVERLAP: o.overlap = (int)prog_long("--overlap", optarg, 0, 8191); break;
+		case O_PARENTS: o.parents = prog_long("--parents", optarg, 1, 1L << 40); break;
+		case O_SEED: o.seed = (uint64_t)prog_long("--seed", optarg, 0, 1L << 62); break;
+		case O_MIN_TISSUE: o.min_tissue = prog_double("--min-tissue", optarg, 0, 1); break;
+		case O_QUALITY: o.quality = (int)prog_long("--quality", optarg, 1, 100); break;
+		case O_MPP: mpp = prog_double("--mpp", optarg, 0.01, 100); break;
+		case O_BASE_MAG: base_mag = prog_double("--base-mag", optarg, 0.1, 1000); break;
+		case O_UPSAMPLE: o.allow_upsample = 1; break;
+		case O_TOLERANCE: o.tolerance = prog_double("--tolerance", optarg, 0, 0.5); break;
+		case O_THREADS: o.threads = (int)prog_long("--threads", optarg, 1, 1024); break;
+		case O_CACHE_MB: o.cache_mb = prog_long("--cache-mb", optarg, 0, 1L << 20); break;
+		case O_SLIDE_ID: o.slide_id = optarg; break;
+		case O_PREVIEW: o.preview = optarg; break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		usage();
+	if (mpp > 0 && base_mag > 0)
+		errx(EXIT_USAGE, "--mpp and --base-mag both give the base resolution: choose one");
+	o.override_mpp = mpp > 0 ? mpp : base_mag > 0 ? 10.0 / base_mag : 0;
+	if ((o.nmags = parse_mags(mags, o.mags, MAX_MAGS)) < 0)
+		errx(EXIT_USAGE, "--mags: %s", eosin_errmsg());
+	if (o.nmags == 1)
+		o.grid = 1;
+	if (!o.grid && quadtree_check_mags(o.mags, o.nmags) < 0)
+		errx(EXIT_USAGE, "--mags: %s (or give --grid for independent grids)",
+		     eosin_errmsg());
+	if (o.overlap >= o.px)
+		errx(EXIT_USAGE, "--overlap %d: must be smaller than --px %d", o.overlap, o.px);
+	if (o.slide_id && argc > 1)
+		errx(EXIT_USAGE, "--slide-id names one slide, but %d are given", argc);
+	if (o.preview && argc > 1 && !strstr(o.preview, "{slide}"))
+		errx(EXIT_USAGE, "--preview: with several slides the name needs {slide}");
+	if (o.threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		o.threads = n > 0 ? (int)n : 1;
+	}
+
+	if (VIPS_INIT(program_invocation_short_name))
+		errx(1, "cannot start libvips: %s", vips_error_buffer());
+	/* Parallelism is ours (one tile per worker); libvips evaluates each
+	 * small image on the calling thread, and caches nothing: the images
+	 * it resamples wrap buffers that are freed right after. */
+	vips_concurrency_set(1);
+	vips_cache_set_max(0);
+
+	struct stream_writer w;
+	if (stream_writer_init(&w, 1, "<stdout>") < 0)
+		die_lib();
+	struct recb b;
+	recb_init(&b);
+	recb_hdr(&b, "eosin-tile", argc + optind, argv - optind);
+	recb_key(&b, F_HDR_INPUT);
+	msgpack_pack_array(&b.pk, (size_t)argc);
+	for (int i = 0; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+		msgpack_pack_str(&b.pk, n);
+		msgpack_pack_str_body(&b.pk, argv[i], n);
+	}
+	if (recb_write(&b, &w) < 0)
+		die_lib();
+	recb_release(&b);
+
+	int failed = 0;
+	for (int i = 0; i < argc; i++) {
+		int r = tile_slide(&o, argv[i], &w);
+		if (r < 0) {
+			warn_lib();
+			stream_writer_close(&w);
+			vips_shutdown();
+			return 1;
+		}
+		failed |= r;
+	}
+	prog_close_output(&w);
+	vips_shutdown();
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,464 @@
+/*
+ * slide.c: OpenSlide reading, resolution and resampling. See slide.h.
+ *
+ * Why OpenSlide directly for tiles and libvips only to resample: one
+ * openslide_t shared by all threads reads any box at any level with one
+ * call, shares one decoded-tile cache, and gives exact level-0 placement;
+ * going through vips_openslideload per tile would reopen or re-wrap the
+ * slide for every patch and add a pipeline per region. The thumbnail is
+ * read through the same handle, block by block, and box-averaged as it
+ * goes: memory follows the thumbnail, and on small slides it leaves
+ * OpenSlide's tile cache warm for the tiles (libvips' loader would open a
+ * second handle and decode every tile a second time).
+ */
+#include "slide.h"
+
+#include "error.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+const char *mpp_source_name(enum mpp_source src)
+{
+	switch (src) {
+	case MPP_OPENSLIDE: return "openslide";
+	case MPP_TIFF: return "tiff";
+	case MPP_OBJECTIVE: return "objective";
+	case MPP_OVERRIDE: return "override";
+	default: return "none";
+	}
+}
+
+/* A whole string as a positive finite number, else 0. */
+static double parse_positive(const char *s)
+{
+	if (!s || !*s)
+		return 0;
+	char *end;
+	double v = strtod(s, &end);
+	while (*end == ' ')
+		end++;
+	if (*end || !isfinite(v) || v <= 0)
+		return 0;
+	return v;
+}
+
+int slide_resolve_mpp(const char *mpp_x, const char *tiff_xres, const char *tiff_unit,
+                      const char *objective_power, double override_mpp, double *mpp,
+                      enum mpp_source *src)
+{
+	double v;
+	if (override_mpp > 0) {
+		*mpp = override_mpp;
+		*src = MPP_OVERRIDE;
+		return 0;
+	}
+	if ((v = parse_positive(mpp_x)) > 0) {
+		*mpp = v;
+		*src = MPP_OPENSLIDE;
+		return 0;
+	}
+	if ((v = parse_positive(tiff_xres)) > 0 && tiff_unit) {
+		double um_per_unit = 0;
+		if (!strcmp(tiff_unit, "centimeter"))
+			um_per_unit = 1e4;
+		else if (!strcmp(tiff_unit, "inch"))
+			um_per_unit = 25400;
+		double m = um_per_unit / v;
+		if (um_per_unit > 0 && m >= SLIDE_MPP_MIN && m <= SLIDE_MPP_MAX) {
+			*mpp = m;
+			*src = MPP_TIFF;
+			return 0;
+		}
+	}
+	if ((v = parse_positive(objective_power)) > 0) {
+		*mpp = 10.0 / v;
+		*src = MPP_OBJECTIVE;
+		return 0;
+	}
+	*src = MPP_NONE;
+	return eosin_error("no resolution: no openslide.mpp-x, no usable tiff.XResolution "
+	                   "(inch or centimeter, %g..%g um/px) and no openslide.objective-power; "
+	                   "give --mpp UM or --base-mag M",
+	                   SLIDE_MPP_MIN, SLIDE_MPP_MAX);
+}
+
+void slide_close(struct slide *s)
+{
+	if (s->osr)
+		openslide_close(s->osr);
+	free(s->path);
+	free(s->width);
+	free(s->height);
+	free(s->ds);
+	free(s->level0);
+	memset(s, 0, sizeof *s);
+}
+
+int slide_open(struct slide *s, const char *path, double override_mpp)
+{
+	memset(s, 0, sizeof *s);
+	const char *vendor = openslide_detect_vendor(path);
+	s->osr = openslide_open(path);
+	if (!s->osr) {
+		if (!vendor)
+			return eosin_error(
+			    "'%s': not a slide OpenSlide can read (unknown format or "
+			    "unreadable file)",
+			    path);
+		return eosin_error("'%s': cannot open %s slide", path, vendor);
+	}
+	const char *oerr = openslide_get_error(s->osr);
+	if (oerr) {
+		eosin_error("'%s': %s", path, oerr);
+		slide_close(s);
+		return -1;
+	}
+	s->path = strdup(path);
+	s->nlevels = openslide_get_level_count(s->osr);
+	if (s->nlevels < 1) {
+		slide_close(s);
+		return eosin_error("'%s': no pyramid levels", path);
+	}
+	s->width = calloc((size_t)s->nlevels, sizeof *s->width);
+	s->height = calloc((size_t)s->nlevels, sizeof *s->height);
+	s->ds = calloc((size_t)s->nlevels, sizeof *s->ds);
+	if (!s->path || !s->width || !s->height || !s->ds) {
+		slide_close(s);
+		return eosin_error("out of memory");
+	}
+	for (int l = 0; l < s->nlevels; l++) {
+		openslide_get_level_dimensions(s->osr, l, &s->width[l], &s->height[l]);
+		s->ds[l] = openslide_get_level_downsample(s->osr, l);
+		if (s->width[l] <= 0 || s->height[l] <= 0 || !(s->ds[l] >= 1)) {
+			oerr = openslide_get_error(s->osr);
+			eosin_error("'%s': level %d: %s", path, l, oerr ? oerr : "bad dimensions");
+			slide_close(s);
+			return -1;
+		}
+	}
+	if (slide_resolve_mpp(
+	        openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_MPP_X),
+	        openslide_get_property_value(s->osr, "tiff.XResolution"),
+	        openslide_get_property_value(s->osr, "tiff.ResolutionUnit"),
+	        openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_OBJECTIVE_POWER),
+	        override_mpp, &s->base_mpp, &s->mpp_source) < 0) {
+		eosin_error_prefix("'%s'", path);
+		slide_close(s);
+		return -1;
+	}
+	return 0;
+}
+
+int slide_level_for(const struct slide *s, double target_mpp, double tolerance)
+{
+	int best = 0;
+	for (int l = 0; l < s->nlevels; l++)
+		if (s->base_mpp * s->ds[l] <= target_mpp * (1 + tolerance) &&
+		    s->ds[l] >= s->ds[best])
+			best = l;
+	return best;
+}
+
+/* Premultiplied ARGB (OpenSlide) to RGB composited on white: a pixel of
+ * colour c and alpha a is stored as c*a/255, so on white it is
+ * c*a/255 + 255 - a. Transparent (outside the scan) becomes white. */
+static void argb_to_rgb_on_white(const uint32_t *argb, size_t n, uint8_t *rgb)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t p = argb[i];
+		unsigned a = p >> 24, white = 255 - a;
+		unsigned r = ((p >> 16) & 255) + white, g = ((p >> 8) & 255) + white,
+		         b = (p & 255) + white;
+		rgb[3 * i] = (uint8_t)(r > 255 ? 255 : r);
+		rgb[3 * i + 1] = (uint8_t)(g > 255 ? 255 : g);
+		rgb[3 * i + 2] = (uint8_t)(b > 255 ? 255 : b);
+	}
+}
+
+/* Resample an RGB w x h buffer by scale and cut or pad it to exactly
+ * px x px into out. */
+static int resample_to(const uint8_t *in, int w, int h, double scale, int px, uint8_t *out)
+{
+	if (w == px && h == px) {
+		memcpy(out, in, (size_t)px * px * 3);
+		return 0;
+	}
+	VipsImage *img =
+	    vips_image_new_from_memory(in, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
+	VipsImage *t[3] = {NULL, NULL, NULL};
+	int ret = -1;
+	if (!img)
+		goto done;
+	if (vips_resize(img, &t[0], scale, "kernel", VIPS_KERNEL_LANCZOS3, NULL))
+		goto done;
+	/* rint(w * scale) can be px + 1 (w is the level size rounded up); a
+	 * shortfall cannot happen as w * scale >= px, but pad by copying the
+	 * edge rather than trust it. */
+	if (t[0]->Xsize < px || t[0]->Ysize < px) {
+		if (vips_embed(t[0], &t[1], 0, 0, px, px, "extend", VIPS_EXTEND_COPY, NULL))
+			goto done;
+	} else if (vips_crop(t[0], &t[1], 0, 0, px, px, NULL))
+		goto done;
+	if (vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
+		goto done;
+	size_t size = 0;
+	void *mem = vips_image_write_to_memory(t[2], &size);
+	if (!mem || size != (size_t)px * px * 3) {
+		g_free(mem);
+		goto done;
+	}
+	memcpy(out, mem, size);
+	g_free(mem);
+	ret = 0;
+done:
+	if (ret < 0) {
+		eosin_error("resampling %dx%d to %dx%d: %s", w, h, px, px,
+		            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
+		vips_error_clear();
+	}
+	for (int i = 0; i < 3; i++)
+		if (t[i])
+			g_object_unref(t[i]);
+	if (img)
+		g_object_unref(img);
+	return ret;
+}
+
+void slide_scratch_release(struct slide_scratch *sc)
+{
+	free(sc->argb);
+	free(sc->rgb);
+	memset(sc, 0, sizeof *sc);
+}
+
+static int scratch_reserve(struct slide_scratch *sc, size_t pixels)
+{
+	if (pixels <= sc->cap)
+		return 0;
+	slide_scratch_release(sc);
+	sc->argb = malloc(pixels * 4);
+	sc->rgb = malloc(pixels * 3);
+	if (!sc->argb || !sc->rgb) {
+		slide_scratch_release(sc);
+		return eosin_error("out of memory");
+	}
+	sc->cap = pixels;
+	return 0;
+}
+
+/* An n x n RGB box of the level-0 copy at (x, y), white outside the
+ * slide, as OpenSlide's transparent outside composited on white is. */
+static void crop_level0(const struct slide *s, int64_t x, int64_t y, int64_t n, uint8_t *out)
+{
+	int64_t w = s->width[0], h = s->height[0];
+	for (int64_t row = 0; row < n; row++) {
+		uint8_t *o = out + (size_t)(row * n * 3);
+		int64_t sy = y + row;
+		if (sy < 0 || sy >= h) {
+			memset(o, 255, (size_t)(n * 3));
+			continue;
+		}
+		int64_t x0 = x < 0 ? 0 : x, x1 = x + n > w ? w : x + n;
+		if (x1 <= x0) {
+			memset(o, 255, (size_t)(n * 3));
+			continue;
+		}
+		memset(o, 255, (size_t)((x0 - x) * 3));
+		memcpy(o + (x0 - x) * 3, s->level0 + (size_t)((sy * w + x0) * 3),
+		       (size_t)((x1 - x0) * 3));
+		memset(o + (x1 - x) * 3, 255, (size_t)((x + n - x1) * 3));
+	}
+}
+
+int slide_cache_level0(struct slide *s, size_t budget, int threads)
+{
+	int64_t w = s->width[0], h = s->height[0];
+	if (s->level0)
+		return 1;
+	if ((double)w * (double)h * 3 > (double)budget)
+		return 0;
+	uint8_t *img = malloc((size_t)(w * h * 3));
+	if (!img)
+		return 0; /* not an error: tiles are read through OpenSlide */
+	const int64_t bl = 1024;
+	int64_t nbx = (w + bl - 1) / bl, nby = (h + bl - 1) / bl;
+	int failed = 0;
+	char err[512] = "";
+#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
+	for (int64_t b = 0; b < nbx * nby; b++) {
+		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
+		int64_t rw = w - bx < bl ? w - bx : bl, rh = h - by < bl ? h - by : bl;
+		uint32_t *argb = malloc((size_t)(rw * rh * 4));
+		const char *oerr = NULL;
+		if (argb) {
+			openslide_read_region(s->osr, argb, bx, by, 0, rw, rh);
+			oerr = openslide_get_error(s->osr);
+		}
+		if (!argb || oerr) {
+#pragma omp critical
+			{
+				if (!failed)
+					snprintf(err, sizeof err, "%s",
+					         oerr ? oerr : "out of memory");
+				failed = 1;
+			}
+			free(argb);
+			continue;
+		}
+		for (int64_t y = 0; y < rh; y++)
+			argb_to_rgb_on_white(argb + y * rw, (size_t)rw,
+			                     img + (size_t)(((by + y) * w + bx) * 3));
+		free(argb);
+	}
+	if (failed) {
+		free(img);
+		return eosin_error("'%s': reading level 0: %s", s->path, err);
+	}
+	s->level0 = img;
+	return 1;
+}
+
+int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
+                   uint8_t *rgb, struct slide_scratch *sc)
+{
+	if (level < 0 || level >= s->nlevels || extent <= 0 || px <= 0)
+		return eosin_error("'%s': bad read (level %d, extent %lld)", s->path, level,
+		                   (long long)extent);
+	double side = (double)extent / s->ds[level]; /* level px, maybe fractional */
+	int64_t n = (int64_t)ceil(side - 1e-6);
+	if (n < 1)
+		n = 1;
+	if (n > 32768)
+		return eosin_error("'%s': a %lld px square region at level %d is too large to read",
+		                   s->path, (long long)n, level);
+	if (scratch_reserve(sc, (size_t)(n * n)) < 0)
+		return -1;
+	if (level == 0 && s->level0) {
+		crop_level0(s, x, y, n, sc->rgb);
+	} else {
+		openslide_read_region(s->osr, sc->argb, x, y, level, n, n);
+		const char *oerr = openslide_get_error(s->osr);
+		if (oerr)
+			return eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path,
+			                   level, (long long)x, (long long)y, oerr);
+		argb_to_rgb_on_white(sc->argb, (size_t)(n * n), sc->rgb);
+	}
+	if (resample_to(sc->rgb, (int)n, (int)n, (double)px / side, px, rgb) < 0)
+		return eosin_error_prefix("'%s'", s->path);
+	return 0;
+}
+
+int slide_thumbnail_level(const struct slide *s, double ds_target)
+{
+	int level = 0;
+	for (int l = 0; l < s->nlevels; l++)
+		if (s->ds[l] <= ds_target && s->ds[l] >= s->ds[level])
+			level = l;
+	return level;
+}
+
+int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_t **rgb, int *w,
+                    int *h, double *dsx, double *dsy)
+{
+	if (ds_target < 1)
+		ds_target = 1;
+	int level = slide_thumbnail_level(s, ds_target);
+	/* k x k level pixels per thumbnail pixel, k an integer (rounded down:
+	 * never coarser than asked), so that blocks
+	 * of the level map onto whole thumbnail pixels */
+	int64_t k = (int64_t)floor(ds_target / s->ds[level] + 1e-9);
+	if (k < 1)
+		k = 1;
+	int64_t lw = s->width[level], lh = s->height[level];
+	int64_t tw = (lw + k - 1) / k, th = (lh + k - 1) / k;
+	if (tw > 65536 || th > 65536 || tw * th > ((int64_t)1 << 28))
+		return eosin_error("'%s': a %lldx%lld thumbnail is too large", s->path,
+		                   (long long)tw, (long long)th);
+	/* blocks of about 1024 level pixels square: one read_region each, up
+	 * to `threads` at once (blocks are independent; the handle is
+	 * thread-safe) */
+	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k; /* block side, thumbnail px */
+	int64_t bl = bt * k;                      /* block side, level px */
+	int64_t nbx = (lw + bl - 1) / bl, nby = (lh + bl - 1) / bl;
+	uint8_t *out = malloc((size_t)(tw * th * 3));
+	if (!out)
+		return eosin_error("out of memory");
+	int failed = 0;
+	char err[512] = "";
+#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
+	for (int64_t b = 0; b < nbx * nby; b++) {
+		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
+		int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+		/* the block as RGB rows: from the level-0 copy, or read */
+		const uint8_t *src;
+		size_t stride;
+		uint32_t *argb = NULL;
+		uint8_t *block = NULL;
+		const char *oerr = NULL;
+		if (level == 0 && s->level0) {
+			src = s->level0 + (size_t)((by * lw + bx) * 3);
+			stride = (size_t)lw * 3;
+		} else {
+			argb = malloc((size_t)(rw * rh * 4));
+			block = malloc((size_t)(rw * rh * 3));
+			if (argb && block) {
+				/* read_region takes level-0 coordinates */
+				openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
+				                      (int64_t)(by * s->ds[level]), level, rw, rh);
+				oerr = openslide_get_error(s->osr);
+				argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
+			}
+			free(argb);
+			src = block;
+			stride = (size_t)rw * 3;
+			if (!block || oerr) {
+#pragma omp critical
+				{
+					if (!failed)
+						snprintf(err, sizeof err, "%s",
+						         oerr ? oerr : "out of memory");
+					failed = 1;
+				}
+				free(block);
+				continue;
+			}
+		}
+		/* box average of each k x k (clipped) cell */
+		for (int64_t y0 = 0; y0 < rh; y0 += k) {
+			int64_t y1 = y0 + k < rh ? y0 + k : rh;
+			uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
+			for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
+				int64_t x1 = x0 + k < rw ? x0 + k : rw;
+				uint32_t r = 0, g = 0, b3 = 0,
+				         n = (uint32_t)((y1 - y0) * (x1 - x0));
+				for (int64_t y = y0; y < y1; y++) {
+					const uint8_t *p =
+					    src + (size_t)y * stride + (size_t)x0 * 3;
+					for (int64_t x = x0; x < x1; x++, p += 3) {
+						r += p[0];
+						g += p[1];
+						b3 += p[2];
+					}
+				}
+				o[0] = (uint8_t)((r + n / 2) / n);
+				o[1] = (uint8_t)((g + n / 2) / n);
+				o[2] = (uint8_t)((b3 + n / 2) / n);
+			}
+		}
+		free(block);
+	}
+	if (failed) {
+		free(out);
+		return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path, level,
+		                   err);
+	}
+	*rgb = out;
+	*w = (int)tw;
+	*h = (int)th;
+	*dsx = *dsy = s->ds[level] * (double)k;
+	return 0;
+}
