@@ -685,6 +685,18 @@ static void caption_tile(struct slot *s, const struct record *rec)
 	ask(s, key, opt.vlm, body, len);
 }
 
+/* {case}: the slide id without the part the part rule found in it
+ * ("S12-3456-A" gives "S12-3456"), or the whole id when it names none. */
+static int slide_case(const struct record *rec, char *out, size_t size)
+{
+	if (record_get_strcpy(rec, F_TILE_SLIDE, out, size) != 0)
+		return -1;
+	regmatch_t m;
+	if (regexec(&g.part_rule.re, out, 1, &m, 0) == 0 && m.rm_so >= 0)
+		memmove(out + m.rm_so, out + m.rm_eo, strlen(out + m.rm_eo) + 1);
+	return 0;
+}
+
 /* Fill the URL template from the record; -1 (why set) on a missing field. */
 static char *fill_template(const struct record *rec, const char *part, char *why, size_t whysize)
 {
@@ -708,6 +720,12 @@ static char *fill_template(const struct record *rec, const char *part, char *why
 			skip = (size_t)(close - t) + 1;
 			if (!strcmp(name, "part")) {
 				snprintf(val, sizeof val, "%s", part);
+			} else if (!strcmp(name, "case")) {
+				if (slide_case(rec, val, sizeof val) < 0) {
+					snprintf(why, whysize, "no string field 'slide' for {case}");
+					free(out);
+					return NULL;
+				}
 			} else if (!strcmp(name, "slide") || !strcmp(name, "id")) {
 				if (record_get_strcpy(rec, name, val, sizeof val) != 0) {
 					snprintf(why, whysize, "no string field '%s' for {%s}", name, name);

@@ -18,6 +18,7 @@ makes every attempt fail). KIND:
   500, 503  that status, a JSON error body
   429       429 with Retry-After: --retry-after seconds
   slow      wait --slow seconds, then answer well (a client timeout)
+  delay     wait 0.2 s, then answer well (to see concurrency)
   drop      close the connection without answering
   malformed 200 with truncated JSON
   ctype     200 with text/html
@@ -26,7 +27,8 @@ makes every attempt fail). KIND:
 
 GET /stats gives counts as JSON: requests, answered, faults, bad (invalid
 requests), auth_ok (requests whose Authorization matched the key in the
-environment variable named by --expect-key-env). POST /reset zeroes them.
+environment variable named by --expect-key-env), max_active (most requests
+being answered at once). POST /reset zeroes them.
 
 Usage: vlm-server.py [--port N] [--port-file F] [--delay S] [--fault SPEC]
        [--retry-after S] [--slow S] [--expect-key-env NAME] [--workers N] [--fast]
@@ -48,7 +50,7 @@ import sys
 import threading
 import time
 
-COUNTERS = ["requests", "answered", "faults", "bad", "auth_ok"]
+COUNTERS = ["requests", "answered", "faults", "bad", "auth_ok", "active", "max_active"]
 
 
 class State:
@@ -61,14 +63,22 @@ class State:
         with self.shared.get_lock():
             self.shared[COUNTERS.index(name)] += n
 
+    def enter(self):
+        with self.shared.get_lock():
+            a = COUNTERS.index("active")
+            m = COUNTERS.index("max_active")
+            self.shared[a] += 1
+            self.shared[m] = max(self.shared[m], self.shared[a])
+
     def stats(self):
         with self.shared.get_lock():
             return {k: self.shared[i] for i, k in enumerate(COUNTERS)}
 
     def reset(self):
         with self.shared.get_lock():
-            for i in range(len(COUNTERS)):
-                self.shared[i] = 0
+            for i, name in enumerate(COUNTERS):
+                if name != "active":  # requests still being answered
+                    self.shared[i] = 0
         with self.lock:
             self.attempts.clear()
 
@@ -124,6 +134,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send(404, '{"error": "not found"}')
             return
         STATE.add("requests")
+        STATE.enter()
+        try:
+            self.chat(body, m)
+        finally:
+            STATE.add("active", -1)
+
+    def chat(self, body, m):
         if ARGS.expect_key_env:
             want = "Bearer " + os.environ.get(ARGS.expect_key_env, "")
             if self.headers.get("Authorization") == want:
@@ -161,6 +178,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                       headers=[("Retry-After", str(ARGS.retry_after))])
         elif kind == "slow":
             time.sleep(ARGS.slow)
+            return False
+        elif kind == "delay":
+            time.sleep(0.2)
             return False
         elif kind == "drop":
             self.close_connection = True
