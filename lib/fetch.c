@@ -334,7 +334,7 @@ static double start_ready(struct fetch *f)
 				go = 0;
 			} else {
 				/* evenly spaced starts, no saved-up burst */
-				h->next_start = fmax(h->next_start, t - 1 / f->cfg.rate) + 1 / f->cfg.rate;
+				h->next_start = fmax(h->next_start, t) + 1 / f->cfg.rate;
 			}
 		}
 		if (go) {

@@ -5,7 +5,7 @@
 #   make_tiles N SLIDE[,SLIDE...] > tiles.json   tile records as JSON lines
 #   start_vlm [server options]      sets VLM_PORT, VLM_PID
 #   vlm_stat NAME                   a counter from the server's /stats
-#   vlm_reset
+#   vlm_reset                       zero the counters when the server is idle
 #   start_nginx ROOT                sets NGINX_PORT; access log $TRASH/nginx/access.log
 #   ids FILE.mpk                    the tile ids of a stream, one a line
 SERVERS="$ROOT/tests/servers"
@@ -13,10 +13,12 @@ SERVERS="$ROOT/tests/servers"
 # can cost a second per start.
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
-CAPTION_PIDS=
+# Tests run in subshells, so the pids of what they start are kept in a file.
 caption_cleanup() {
-	for p in $CAPTION_PIDS; do kill "$p" 2>/dev/null; done
 	[ -f "$TRASH/nginx/nginx.pid" ] && kill "$(cat "$TRASH/nginx/nginx.pid")" 2>/dev/null
+	if [ -f "$TRASH/pids" ]; then
+		for p in $(cat "$TRASH/pids"); do kill "$p" 2>/dev/null; done
+	fi
 	rm -rf "$TRASH"
 }
 trap caption_cleanup EXIT
@@ -56,14 +58,20 @@ start_vlm() {
 	$PY "$SERVERS/vlm-server.py" --port-file "$TRASH/vlm.port" "$@" \
 		>"$TRASH/vlm.log" 2>&1 &
 	VLM_PID=$!
-	CAPTION_PIDS="$CAPTION_PIDS $VLM_PID"
+	echo $VLM_PID >>"$TRASH/pids"
 	wait_file "$TRASH/vlm.port" || { cat "$TRASH/vlm.log" >&2; return 1; }
 	VLM_PORT=$(cat "$TRASH/vlm.port")
 	VLM="http://127.0.0.1:$VLM_PORT/v1/chat/completions"
 }
 
 vlm_stat() { curl -s "http://127.0.0.1:$VLM_PORT/stats" | jq -r ".$1"; }
-vlm_reset() { curl -s -X POST "http://127.0.0.1:$VLM_PORT/reset" >/dev/null; }
+# vlm_reset: zero the counters once requests of earlier runs (a slow fault
+# still sleeping after the client gave up) are done, at most 10 s.
+vlm_reset() {
+	i=0
+	while [ "$(vlm_stat active)" != 0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	curl -s -X POST "http://127.0.0.1:$VLM_PORT/reset" >/dev/null
+}
 
 free_port() {
 	$PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -101,8 +109,8 @@ http {
 }
 EOF
 		rm -f "$n/nginx.pid"
-		nginx -p "$n" -e "$n/error.log" -c "$n/nginx.conf" &
-		CAPTION_PIDS="$CAPTION_PIDS $!"
+		nginx -p "$n" -e "$n/error.log" -c "$n/nginx.conf" >"$n/stdout" 2>&1 &
+		echo $! >>"$TRASH/pids"
 		i=0
 		while [ $i -lt 50 ]; do
 			curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && return 0
