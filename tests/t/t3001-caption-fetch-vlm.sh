@@ -71,9 +71,11 @@ test_expect_success 'the cache is fanned out and holds the captions only' '
 test_expect_success 'after a kill -9 mid-run, a rerun asks exactly what is not cached' '
 	rm -rf cache2 && vlm_reset &&
 	make_tiles 40 S3 >big.json && eosin-cat -r big.json >big.mpk &&
-	{ eosin-caption-fetch --vlm "$VLM" --model test-vlm --cache cache2 --rate 40 \
+	{ eosin-caption-fetch --vlm "$VLM" --model test-vlm --cache cache2 --rate 20 \
 		<big.mpk >/dev/null 2>&1 & pid=$!; } &&
-	sleep 0.5 && kill -9 $pid; wait $pid;
+	i=0 && while [ -z "$(find cache2 -type f -name "[0-9a-f]*" 2>/dev/null)" ] && [ $i -lt 200 ]; do
+		sleep 0.05; i=$((i + 1)); done &&
+	kill -9 $pid; wait $pid;
 	have=$(find cache2 -type f -name "[0-9a-f]*" | wc -l) &&
 	test $have -gt 0 && test $have -lt 40 &&
 	vlm_reset &&
