@@ -884,7 +884,7 @@ static int run_input(const char *path)
 		return -1;
 	}
 	g.input_name = r.name;
-	int ready = 0, ret = 0;
+	int ready = 0, ret = 0, since_pump = 0;
 	for (;;) {
 		if (g.n >= (size_t)opt.window) {
 			pump(1.0, -1);
@@ -904,8 +904,12 @@ static int run_input(const char *path)
 			break;
 		}
 		handle_record(&rec, rec.number);
-		if (fetch_outstanding(g.engine))
+		/* start new requests soon, but not with a poll over every
+		 * socket per record read */
+		if (fetch_outstanding(g.engine) && ++since_pump >= 8) {
+			since_pump = 0;
 			pump(0, -1);
+		}
 		write_ready();
 	}
 	stream_reader_release(&r);
