@@ -1,0 +1,1077 @@
+/*
+ * eosin-caption-fetch: add text to a stream: VLM captions for tiles from an
+ * OpenAI-compatible server (--vlm), or report text fetched by URL (--url),
+ * on every tile or once per slide as a `doc` record (--doc). See
+ * eosin-caption-fetch(1).
+ *
+ * Records enter a window in input order; a tile's slot waits for its text
+ * while later records are read and their requests run (lib/fetch.c); the
+ * window is written from its head as slots become ready, so output order is
+ * input order and memory is bounded by --window records. Identical requests
+ * (same cache key) in flight at once are asked once; recent answers are
+ * kept in memory; with --cache every answer is also kept on disk
+ * (lib/cache.c) and never asked again.
+ */
+#include "cache.h"
+#include "fetch.h"
+#include "json.h"
+#include "prog.h"
+#include "schema_fields.h"
+#include "stream.h"
+#include "text.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <strings.h>
+
+#define SYNOPSIS "eosin-caption-fetch (--vlm URL | --url TEMPLATE [--doc]) [option ...] [file ...]"
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: " SYNOPSIS "\n");
+	exit(EXIT_USAGE);
+}
+
+/* ---- a small string-keyed hash table (chained) ---- */
+
+struct hent {
+	char *key;
+	void *val;
+	struct hent *next;
+};
+
+#define HBUCKETS 65536
+
+struct htab {
+	struct hent *b[HBUCKETS];
+	size_t n;
+};
+
+static size_t hhash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return (size_t)(h % HBUCKETS);
+}
+
+static void *hget(struct htab *t, const char *key)
+{
+	for (struct hent *e = t->b[hhash(key)]; e; e = e->next)
+		if (!strcmp(e->key, key))
+			return e->val;
+	return NULL;
+}
+
+static void hput(struct htab *t, const char *key, void *val)
+{
+	size_t h = hhash(key);
+	struct hent *e = malloc(sizeof *e);
+	if (!e || !(e->key = strdup(key)))
+		errx(1, "out of memory");
+	e->val = val;
+	e->next = t->b[h];
+	t->b[h] = e;
+	t->n++;
+}
+
+static void *hdel(struct htab *t, const char *key)
+{
+	for (struct hent **pe = &t->b[hhash(key)]; *pe; pe = &(*pe)->next) {
+		struct hent *e = *pe;
+		if (!strcmp(e->key, key)) {
+			void *v = e->val;
+			*pe = e->next;
+			free(e->key);
+			free(e);
+			t->n--;
+			return v;
+		}
+	}
+	return NULL;
+}
+
+static void hclear(struct htab *t, void (*free_val)(void *))
+{
+	for (size_t i = 0; i < HBUCKETS; i++)
+		while (t->b[i]) {
+			struct hent *e = t->b[i];
+			t->b[i] = e->next;
+			if (free_val)
+				free_val(e->val);
+			free(e->key);
+			free(e);
+		}
+	t->n = 0;
+}
+
+/* ---- options ---- */
+
+struct prompt {
+	double min_mag;   /* used for tiles with mag >= min_mag */
+	char *text;
+	char *prefix;     /* request JSON up to the base64 image */
+	size_t prefix_len;
+};
+
+static struct {
+	const char *vlm, *url_template, *model, *system, *cache_dir, *rejects;
+	const char *api_key_env, *part_from;
+	int doc, keywords, max_tokens, window;
+	double deadline;
+	struct prompt *prompts;
+	int nprompts;
+	struct fetch_config fc;
+} opt = {
+    .api_key_env = "EOSIN_API_KEY",
+    .keywords = 12,
+    .max_tokens = 256,
+    .window = 1024,
+    .fc = {.inflight = 16, .retries = 4, .timeout = 120, .backoff = 0.5, .backoff_max = 30,
+           .retry_after_max = 300},
+};
+
+static const char default_low_prompt[] =
+    "Describe the tissue architecture in this H&E-stained histopathology image: the tissue "
+    "types, glandular and stromal organisation, and any invasion or necrosis. Answer in two "
+    "or three sentences.";
+static const char default_high_prompt[] =
+    "Describe the cells and nuclei in this H&E-stained histopathology image: cell types, "
+    "nuclear size and shape, chromatin, nucleoli, pleomorphism and mitoses. Answer in two or "
+    "three sentences.";
+
+static void add_prompt(double min_mag, const char *text)
+{
+	for (int i = 0; i < opt.nprompts; i++)
+		if (opt.prompts[i].min_mag == min_mag) {
+			free(opt.prompts[i].text);
+			opt.prompts[i].text = strdup(text);
+			return;
+		}
+	opt.prompts = realloc(opt.prompts, (size_t)(opt.nprompts + 1) * sizeof *opt.prompts);
+	if (!opt.prompts)
+		errx(1, "out of memory");
+	opt.prompts[opt.nprompts++] = (struct prompt){.min_mag = min_mag, .text = strdup(text)};
+}
+
+/* --prompts FILE: lines "MAG<TAB>PROMPT"; # comments and blank lines. */
+static void read_prompts(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		err(1, "cannot open '%s'", path);
+	char *line = NULL;
+	size_t cap = 0;
+	long lineno = 0;
+	while (getline(&line, &cap, f) > 0) {
+		lineno++;
+		line[strcspn(line, "\r\n")] = 0;
+		if (!line[strspn(line, " \t")] || line[strspn(line, " \t")] == '#')
+			continue;
+		char *tab = strchr(line, '\t'), *end;
+		double m = tab ? strtod(line, &end) : 0;
+		if (!tab || end != tab || !(m >= 0) || !tab[1])
+			errx(1, "%s:%ld: want MAGNIFICATION<TAB>PROMPT", path, lineno);
+		add_prompt(m, tab + 1);
+	}
+	free(line);
+	fclose(f);
+	if (opt.nprompts == 0)
+		errx(1, "%s: no prompts", path);
+}
+
+static char *json_quote(const char *s)
+{
+	json_t *j = json_string(s);
+	if (!j)
+		errx(1, "'%s' is not UTF-8 text", s);
+	char *q = json_dumps(j, JSON_ENCODE_ANY);
+	json_decref(j);
+	if (!q)
+		errx(1, "out of memory");
+	return q;
+}
+
+static void build_prompt_prefixes(void)
+{
+	char *model = json_quote(opt.model);
+	char *system = opt.system ? json_quote(opt.system) : NULL;
+	for (int i = 0; i < opt.nprompts; i++) {
+		char *text = json_quote(opt.prompts[i].text);
+		char *p;
+		int n = asprintf(&p,
+		                 "{\"model\":%s,\"max_tokens\":%d,\"temperature\":0,\"messages\":["
+		                 "%s%s%s"
+		                 "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":%s},"
+		                 "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/jpeg;base64,",
+		                 model, opt.max_tokens, system ? "{\"role\":\"system\",\"content\":" : "",
+		                 system ? system : "", system ? "}," : "", text);
+		if (n < 0)
+			errx(1, "out of memory");
+		opt.prompts[i].prefix = p;
+		opt.prompts[i].prefix_len = (size_t)n;
+		free(text);
+	}
+	free(model);
+	free(system);
+}
+
+static const char request_suffix[] = "\"}}]}]}";
+
+static const struct prompt *prompt_for(double mag)
+{
+	const struct prompt *best = NULL, *lowest = NULL;
+	for (int i = 0; i < opt.nprompts; i++) {
+		const struct prompt *p = &opt.prompts[i];
+		if (!lowest || p->min_mag < lowest->min_mag)
+			lowest = p;
+		if (p->min_mag <= mag && (!best || p->min_mag > best->min_mag))
+			best = p;
+	}
+	return best ? best : lowest;
+}
+
+/* ---- the window ---- */
+
+struct request;
+
+struct slot {
+	struct slot *next;        /* window order */
+	int ready;
+	int reject;               /* goes to --rejects, not stdout */
+	char *out;                /* the finished record */
+	size_t outlen;
+	/* while waiting */
+	char *raw;                /* copy of the input tile record, or NULL for a doc */
+	size_t rawlen;
+	char *slide;              /* doc: the slide */
+	char *source;             /* URL asked (--url) */
+	char part[TEXT_LABEL_MAX];/* part the slide names, "" if none */
+	uint64_t number;          /* input record number, for messages */
+	struct request *req;
+	struct slot *req_next;    /* next slot waiting on the same request */
+};
+
+struct request {
+	char key[CACHE_KEY_HEX];
+	struct slot *waiters;
+	char *text;               /* the answer's text, set by check_answer */
+	size_t text_len;
+};
+
+static struct {
+	struct slot *head, *tail;
+	size_t n;
+	struct stream_writer out, rejects;
+	int have_rejects;
+	struct recb b;
+	struct fetch *engine;
+	struct cache cache;
+	int have_cache;
+	struct htab inflight;     /* key -> struct request */
+	struct htab memo;         /* key -> char * text (recent answers) */
+	char *memo_ring[256];     /* keys in memo, oldest evicted first */
+	size_t memo_pos;
+	struct htab slides;       /* --doc: slides already given a doc record */
+	struct text_part_rule part_rule;
+	char *auth_header;
+	int hdr_done;
+	int expired;              /* --deadline passed */
+	double deadline_at;
+	const char *input_name;
+	/* summary */
+	uint64_t records, tiles, asked, cached, shared, failed, docs;
+	int argc;
+	char **argv;
+} g;
+
+static void window_push(struct slot *s)
+{
+	s->next = NULL;
+	if (g.tail)
+		g.tail->next = s;
+	else
+		g.head = s;
+	g.tail = s;
+	g.n++;
+}
+
+static struct slot *slot_new(void)
+{
+	struct slot *s = calloc(1, sizeof *s);
+	if (!s)
+		errx(1, "out of memory");
+	return s;
+}
+
+static void slot_ready_bytes(struct slot *s, const char *p, size_t n)
+{
+	if (!(s->out = malloc(n ? n : 1)))
+		errx(1, "out of memory");
+	memcpy(s->out, p, n);
+	s->outlen = n;
+	s->ready = 1;
+}
+
+static void slot_ready_recb(struct slot *s)
+{
+	if (recb_finish(&g.b, &s->out, &s->outlen) < 0)
+		die_lib();
+	s->ready = 1;
+}
+
+static void write_ready(void)
+{
+	while (g.head && g.head->ready) {
+		struct slot *s = g.head;
+		struct stream_writer *w = s->reject && g.have_rejects ? &g.rejects : &g.out;
+		if (stream_write_raw(w, s->out, s->outlen) < 0)
+			die_lib();
+		g.head = s->next;
+		if (!g.head)
+			g.tail = NULL;
+		g.n--;
+		free(s->out);
+		free(s->raw);
+		free(s->slide);
+		free(s->source);
+		free(s);
+	}
+}
+
+static void queue_hdr(void)
+{
+	if (g.hdr_done)
+		return;
+	g.hdr_done = 1;
+	struct slot *s = slot_new();
+	recb_hdr(&g.b, "eosin-caption-fetch", g.argc, g.argv);
+	if (opt.vlm)
+		recb_str(&g.b, F_HDR_MODEL, opt.model);
+	slot_ready_recb(s);
+	window_push(s);
+}
+
+/* ---- text into records ---- */
+
+static void pack_str(msgpack_packer *pk, const char *s, size_t n)
+{
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+/* caption, part, sentences and keywords from (text, n); part may be "". */
+static void add_text_fields(const char *text, size_t n, const char *part)
+{
+	char *caption = text_clean(text, n);
+	struct text_span *sp = NULL;
+	size_t nsp = 0, nkw = 0;
+	char **kw = NULL;
+	if (!caption || text_sentences(text, n, &sp, &nsp) < 0 ||
+	    (opt.keywords > 0 && text_keywords(text, n, (size_t)opt.keywords, &kw, &nkw) < 0))
+		die_lib();
+	recb_str(&g.b, F_COMMON_CAPTION, caption);
+	if (part && *part)
+		recb_str(&g.b, F_COMMON_PART, part);
+	recb_key(&g.b, F_COMMON_SENTENCES);
+	msgpack_pack_array(&g.b.pk, nsp);
+	for (size_t i = 0; i < nsp; i++) {
+		char *c = text_clean(text + sp[i].off, sp[i].len);
+		if (!c)
+			die_lib();
+		pack_str(&g.b.pk, c, strlen(c));
+		free(c);
+	}
+	if (opt.keywords > 0) {
+		recb_key(&g.b, F_COMMON_KEYWORDS);
+		msgpack_pack_array(&g.b.pk, nkw);
+		for (size_t i = 0; i < nkw; i++)
+			pack_str(&g.b.pk, kw[i], strlen(kw[i]));
+	}
+	free(caption);
+	free(sp);
+	text_free_strings(kw, nkw);
+}
+
+/* From a fetched report, the text for a slide that names part `part`
+ * ("" when it names none): the part when the report has parts and the
+ * slide names one, else the whole report. NULL (why set) when the slide's
+ * part is not in a report that has parts. */
+static const char *report_text_for(const char *report, size_t n, const char *part, size_t *len,
+                                   char *label, char *why, size_t whysize)
+{
+	struct text_part *parts;
+	size_t np;
+	label[0] = 0;
+	*len = n;
+	if (!*part || !opt.url_template)
+		return report;
+	if (text_split_parts(report, n, &parts, &np) < 0)
+		die_lib();
+	if (np == 0)
+		return report;
+	const struct text_part *p = text_find_part(parts, np, part);
+	const char *ret = NULL;
+	if (p) {
+		ret = report + p->off;
+		*len = p->len;
+		snprintf(label, TEXT_LABEL_MAX, "%s", part);
+	} else {
+		snprintf(why, whysize, "no part '%s' in the report", part);
+	}
+	free(parts);
+	return ret;
+}
+
+static const char *const text_fields[] = {F_COMMON_CAPTION, F_COMMON_CAPTION_ERROR, F_COMMON_SENTENCES, F_COMMON_KEYWORDS,
+                                          NULL};
+static const char *const text_fields_part[] = {F_COMMON_CAPTION, F_COMMON_CAPTION_ERROR, F_COMMON_SENTENCES,
+                                               F_COMMON_KEYWORDS, F_COMMON_PART, NULL};
+
+/* Finish a waiting slot with text (error NULL) or an error. */
+static void slot_finish(struct slot *s, const char *text, size_t n, const char *error)
+{
+	char why[256] = "", label[TEXT_LABEL_MAX] = "";
+	const char *use = NULL;
+	size_t len = 0;
+	if (!error) {
+		use = report_text_for(text, n, s->part, &len, label, why, sizeof why);
+		if (!use)
+			error = why;
+	}
+	if (error) {
+		g.failed++;
+		s->reject = g.have_rejects;
+	}
+	if (!s->raw) { /* a doc record */
+		recb_begin(&g.b, "doc", 1);
+		char id[4096];
+		snprintf(id, sizeof id, "%s/report%s%s", s->slide, label[0] ? "/" : "", label);
+		recb_str(&g.b, F_DOC_ID, id);
+		recb_str(&g.b, F_DOC_SLIDE, s->slide);
+		if (s->source)
+			recb_str(&g.b, F_DOC_SOURCE, s->source);
+		if (error) {
+			recb_str(&g.b, F_COMMON_CAPTION_ERROR, error);
+			if (s->part[0])
+				recb_str(&g.b, F_COMMON_PART, s->part);
+		} else {
+			add_text_fields(use, len, label);
+		}
+		g.docs++;
+		slot_ready_recb(s);
+		return;
+	}
+	msgpack_unpacked unp;
+	msgpack_unpacked_init(&unp);
+	size_t off = 0;
+	if (msgpack_unpack_next(&unp, s->raw, s->rawlen, &off) != MSGPACK_UNPACK_SUCCESS)
+		errx(1, "internal error: cannot re-read record %" PRIu64, s->number);
+	struct record r = {.raw = s->raw, .len = s->rawlen, .root = unp.data};
+	const msgpack_object *v = mpo_get(&unp.data, "v");
+	recb_begin(&g.b, "tile", v ? (int)v->via.u64 : 1);
+	recb_copy_fields(&g.b, &r, label[0] ? text_fields_part : text_fields);
+	if (error)
+		recb_str(&g.b, F_COMMON_CAPTION_ERROR, error);
+	else
+		add_text_fields(use, len, label);
+	msgpack_unpacked_destroy(&unp);
+	slot_ready_recb(s);
+	free(s->raw);
+	s->raw = NULL;
+}
+
+/* ---- requests ---- */
+
+static void memo_add(const char *key, const char *text, size_t n)
+{
+	if (hget(&g.memo, key))
+		return;
+	size_t cap = sizeof g.memo_ring / sizeof g.memo_ring[0];
+	char *old = g.memo_ring[g.memo_pos % cap];
+	if (old) {
+		free(hdel(&g.memo, old));
+		free(old);
+	}
+	char *copy = malloc(n + 1);
+	if (!copy)
+		errx(1, "out of memory");
+	memcpy(copy, text, n);
+	copy[n] = 0;
+	hput(&g.memo, key, copy);
+	if (!(g.memo_ring[g.memo_pos % cap] = strdup(key)))
+		errx(1, "out of memory");
+	g.memo_pos++;
+}
+
+/* VLM: the answer must be JSON with choices[0].message.content a string;
+ * --url: any UTF-8 text. The text goes into the request. */
+static int check_answer(void *ctx, void *user, const struct fetch_answer *a, char *why,
+                        size_t size)
+{
+	struct request *rq = user;
+	(void)ctx;
+	if (!opt.vlm) {
+		if (!text_is_utf8(a->body, a->len)) {
+			snprintf(why, size, "answer is not UTF-8 text");
+			return -1;
+		}
+		free(rq->text);
+		if (!(rq->text = strdup(a->body)))
+			errx(1, "out of memory");
+		rq->text_len = a->len;
+		return 0;
+	}
+	if (!a->content_type || strncasecmp(a->content_type, "application/json", 16)) {
+		char ct[64];
+		snprintf(ct, sizeof ct, "%s", a->content_type ? a->content_type : "none");
+		ct[strcspn(ct, ";")] = 0;
+		snprintf(why, size, "answer is '%s', not JSON", ct);
+		return -1;
+	}
+	json_error_t jerr;
+	json_t *j = json_loadb(a->body, a->len, 0, &jerr);
+	if (!j) {
+		snprintf(why, size, "malformed JSON in answer: %s", jerr.text);
+		return -1;
+	}
+	json_t *content =
+	    json_object_get(json_object_get(json_array_get(json_object_get(j, "choices"), 0),
+	                                    "message"),
+	                    "content");
+	if (!json_is_string(content)) {
+		json_decref(j);
+		snprintf(why, size, "no choices[0].message.content in answer");
+		return -1;
+	}
+	free(rq->text);
+	rq->text_len = json_string_length(content);
+	if (!(rq->text = malloc(rq->text_len + 1)))
+		errx(1, "out of memory");
+	memcpy(rq->text, json_string_value(content), rq->text_len);
+	rq->text[rq->text_len] = 0;
+	json_decref(j);
+	return 0;
+}
+
+static void request_done(void *ctx, void *user, const struct fetch_answer *a)
+{
+	struct request *rq = user;
+	(void)ctx;
+	hdel(&g.inflight, rq->key);
+	if (!a->error) {
+		if (g.have_cache && cache_put(&g.cache, rq->key, rq->text, rq->text_len) < 0)
+			warn_lib();
+		memo_add(rq->key, rq->text, rq->text_len);
+	}
+	for (struct slot *s = rq->waiters, *next; s; s = next) {
+		next = s->req_next;
+		s->req = NULL;
+		slot_finish(s, rq->text, rq->text_len, a->error);
+	}
+	free(rq->text);
+	free(rq);
+}
+
+/* Ask for text under key (cache, memo, a request in flight, or a new
+ * request with body); the slot finishes now or when the answer comes. */
+static void ask(struct slot *s, const char *key, const char *url, char *body, size_t len)
+{
+	const char *m = hget(&g.memo, key);
+	if (m) {
+		g.shared++;
+		free(body);
+		slot_finish(s, m, strlen(m), NULL);
+		return;
+	}
+	struct request *rq = hget(&g.inflight, key);
+	if (rq) {
+		g.shared++;
+		free(body);
+		s->req = rq;
+		s->req_next = rq->waiters;
+		rq->waiters = s;
+		return;
+	}
+	if (g.have_cache) {
+		char *text;
+		size_t n;
+		int hit = cache_get(&g.cache, key, &text, &n);
+		if (hit < 0)
+			warn_lib();
+		if (hit == 1) {
+			g.cached++;
+			free(body);
+			memo_add(key, text, n);
+			slot_finish(s, text, n, NULL);
+			free(text);
+			return;
+		}
+	}
+	if (g.expired) {
+		free(body);
+		slot_finish(s, NULL, 0, "deadline");
+		return;
+	}
+	rq = calloc(1, sizeof *rq);
+	if (!rq)
+		errx(1, "out of memory");
+	snprintf(rq->key, sizeof rq->key, "%s", key);
+	rq->waiters = s;
+	s->req = rq;
+	if (fetch_add(g.engine, url, body, len, rq) < 0) {
+		char why[256];
+		snprintf(why, sizeof why, "%s", eosin_errmsg());
+		free(rq);
+		s->req = NULL;
+		slot_finish(s, NULL, 0, why);
+		return;
+	}
+	hput(&g.inflight, key, rq);
+	g.asked++;
+}
+
+/* ---- per record ---- */
+
+static void bad_record(struct slot *s, const char *why)
+{
+	warnx("%s: record %" PRIu64 ": %s", g.input_name, s->number, why);
+	slot_finish(s, NULL, 0, why);
+}
+
+static void caption_tile(struct slot *s, const struct record *rec)
+{
+	const char *jpeg;
+	size_t n;
+	double mag = 0;
+	char id[256], why[512];
+	int rc = record_get_bin(rec, F_TILE_JPEG, &jpeg, &n);
+	if (rc != 0) {
+		if (rc > 0)
+			snprintf(why, sizeof why, "tile '%s' has no field 'jpeg'",
+			         record_id(rec, id, sizeof id));
+		bad_record(s, rc > 0 ? why : eosin_errmsg());
+		return;
+	}
+	if ((rc = record_get_num(rec, F_TILE_MAG, &mag)) != 0) {
+		if (rc > 0)
+			snprintf(why, sizeof why, "tile '%s' has no field 'mag'",
+			         record_id(rec, id, sizeof id));
+		bad_record(s, rc > 0 ? why : eosin_errmsg());
+		return;
+	}
+	const struct prompt *p = prompt_for(mag);
+	char key[CACHE_KEY_HEX];
+	const void *parts[] = {"vlm", opt.vlm, p->prefix, jpeg};
+	size_t lens[] = {3, strlen(opt.vlm), p->prefix_len, n};
+	cache_key(key, 4, parts, lens);
+	if (hget(&g.memo, key) || hget(&g.inflight, key) || g.expired) {
+		ask(s, key, opt.vlm, NULL, 0);
+		return;
+	}
+	size_t b64 = 4 * ((n + 2) / 3);
+	size_t len = p->prefix_len + b64 + sizeof request_suffix - 1;
+	char *body = malloc(len + 1);
+	if (!body)
+		errx(1, "out of memory");
+	memcpy(body, p->prefix, p->prefix_len);
+	base64_encode((const unsigned char *)jpeg, n, body + p->prefix_len);
+	memcpy(body + p->prefix_len + b64, request_suffix, sizeof request_suffix);
+	ask(s, key, opt.vlm, body, len);
+}
+
+/* {case}: the slide id without the part the part rule found in it
+ * ("S12-3456-A" gives "S12-3456"), or the whole id when it names none. */
+static int slide_case(const struct record *rec, char *out, size_t size)
+{
+	if (record_get_strcpy(rec, F_TILE_SLIDE, out, size) != 0)
+		return -1;
+	regmatch_t m;
+	if (regexec(&g.part_rule.re, out, 1, &m, 0) == 0 && m.rm_so >= 0)
+		memmove(out + m.rm_so, out + m.rm_eo, strlen(out + m.rm_eo) + 1);
+	return 0;
+}
+
+/* Fill the URL template from the record; -1 (why set) on a missing field. */
+static char *fill_template(const struct record *rec, const char *part, char *why, size_t whysize)
+{
+	size_t cap = 256, n = 0;
+	char *out = malloc(cap);
+	if (!out)
+		errx(1, "out of memory");
+	int is_file = !strncmp(opt.url_template, "file:", 5);
+	for (const char *t = opt.url_template; *t;) {
+		char val[1024] = "";
+		size_t skip = 1;
+		const char *lit = t;
+		size_t litn = 1;
+		if (*t == '{') {
+			const char *close = strchr(t, '}');
+			char name[32];
+			if (!close || (size_t)(close - t - 1) >= sizeof name)
+				goto literal;
+			memcpy(name, t + 1, (size_t)(close - t - 1));
+			name[close - t - 1] = 0;
+			skip = (size_t)(close - t) + 1;
+			if (!strcmp(name, "part")) {
+				snprintf(val, sizeof val, "%s", part);
+			} else if (!strcmp(name, "case")) {
+				if (slide_case(rec, val, sizeof val) < 0) {
+					snprintf(why, whysize, "no string field 'slide' for {case}");
+					free(out);
+					return NULL;
+				}
+			} else if (!strcmp(name, "slide") || !strcmp(name, "id")) {
+				if (record_get_strcpy(rec, name, val, sizeof val) != 0) {
+					snprintf(why, whysize, "no string field '%s' for {%s}", name, name);
+					free(out);
+					return NULL;
+				}
+			} else if (!strcmp(name, "mag") || !strcmp(name, "x") || !strcmp(name, "y")) {
+				double v;
+				if (record_get_num(rec, name, &v) != 0) {
+					snprintf(why, whysize, "no number field '%s' for {%s}", name, name);
+					free(out);
+					return NULL;
+				}
+				snprintf(val, sizeof val, "%.15g", v);
+			} else {
+				goto literal;
+			}
+			/* escape: file:// paths keep '/', URLs escape everything */
+			char *esc = curl_easy_escape(NULL, val, 0);
+			if (!esc)
+				errx(1, "out of memory");
+			lit = esc;
+			litn = strlen(esc);
+			if (n + litn + 1 > cap) {
+				while (n + litn + 1 > cap)
+					cap *= 2;
+				if (!(out = realloc(out, cap)))
+					errx(1, "out of memory");
+			}
+			for (size_t i = 0; i < litn; i++) {
+				/* %2F back to '/' in file:// paths so {id} names a nested file */
+				if (is_file && !strncmp(esc + i, "%2F", 3)) {
+					out[n++] = '/';
+					i += 2;
+				} else {
+					out[n++] = esc[i];
+				}
+			}
+			curl_free(esc);
+			t += skip;
+			continue;
+		}
+	literal:
+		if (n + 2 > cap && !(out = realloc(out, cap *= 2)))
+			errx(1, "out of memory");
+		out[n++] = *lit;
+		t += litn;
+	}
+	out[n] = 0;
+	return out;
+}
+
+static void fetch_text(struct slot *s, const struct record *rec, const char *part)
+{
+	char why[256];
+	char *url = fill_template(rec, part, why, sizeof why);
+	if (!url) {
+		bad_record(s, why);
+		return;
+	}
+	char key[CACHE_KEY_HEX];
+	const void *parts[] = {"get", url};
+	size_t lens[] = {3, strlen(url)};
+	cache_key(key, 2, parts, lens);
+	s->source = url;
+	ask(s, key, url, NULL, 0);
+}
+
+static void handle_record(const struct record *rec, uint64_t number)
+{
+	g.records++;
+	if (record_is(rec, "hdr")) {
+		struct slot *s = slot_new();
+		slot_ready_bytes(s, rec->raw, rec->len);
+		window_push(s);
+		return;
+	}
+	queue_hdr();
+	struct slot *s = slot_new();
+	s->number = number;
+	if (!record_is(rec, "tile")) {
+		slot_ready_bytes(s, rec->raw, rec->len);
+		window_push(s);
+		return;
+	}
+	g.tiles++;
+	char slide[1024] = "", part[TEXT_LABEL_MAX] = "";
+	if (opt.url_template) {
+		int rc = record_get_strcpy(rec, F_TILE_SLIDE, slide, sizeof slide);
+		if (rc == 0 && text_part_of_slide(&g.part_rule, slide, part, sizeof part) < 0)
+			rc = -1;
+		if (rc != 0 && opt.doc) {
+			/* the tile passes, but no report can be tied to it */
+			char id[256];
+			warnx("%s: record %" PRIu64 " (id '%s'): %s", g.input_name, number,
+			      record_id(rec, id, sizeof id),
+			      rc > 0 ? "no field 'slide'" : eosin_errmsg());
+			g.failed++;
+			slot_ready_bytes(s, rec->raw, rec->len);
+			window_push(s);
+			return;
+		}
+	}
+	if (opt.doc) {
+		if (!hget(&g.slides, slide)) {
+			hput(&g.slides, slide, (void *)1);
+			struct slot *d = slot_new();
+			d->number = number;
+			if (!(d->slide = strdup(slide)))
+				errx(1, "out of memory");
+			snprintf(d->part, sizeof d->part, "%s", part);
+			window_push(d);
+			fetch_text(d, rec, part);
+		}
+		slot_ready_bytes(s, rec->raw, rec->len);
+		window_push(s);
+		return;
+	}
+	if (!(s->raw = malloc(rec->len)))
+		errx(1, "out of memory");
+	memcpy(s->raw, rec->raw, rec->len);
+	s->rawlen = rec->len;
+	snprintf(s->part, sizeof s->part, "%s", part);
+	window_push(s);
+	if (opt.vlm)
+		caption_tile(s, rec);
+	else
+		fetch_text(s, rec, part);
+}
+
+/* Turn the crank once: check the deadline, then pump the engine (watching
+ * fd for input when it is >= 0). */
+static int pump(double wait, int fd)
+{
+	int ready = 0;
+	if (opt.deadline > 0 && !g.expired && prog_now() >= g.deadline_at) {
+		g.expired = 1;
+		warnx("deadline of %g s passed: %zu requests not answered", opt.deadline,
+		      fetch_outstanding(g.engine));
+		fetch_cancel_all(g.engine, "deadline");
+	}
+	if (opt.deadline > 0 && !g.expired)
+		wait = fmin(wait, fmax(0, g.deadline_at - prog_now()));
+	if (fetch_pump(g.engine, wait, fd, &ready) < 0)
+		die_lib();
+	write_ready();
+	return ready;
+}
+
+static int run_input(const char *path)
+{
+	struct stream_reader r;
+	struct record rec;
+	if (stream_reader_open(&r, path) < 0) {
+		warn_lib();
+		return -1;
+	}
+	g.input_name = r.name;
+	int ready = 0, ret = 0, since_pump = 0;
+	for (;;) {
+		if (g.n >= (size_t)opt.window) {
+			pump(1.0, -1);
+			continue;
+		}
+		if (r.end == r.start && !r.eof && !ready) {
+			ready = pump(fetch_outstanding(g.engine) ? 1.0 : 60.0, r.fd);
+			continue;
+		}
+		ready = 0;
+		int rc = stream_read(&r, &rec);
+		if (rc == 0)
+			break;
+		if (rc < 0) {
+			warn_lib();
+			ret = -1;
+			break;
+		}
+		handle_record(&rec, rec.number);
+		/* start new requests soon, but not with a poll over every
+		 * socket per record read */
+		if (fetch_outstanding(g.engine) && ++since_pump >= 8) {
+			since_pump = 0;
+			pump(0, -1);
+		}
+		write_ready();
+	}
+	stream_reader_release(&r);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_VLM = 256, O_URL, O_DOC, O_MODEL, O_PROMPTS, O_LOW, O_HIGH, O_HIGHMAG, O_SYSTEM,
+	       O_MAXTOK, O_KEYENV, O_INFLIGHT, O_PERHOST, O_RATE, O_RETRIES, O_TIMEOUT,
+	       O_DEADLINE, O_BACKOFF, O_CACHE, O_WINDOW, O_KEYWORDS, O_PARTFROM, O_REJECTS };
+	static const struct option opts[] = {
+	    {"vlm", required_argument, 0, O_VLM},
+	    {"url", required_argument, 0, O_URL},
+	    {"doc", no_argument, 0, O_DOC},
+	    {"model", required_argument, 0, O_MODEL},
+	    {"prompts", required_argument, 0, O_PROMPTS},
+	    {"low-prompt", required_argument, 0, O_LOW},
+	    {"high-prompt", required_argument, 0, O_HIGH},
+	    {"high-mag", required_argument, 0, O_HIGHMAG},
+	    {"system", required_argument, 0, O_SYSTEM},
+	    {"max-tokens", required_argument, 0, O_MAXTOK},
+	    {"api-key-env", required_argument, 0, O_KEYENV},
+	    {"inflight", required_argument, 0, O_INFLIGHT},
+	    {"per-host", required_argument, 0, O_PERHOST},
+	    {"rate", required_argument, 0, O_RATE},
+	    {"retries", required_argument, 0, O_RETRIES},
+	    {"timeout", required_argument, 0, O_TIMEOUT},
+	    {"deadline", required_argument, 0, O_DEADLINE},
+	    {"backoff", required_argument, 0, O_BACKOFF},
+	    {"cache", required_argument, 0, O_CACHE},
+	    {"window", required_argument, 0, O_WINDOW},
+	    {"keywords", required_argument, 0, O_KEYWORDS},
+	    {"part-from", required_argument, 0, O_PARTFROM},
+	    {"rejects", required_argument, 0, O_REJECTS},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	const char *low = default_low_prompt, *high = default_high_prompt, *prompts_file = NULL;
+	double high_mag = 20;
+	int key_env_given = 0, c;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case O_VLM: opt.vlm = optarg; break;
+		case O_URL: opt.url_template = optarg; break;
+		case O_DOC: opt.doc = 1; break;
+		case O_MODEL: opt.model = optarg; break;
+		case O_PROMPTS: prompts_file = optarg; break;
+		case O_LOW: low = optarg; break;
+		case O_HIGH: high = optarg; break;
+		case O_HIGHMAG: high_mag = prog_double("--high-mag", optarg, 0, 1000); break;
+		case O_SYSTEM: opt.system = optarg; break;
+		case O_MAXTOK: opt.max_tokens = (int)prog_long("--max-tokens", optarg, 1, 1 << 20); break;
+		case O_KEYENV: opt.api_key_env = optarg; key_env_given = 1; break;
+		case O_INFLIGHT: opt.fc.inflight = (int)prog_long("--inflight", optarg, 1, 4096); break;
+		case O_PERHOST: opt.fc.per_host = (int)prog_long("--per-host", optarg, 1, 4096); break;
+		case O_RATE: opt.fc.rate = prog_double("--rate", optarg, 0, 1e6); break;
+		case O_RETRIES: opt.fc.retries = (int)prog_long("--retries", optarg, 0, 100); break;
+		case O_TIMEOUT: opt.fc.timeout = prog_double("--timeout", optarg, 0, 86400); break;
+		case O_DEADLINE: opt.deadline = prog_double("--deadline", optarg, 0, 1e9); break;
+		case O_BACKOFF: opt.fc.backoff = prog_double("--backoff", optarg, 0, 3600); break;
+		case O_CACHE: opt.cache_dir = optarg; break;
+		case O_WINDOW: opt.window = (int)prog_long("--window", optarg, 1, 1 << 24); break;
+		case O_KEYWORDS: opt.keywords = (int)prog_long("--keywords", optarg, 0, 1000); break;
+		case O_PARTFROM: opt.part_from = optarg; break;
+		case O_REJECTS: opt.rejects = optarg; break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (!opt.vlm == !opt.url_template || (opt.doc && !opt.url_template))
+		usage();
+	if (opt.vlm && !opt.model)
+		errx(EXIT_USAGE, "--vlm needs --model");
+	if (opt.vlm) {
+		if (prompts_file)
+			read_prompts(prompts_file);
+		else {
+			add_prompt(0, low);
+			add_prompt(high_mag, high);
+		}
+		build_prompt_prefixes();
+	}
+	g.argc = argc + optind;
+	g.argv = argv - optind;
+
+	/* The key lives only in this header string, which goes to libcurl. */
+	const char *key = getenv(opt.api_key_env);
+	if (key_env_given && (!key || !*key))
+		errx(EXIT_USAGE, "environment variable '%s' is not set", opt.api_key_env);
+	const char *headers[4] = {NULL};
+	int nh = 0;
+	if (opt.vlm) {
+		headers[nh++] = "Content-Type: application/json";
+		headers[nh++] = "Expect:";
+		if (key && *key) {
+			if (asprintf(&g.auth_header, "Authorization: Bearer %s", key) < 0)
+				errx(1, "out of memory");
+			headers[nh++] = g.auth_header;
+		}
+	}
+	opt.fc.headers = headers;
+	if (!(g.engine = fetch_new(&opt.fc, check_answer, request_done, NULL)))
+		die_lib();
+	if (g.auth_header) {
+		explicit_bzero(g.auth_header, strlen(g.auth_header));
+		free(g.auth_header);
+	}
+	if (text_part_rule_init(&g.part_rule, opt.part_from) < 0)
+		errx(EXIT_USAGE, "--part-from: %s", eosin_errmsg());
+	if (opt.cache_dir) {
+		if (cache_open(&g.cache, opt.cache_dir) < 0)
+			die_lib();
+		g.have_cache = 1;
+	}
+	if (stream_writer_init(&g.out, 1, "<stdout>") < 0)
+		die_lib();
+	if (opt.rejects) {
+		if (stream_writer_open(&g.rejects, opt.rejects) < 0)
+			die_lib();
+		g.have_rejects = 1;
+	}
+	recb_init(&g.b);
+	g.deadline_at = prog_now() + opt.deadline;
+
+	static char *stdin_only[] = {"-", NULL};
+	if (argc == 0) {
+		argv = stdin_only;
+		argc = 1;
+	}
+	int input_failed = 0;
+	for (int i = 0; i < argc && !input_failed; i++)
+		input_failed = run_input(argv[i]) < 0;
+	queue_hdr();
+	while (fetch_outstanding(g.engine) || g.head)
+		pump(1.0, -1);
+	struct fetch_stats st;
+	fetch_get_stats(g.engine, &st);
+	fetch_free(g.engine);
+	if (g.have_rejects && stream_writer_close(&g.rejects) < 0)
+		die_lib();
+	prog_close_output(&g.out);
+	fprintf(stderr,
+	        "eosin-caption-fetch: %" PRIu64 " records, %" PRIu64 " tiles, %" PRIu64
+	        " docs; asked %" PRIu64 ", cached %" PRIu64 ", shared %" PRIu64 ", failed %" PRIu64
+	        ", retried %ld (%ld requests)\n",
+	        g.records, g.tiles, g.docs, g.asked, g.cached, g.shared, g.failed, st.retried,
+	        st.requests);
+	recb_release(&g.b);
+	text_part_rule_release(&g.part_rule);
+	hclear(&g.inflight, NULL);
+	hclear(&g.memo, free);
+	hclear(&g.slides, NULL);
+	for (size_t i = 0; i < sizeof g.memo_ring / sizeof g.memo_ring[0]; i++)
+		free(g.memo_ring[i]);
+	for (int i = 0; i < opt.nprompts; i++) {
+		free(opt.prompts[i].text);
+		free(opt.prompts[i].prefix);
+	}
+	free(opt.prompts);
+	if (g.have_cache)
+		cache_close(&g.cache);
+	return g.failed || input_failed ? 1 : 0;
+}
