@@ -750,10 +750,10 @@ static int emb_check(struct emb_ref *ref, const char *raw, const struct emb *e,
 
 static int reject_raw(struct bagger *g, const char *raw, size_t len, uint64_t number)
 {
-	g->st.rejected++;
-	if (!g->sink.reject)
+	if (!g->sink.reject || g->sink.reject(g->sink.ctx, raw, len, number, eosin_errmsg()) < 0)
 		return -1;
-	return g->sink.reject(g->sink.ctx, raw, len, number, eosin_errmsg());
+	g->st.rejected++;
+	return 0;
 }
 
 /* (sample_key, id) order for the sampling heap: larger is dropped first. */
