@@ -11,9 +11,9 @@
 #include <getopt.h>
 #include <inttypes.h>
 
-#define SYNOPSIS                                                                             \
-	"usage: eosin-bag [--by parent|slide|region] [--max-patches N] [--seed S] "          \
-	"[--regions N] [--mag M] [--complete-only] [--require-text] [--unsorted] "           \
+#define SYNOPSIS                                                                                   \
+	"usage: eosin-bag [--by parent|slide|region] [--max-patches N] [--seed S] "                \
+	"[--regions N] [--mag M] [--complete-only] [--require-text] [--unsorted] "                 \
 	"[--memory MIB] [--max-open N] [--tmpdir DIR] [--rejects FILE] [file ...]\n"
 
 static void usage(void)
@@ -46,13 +46,12 @@ static int emit_bag(void *ctx, const char *bag, size_t len)
 	return stream_write_raw(&o->w, bag, len);
 }
 
-static int reject_record(void *ctx, const char *raw, size_t len, uint64_t number,
-                         const char *msg)
+static int reject_record(void *ctx, const char *raw, size_t len, uint64_t number, const char *msg)
 {
 	struct out *o = ctx;
 	(void)number;
 	if (!o->have_rejects)
-		return -1;  /* the caller prints msg and stops */
+		return -1; /* the caller prints msg and stops */
 	warnx("%s", msg);
 	return stream_write_raw(&o->rejects, raw, len);
 }
@@ -66,17 +65,20 @@ static void summary(const struct bag_stats *s, enum bag_method m)
 	else
 		fprintf(stderr, " (%" PRIu64 " sampled, %" PRIu64 " without text)", s->sampled,
 		        s->no_text + s->ambiguous_text);
-	fprintf(stderr, ", %" PRIu64 " dropped, %" PRIu64 " rejected, %" PRIu64
-	                " records spilled",
+	fprintf(stderr, ", %" PRIu64 " dropped, %" PRIu64 " rejected, %" PRIu64 " records spilled",
 	        s->dropped, s->rejected, s->spilled_records);
 	if (s->no_txt_emb)
-		fprintf(stderr, ", %" PRIu64 " without txt_emb (some patches lack one)", s->no_txt_emb);
+		fprintf(stderr, ", %" PRIu64 " without txt_emb (some patches lack one)",
+		        s->no_txt_emb);
 	if (s->no_kw_emb)
-		fprintf(stderr, ", %" PRIu64 " without kw_emb (some keywords lack one)", s->no_kw_emb);
+		fprintf(stderr, ", %" PRIu64 " without kw_emb (some keywords lack one)",
+		        s->no_kw_emb);
 	if (s->ambiguous_text)
-		fprintf(stderr, ", %" PRIu64 " slides with several docs and no part", s->ambiguous_text);
+		fprintf(stderr, ", %" PRIu64 " slides with several docs and no part",
+		        s->ambiguous_text);
 	if (s->other_mag)
-		fprintf(stderr, ", %" PRIu64 " patches of other magnifications skipped", s->other_mag);
+		fprintf(stderr, ", %" PRIu64 " patches of other magnifications skipped",
+		        s->other_mag);
 	if (s->unused_docs)
 		fprintf(stderr, ", %" PRIu64 " docs unused", s->unused_docs);
 	fputc('\n', stderr);
@@ -87,18 +89,18 @@ int main(int argc, char **argv)
 	struct bag_options bo;
 	enum bag_method method = BAG_PARENT;
 	static const struct option opts[] = {
-	    {"by", required_argument, 0, 'b'},       {"max-patches", required_argument, 0, 'n'},
-	    {"seed", required_argument, 0, 's'},     {"regions", required_argument, 0, 'R'},
-	    {"mag", required_argument, 0, 'm'},      {"complete-only", no_argument, 0, 'c'},
-	    {"require-text", no_argument, 0, 't'},   {"unsorted", no_argument, 0, 'u'},
-	    {"memory", required_argument, 0, 'M'},   {"max-open", required_argument, 0, 'o'},
-	    {"tmpdir", required_argument, 0, 'T'},   {"rejects", required_argument, 0, 'r'},
-	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+	    {"by", required_argument, 0, 'b'},     {"max-patches", required_argument, 0, 'n'},
+	    {"seed", required_argument, 0, 's'},   {"regions", required_argument, 0, 'R'},
+	    {"mag", required_argument, 0, 'm'},    {"complete-only", no_argument, 0, 'c'},
+	    {"require-text", no_argument, 0, 't'}, {"unsorted", no_argument, 0, 'u'},
+	    {"memory", required_argument, 0, 'M'}, {"max-open", required_argument, 0, 'o'},
+	    {"tmpdir", required_argument, 0, 'T'}, {"rejects", required_argument, 0, 'r'},
+	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	struct out o;
 	memset(&o, 0, sizeof o);
 	recb_init(&o.hdr);
-	recb_hdr(&o.hdr, "eosin-bag", argc, argv);  /* before getopt permutes argv */
+	recb_hdr(&o.hdr, "eosin-bag", argc, argv); /* before getopt permutes argv */
 	/* First pass for --by, so the other defaults follow the method. */
 	int c;
 	opterr = 0;
@@ -121,14 +123,18 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b': break;
-		case 'n': bo.max_patches = (uint32_t)prog_long("--max-patches", optarg, 1, 1 << 24); break;
+		case 'n':
+			bo.max_patches = (uint32_t)prog_long("--max-patches", optarg, 1, 1 << 24);
+			break;
 		case 's': bo.seed = (uint64_t)prog_long("--seed", optarg, 0, LONG_MAX); break;
 		case 'R': bo.nregions = (uint32_t)prog_long("--regions", optarg, 1, 65536); break;
 		case 'm': bo.mag = prog_double("--mag", optarg, 1e-3, 1e3); break;
 		case 'c': bo.complete_only = 1; break;
 		case 't': bo.require_text = 1; break;
 		case 'u': bo.grouped = 0; break;
-		case 'M': bo.memory_limit = (size_t)prog_long("--memory", optarg, 0, 1L << 30) << 20; break;
+		case 'M':
+			bo.memory_limit = (size_t)prog_long("--memory", optarg, 0, 1L << 30) << 20;
+			break;
 		case 'o': bo.max_open = (size_t)prog_long("--max-open", optarg, 1, 1L << 30); break;
 		case 'T': bo.tmpdir = optarg; break;
 		case 'r': rejects = optarg; break;

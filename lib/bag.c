@@ -31,7 +31,7 @@
 #define DOC_KIND "doc"
 
 struct span {
-	uint32_t off, len;   /* into the owner's raw bytes; off == SPAN_NONE: absent */
+	uint32_t off, len; /* into the owner's raw bytes; off == SPAN_NONE: absent */
 };
 
 /* One embedding field of a record, as read (bit-exact). */
@@ -39,7 +39,7 @@ struct emb {
 	int have;
 	enum vec_dtype dtype;
 	uint32_t dim, n;
-	uint32_t data;       /* offset of n*dim elements in raw */
+	uint32_t data; /* offset of n*dim elements in raw */
 	struct span model, hash;
 };
 
@@ -66,8 +66,8 @@ struct doc {
 	struct emb txt, sent;
 	uint32_t nsentences;
 	struct span *sentences;
-	int has_pos;         /* sent_pos given */
-	double *sent_xy;     /* nsentences x 2, NAN where a sentence has no place */
+	int has_pos;     /* sent_pos given */
+	double *sent_xy; /* nsentences x 2, NAN where a sentence has no place */
 };
 
 /* What the first record of a group fixed for an embedding field. */
@@ -75,19 +75,19 @@ struct emb_ref {
 	int set;
 	enum vec_dtype dtype;
 	uint32_t dim;
-	char *model, *hash;  /* NULL: absent */
+	char *model, *hash; /* NULL: absent */
 };
 
 struct group {
 	char *key;
-	struct patch **patches;  /* slide, region: a max-heap on (sample_key, id) */
+	struct patch **patches; /* slide, region: a max-heap on (sample_key, id) */
 	size_t npatches, cap;
 	struct doc **docs;
 	size_t ndocs, doccap;
-	uint64_t seen;           /* valid patches added (before sampling) */
+	uint64_t seen; /* valid patches added (before sampling) */
 	size_t bytes;
 	struct emb_ref img, txt, kw;
-	struct group *prev, *next;  /* open list, oldest first */
+	struct group *prev, *next; /* open list, oldest first */
 };
 
 /* String-keyed hash map with chaining; values are opaque. */
@@ -105,16 +105,16 @@ struct bagger {
 	struct bag_options o;
 	struct bag_sink sink;
 	struct bag_stats st;
-	struct strmap open;      /* key -> group */
+	struct strmap open; /* key -> group */
 	struct group *head, *tail;
 	size_t nopen, held;
-	struct strmap written;   /* keys whose bag is out */
-	struct strmap spilled;   /* keys routed to spill files */
-	struct strmap closed;    /* grouped: slides already finished */
+	struct strmap written; /* keys whose bag is out */
+	struct strmap spilled; /* keys routed to spill files */
+	struct strmap closed;  /* grouped: slides already finished */
 	char *cur_slide;
 	FILE *part[BAG_PARTITIONS];
 	int in_partition;
-	char **inputs;           /* input names for messages */
+	char **inputs; /* input names for messages */
 	uint32_t ninputs, cur_input;
 	float *scratch;
 	size_t scratch_cap;
@@ -362,8 +362,7 @@ static int get_emb(struct bagger *g, const struct record *rec, const char *key, 
 }
 
 /* An array of strings as spans; 1 if absent. */
-static int get_str_array(const struct record *rec, const char *key, struct span **out,
-                         uint32_t *n)
+static int get_str_array(const struct record *rec, const char *key, struct span **out, uint32_t *n)
 {
 	const msgpack_object *o = record_get(rec, key);
 	*out = NULL;
@@ -380,7 +379,8 @@ static int get_str_array(const struct record *rec, const char *key, struct span 
 		const msgpack_object *e = &o->via.array.ptr[i];
 		if (e->type != MSGPACK_OBJECT_STR) {
 			free(s);
-			return eosin_error("field '%s' element %" PRIu32 " is not a string", key, i);
+			return eosin_error("field '%s' element %" PRIu32 " is not a string", key,
+			                   i);
 		}
 		s[i].off = (uint32_t)(e->via.str.ptr - rec->raw);
 		s[i].len = e->via.str.size;
@@ -435,7 +435,8 @@ static struct patch *patch_parse(struct bagger *g, const struct record *rec, str
 	int r;
 	double d;
 	/* Messages from record_get_* already name record and id. */
-	if ((r = get_span(rec, F_TILE_ID, &p->id, 1)) || (r = get_span(rec, F_TILE_SLIDE, slide, 1)))
+	if ((r = get_span(rec, F_TILE_ID, &p->id, 1)) ||
+	    (r = get_span(rec, F_TILE_SLIDE, slide, 1)))
 		goto bad_r;
 	if ((r = get_span(rec, F_TILE_ROOT, &root, quad)) ||
 	    (r = get_span(rec, F_TILE_PARENT, &p->parent, 0)) ||
@@ -468,8 +469,8 @@ static struct patch *patch_parse(struct bagger *g, const struct record *rec, str
 			goto bad_field;
 		}
 		if (p->depth > 0 && self) {
-			eosin_error("field '%s' is the tile's own id at depth %" PRId64, F_TILE_ROOT,
-			            p->depth);
+			eosin_error("field '%s' is the tile's own id at depth %" PRId64,
+			            F_TILE_ROOT, p->depth);
 			goto bad_field;
 		}
 		if (p->depth > 0 && p->parent.off == SPAN_NONE) {
@@ -531,8 +532,9 @@ bad_field:
 bad_r:
 	if (r == 1) {
 		/* id, slide or root missing */
-		const char *f = p->id.off == SPAN_NONE ? F_TILE_ID
-		                : slide->off == SPAN_NONE ? F_TILE_SLIDE : F_TILE_ROOT;
+		const char *f = p->id.off == SPAN_NONE    ? F_TILE_ID
+		                : slide->off == SPAN_NONE ? F_TILE_SLIDE
+		                                          : F_TILE_ROOT;
 		field_missing(f);
 		goto bad_field;
 	}
@@ -562,7 +564,8 @@ static int get_sent_pos(struct doc *d, const struct record *rec)
 		if (e->type == MSGPACK_OBJECT_NIL)
 			continue;
 		if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2)
-			return eosin_error("field 'sent_pos' element %" PRIu32 " is not nil or [x, y]", i);
+			return eosin_error(
+			    "field 'sent_pos' element %" PRIu32 " is not nil or [x, y]", i);
 		for (int k = 0; k < 2; k++) {
 			const msgpack_object *c = &e->via.array.ptr[k];
 			double v;
@@ -570,13 +573,15 @@ static int get_sent_pos(struct doc *d, const struct record *rec)
 				v = (double)c->via.u64;
 			else if (c->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
 				v = (double)c->via.i64;
-			else if (c->type == MSGPACK_OBJECT_FLOAT32 || c->type == MSGPACK_OBJECT_FLOAT64)
+			else if (c->type == MSGPACK_OBJECT_FLOAT32 ||
+			         c->type == MSGPACK_OBJECT_FLOAT64)
 				v = c->via.f64;
 			else
-				return eosin_error("field 'sent_pos' element %" PRIu32 " is not nil or [x, y]",
-				                   i);
+				return eosin_error(
+				    "field 'sent_pos' element %" PRIu32 " is not nil or [x, y]", i);
 			if (!isfinite(v))
-				return eosin_error("field 'sent_pos' element %" PRIu32 " is not finite", i);
+				return eosin_error(
+				    "field 'sent_pos' element %" PRIu32 " is not finite", i);
 			d->sent_xy[2 * i + k] = v;
 		}
 	}
@@ -602,7 +607,8 @@ static struct doc *doc_parse(struct bagger *g, const struct record *rec, struct 
 	}
 	if (get_span(rec, F_TILE_ID, &d->id, 0) || get_span(rec, F_COMMON_PART, &d->part, 0) ||
 	    get_span(rec, F_COMMON_CAPTION, &d->caption, 0) ||
-	    get_span(rec, F_COMMON_LABEL, &d->label, 0) || get_span(rec, F_COMMON_SPLIT, &d->split, 0))
+	    get_span(rec, F_COMMON_LABEL, &d->label, 0) ||
+	    get_span(rec, F_COMMON_SPLIT, &d->split, 0))
 		goto bad_lib;
 	if (get_emb(g, rec, F_COMMON_TXT_EMB, &d->txt) < 0 ||
 	    get_emb(g, rec, F_COMMON_SENT_EMB, &d->sent) < 0)
@@ -707,8 +713,8 @@ static struct group *group_get(struct bagger *g, const char *key)
 
 /* Does embedding e of patch p agree with what the group fixed? Sets the
  * reference from the first patch that has the field. */
-static int emb_check(struct emb_ref *ref, const char *raw, const struct emb *e,
-                     const char *field, const char *key)
+static int emb_check(struct emb_ref *ref, const char *raw, const struct emb *e, const char *field,
+                     const char *key)
 {
 	if (!e->have)
 		return 0;
@@ -725,10 +731,12 @@ static int emb_check(struct emb_ref *ref, const char *raw, const struct emb *e,
 	}
 	if (e->dim != ref->dim)
 		return eosin_error("field '%s': dim %" PRIu32 " differs from %" PRIu32
-		                   " in the rest of bag '%s'", field, e->dim, ref->dim, key);
+		                   " in the rest of bag '%s'",
+		                   field, e->dim, ref->dim, key);
 	if (e->dtype != ref->dtype)
-		return eosin_error("field '%s': dtype %s differs from %s in the rest of bag '%s'", field,
-		                   vec_dtype_name(e->dtype), vec_dtype_name(ref->dtype), key);
+		return eosin_error("field '%s': dtype %s differs from %s in the rest of bag '%s'",
+		                   field, vec_dtype_name(e->dtype), vec_dtype_name(ref->dtype),
+		                   key);
 	struct {
 		const char *what, *want;
 		struct span got;
@@ -739,11 +747,11 @@ static int emb_check(struct emb_ref *ref, const char *raw, const struct emb *e,
 		               : mh[i].want && strlen(mh[i].want) == mh[i].got.len &&
 		                     !memcmp(mh[i].want, raw + mh[i].got.off, mh[i].got.len);
 		if (!same)
-			return eosin_error("field '%s': %s '%.*s' differs from '%s' in the rest of bag '%s'",
-			                   field, mh[i].what,
-			                   mh[i].got.off == SPAN_NONE ? 0 : (int)mh[i].got.len,
-			                   mh[i].got.off == SPAN_NONE ? "" : raw + mh[i].got.off,
-			                   mh[i].want ? mh[i].want : "", key);
+			return eosin_error(
+			    "field '%s': %s '%.*s' differs from '%s' in the rest of bag '%s'",
+			    field, mh[i].what, mh[i].got.off == SPAN_NONE ? 0 : (int)mh[i].got.len,
+			    mh[i].got.off == SPAN_NONE ? "" : raw + mh[i].got.off,
+			    mh[i].want ? mh[i].want : "", key);
 	}
 	return 0;
 }
@@ -844,12 +852,14 @@ static int frame_write(struct bagger *g, const char *key, uint64_t number, uint3
 		snprintf(path, sizeof path, "%s/eosin-bag.XXXXXX", dir);
 		int fd = mkstemp(path);
 		if (fd < 0)
-			return eosin_error("cannot create a spill file in '%s': %s", dir, strerror(errno));
+			return eosin_error("cannot create a spill file in '%s': %s", dir,
+			                   strerror(errno));
 		unlink(path);
 		g->part[pidx] = fdopen(fd, "w+");
 		if (!g->part[pidx]) {
 			close(fd);
-			return eosin_error("cannot open a spill file in '%s': %s", dir, strerror(errno));
+			return eosin_error("cannot open a spill file in '%s': %s", dir,
+			                   strerror(errno));
 		}
 	}
 	FILE *f = g->part[pidx];
@@ -863,7 +873,7 @@ static int frame_write(struct bagger *g, const char *key, uint64_t number, uint3
 static int spill_group(struct bagger *g, struct group *gr)
 {
 	open_unlink(g, gr);
-	int ret = map_put(&g->spilled, gr->key, gr);  /* value only marks presence */
+	int ret = map_put(&g->spilled, gr->key, gr); /* value only marks presence */
 	for (size_t i = 0; ret == 0 && i < gr->npatches; i++) {
 		struct patch *p = gr->patches[i];
 		ret = frame_write(g, gr->key, p->number, p->input, p->raw, p->len);
@@ -916,7 +926,7 @@ static void pack_str_span(msgpack_packer *pk, const char *raw, struct span s)
 struct emb_row {
 	const char *raw;
 	const struct emb *e;
-	int64_t sub;   /* -1: all of e's rows */
+	int64_t sub; /* -1: all of e's rows */
 };
 
 static void pack_emb(struct recb *b, const char *key, const struct emb_row *rows, size_t nrows)
@@ -1033,10 +1043,12 @@ static int drop_duplicates(struct bagger *g, struct group *gr)
 	size_t w = 0;
 	for (size_t i = 0; i < gr->npatches; i++) {
 		struct patch *p = gr->patches[i];
-		if (w > 0 && span_eq(p->raw, p->id, gr->patches[w - 1]->raw, gr->patches[w - 1]->id)) {
-			eosin_error("%s: record %" PRIu64 " (id '%.*s'): field 'id': duplicate in bag '%s'",
-			            input_name(g, p->input), p->number, (int)p->id.len, sp(p->raw, p->id),
-			            gr->key);
+		if (w > 0 &&
+		    span_eq(p->raw, p->id, gr->patches[w - 1]->raw, gr->patches[w - 1]->id)) {
+			eosin_error("%s: record %" PRIu64
+			            " (id '%.*s'): field 'id': duplicate in bag '%s'",
+			            input_name(g, p->input), p->number, (int)p->id.len,
+			            sp(p->raw, p->id), gr->key);
 			int r = reject_raw(g, p->raw, p->len, p->number);
 			patch_free(p);
 			gr->patches[i] = NULL;
@@ -1169,16 +1181,20 @@ static int build_tree(struct bagger *g, struct group *gr)
 		struct patch *p = pt[i];
 		int r;
 		if (parent[i] < 0)
-			r = reject_patch(g, gr, p, "field 'parent': tile '%.*s' never appears in tree '%s'",
+			r = reject_patch(g, gr, p,
+			                 "field 'parent': tile '%.*s' never appears in tree '%s'",
 			                 sp(p->raw, p->parent), p->parent.len);
 		else if (row[parent[i]] >= 0 && p->depth != pt[parent[i]]->depth + 1)
-			r = reject_patch(g, gr, p, "field 'depth': not one below its parent '%.*s' in tree '%s'",
-			                 sp(p->raw, p->parent), p->parent.len);
+			r = reject_patch(
+			    g, gr, p, "field 'depth': not one below its parent '%.*s' in tree '%s'",
+			    sp(p->raw, p->parent), p->parent.len);
 		else if (row[parent[i]] >= 0)
-			r = reject_patch(g, gr, p, "field 'parent': '%.*s' already has 4 children in tree '%s'",
-			                 sp(p->raw, p->parent), p->parent.len);
+			r = reject_patch(
+			    g, gr, p, "field 'parent': '%.*s' already has 4 children in tree '%s'",
+			    sp(p->raw, p->parent), p->parent.len);
 		else
-			r = reject_patch(g, gr, p, "field 'parent': '%.*s' is not part of tree '%s'",
+			r = reject_patch(g, gr, p,
+			                 "field 'parent': '%.*s' is not part of tree '%s'",
 			                 sp(p->raw, p->parent), p->parent.len);
 		if (r < 0)
 			goto out;
@@ -1250,8 +1266,10 @@ static int build_tree(struct bagger *g, struct group *gr)
 					if (nk == cap) {
 						cap = cap ? 2 * cap : 64;
 						struct emb_row *a = xrealloc(kr, cap * sizeof *a);
-						const char **c = a ? xrealloc(kraw, cap * sizeof *c) : NULL;
-						struct span *d = c ? xrealloc(ks, cap * sizeof *d) : NULL;
+						const char **c =
+						    a ? xrealloc(kraw, cap * sizeof *c) : NULL;
+						struct span *d =
+						    c ? xrealloc(ks, cap * sizeof *d) : NULL;
 						if (a)
 							kr = a;
 						if (c)
@@ -1262,7 +1280,8 @@ static int build_tree(struct bagger *g, struct group *gr)
 							bad = 1;
 					}
 					if (!bad) {
-						kr[nk] = (struct emb_row){rows[i]->raw, &rows[i]->kw, j};
+						kr[nk] =
+						    (struct emb_row){rows[i]->raw, &rows[i]->kw, j};
 						kraw[nk] = rows[i]->raw;
 						ks[nk] = s;
 						nk++;
@@ -1336,7 +1355,8 @@ static struct doc *choose_doc(struct bagger *g, struct group *gr, int *err)
 			if (i == j || !d || !a || !span_eq(a->raw, a->part, d->raw, d->part) ||
 			    d->number < a->number || (d->number == a->number && j < i))
 				continue;
-			eosin_error("%s: record %" PRIu64 " (id '%.*s'): field 'part': a second doc for "
+			eosin_error("%s: record %" PRIu64
+			            " (id '%.*s'): field 'part': a second doc for "
 			            "part '%.*s' of slide '%s'",
 			            input_name(g, d->input), d->number,
 			            d->id.off == SPAN_NONE ? 1 : (int)d->id.len,
@@ -1455,8 +1475,9 @@ static int build_slide(struct bagger *g, struct group *gr)
 		for (uint32_t c = 0; c < ncell; c++)
 			remap[c] = -1;
 		for (size_t i = 0; i < n; i++) {
-			cell[i] = bag_grid_cell(pt[i]->x + pt[i]->extent / 2.0,
-			                        pt[i]->y + pt[i]->extent / 2.0, x0, y0, x1, y1, side);
+			cell[i] =
+			    bag_grid_cell(pt[i]->x + pt[i]->extent / 2.0,
+			                  pt[i]->y + pt[i]->extent / 2.0, x0, y0, x1, y1, side);
 			remap[cell[i]] = 0;
 		}
 		int64_t nreg = 0;
@@ -1484,7 +1505,8 @@ static int build_slide(struct bagger *g, struct group *gr)
 				if (d->has_pos && !isnan(d->sent_xy[2 * j])) {
 					double px = d->sent_xy[2 * j], py = d->sent_xy[2 * j + 1];
 					if (px >= x0 && px < x1 && py >= y0 && py < y1)
-						reg = remap[bag_grid_cell(px, py, x0, y0, x1, y1, side)];
+						reg = remap[bag_grid_cell(px, py, x0, y0, x1, y1,
+						                          side)];
 				}
 				msgpack_pack_int64(&b->pk, reg);
 			}
@@ -1578,7 +1600,8 @@ static int add_record(struct bagger *g, const struct record *rec)
 	int is_doc = record_is(rec, DOC_KIND);
 	int is_tile = record_is(rec, TILE_KIND);
 	if (!is_tile && !(is_doc && g->o.method != BAG_PARENT))
-		return eosin_error("internal: record %" PRIu64 " is not a tile or doc", rec->number);
+		return eosin_error("internal: record %" PRIu64 " is not a tile or doc",
+		                   rec->number);
 	if (is_tile)
 		g->st.tiles++;
 	else
@@ -1609,11 +1632,12 @@ static int add_record(struct bagger *g, const struct record *rec)
 	if (g->o.grouped && !g->in_partition) {
 		if (map_has(&g->closed, s)) {
 			char id[256];
-			eosin_error("%s: record %" PRIu64 " (id '%s'): field 'slide': slide '%s' comes "
-			            "back after its bags were written (input not grouped by slide; use "
-			            "--unsorted)",
-			            input_name(g, g->cur_input), rec->number, record_id(rec, id, sizeof id),
-			            s);
+			eosin_error(
+			    "%s: record %" PRIu64 " (id '%s'): field 'slide': slide '%s' comes "
+			    "back after its bags were written (input not grouped by slide; use "
+			    "--unsorted)",
+			    input_name(g, g->cur_input), rec->number, record_id(rec, id, sizeof id),
+			    s);
 			ret = reject_raw(g, rec->raw, rec->len, rec->number);
 			goto out;
 		}

@@ -49,43 +49,43 @@
 
 enum bag_method { BAG_PARENT, BAG_SLIDE, BAG_REGION };
 
-#define BAG_TREE_SIZE 85   /* 1 + 4 + 16 + 64: a full MR-PLIP quadtree */
-#define BAG_TREE_DEPTH 3   /* depth of its leaves */
-#define BAG_PARTITIONS 64  /* spill files */
+#define BAG_TREE_SIZE 85  /* 1 + 4 + 16 + 64: a full MR-PLIP quadtree */
+#define BAG_TREE_DEPTH 3  /* depth of its leaves */
+#define BAG_PARTITIONS 64 /* spill files */
 
 struct bag_options {
 	enum bag_method method;
-	uint32_t max_patches;  /* slide, region: patches per bag (>= 1) */
-	uint64_t seed;         /* slide, region: sampling seed */
-	uint32_t nregions;     /* region: wanted regions; the grid is g x g, g = ceil(sqrt) */
-	double mag;            /* slide, region: keep only patches of this mag (0: all) */
-	int complete_only;     /* parent: drop incomplete trees */
-	int require_text;      /* slide, region: drop slides without a doc */
-	int grouped;           /* input comes slide after slide: close groups on a slide change */
-	size_t memory_limit;   /* bytes of held records before spilling */
-	size_t max_open;       /* open groups before spilling */
-	const char *tmpdir;    /* for spill files; NULL: $TMPDIR or /tmp */
+	uint32_t max_patches; /* slide, region: patches per bag (>= 1) */
+	uint64_t seed;        /* slide, region: sampling seed */
+	uint32_t nregions;    /* region: wanted regions; the grid is g x g, g = ceil(sqrt) */
+	double mag;           /* slide, region: keep only patches of this mag (0: all) */
+	int complete_only;    /* parent: drop incomplete trees */
+	int require_text;     /* slide, region: drop slides without a doc */
+	int grouped;          /* input comes slide after slide: close groups on a slide change */
+	size_t memory_limit;  /* bytes of held records before spilling */
+	size_t max_open;      /* open groups before spilling */
+	const char *tmpdir;   /* for spill files; NULL: $TMPDIR or /tmp */
 };
 
 void bag_options_default(struct bag_options *o, enum bag_method m);
 
 struct bag_stats {
-	uint64_t tiles;            /* tile records read */
-	uint64_t docs;             /* doc records read (slide, region) */
-	uint64_t bags;             /* bags written */
-	uint64_t complete;         /* parent: complete trees written */
-	uint64_t incomplete;       /* parent: incomplete trees written */
-	uint64_t dropped;          /* bags not written (--complete-only, --require-text) */
-	uint64_t no_text;          /* slide, region: bags without a doc */
-	uint64_t ambiguous_text;   /* slide, region: several docs, no part to choose */
-	uint64_t no_txt_emb;       /* parent: bags where some patch lacks txt_emb */
-	uint64_t no_kw_emb;        /* parent: bags where some keywords lack kw_emb */
-	uint64_t sampled;          /* slide, region: bags that were sampled */
-	uint64_t other_mag;        /* slide, region: patches skipped by mag */
-	uint64_t unused_docs;      /* slide, region: docs of slides without patches, or unmatched */
-	uint64_t rejected;         /* records handed to reject */
-	uint64_t spilled_records;  /* records written to spill files */
-	uint64_t spilled_groups;   /* groups spilled */
+	uint64_t tiles;           /* tile records read */
+	uint64_t docs;            /* doc records read (slide, region) */
+	uint64_t bags;            /* bags written */
+	uint64_t complete;        /* parent: complete trees written */
+	uint64_t incomplete;      /* parent: incomplete trees written */
+	uint64_t dropped;         /* bags not written (--complete-only, --require-text) */
+	uint64_t no_text;         /* slide, region: bags without a doc */
+	uint64_t ambiguous_text;  /* slide, region: several docs, no part to choose */
+	uint64_t no_txt_emb;      /* parent: bags where some patch lacks txt_emb */
+	uint64_t no_kw_emb;       /* parent: bags where some keywords lack kw_emb */
+	uint64_t sampled;         /* slide, region: bags that were sampled */
+	uint64_t other_mag;       /* slide, region: patches skipped by mag */
+	uint64_t unused_docs;     /* slide, region: docs of slides without patches, or unmatched */
+	uint64_t rejected;        /* records handed to reject */
+	uint64_t spilled_records; /* records written to spill files */
+	uint64_t spilled_groups;  /* groups spilled */
 };
 
 struct bag_sink {

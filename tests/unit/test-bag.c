@@ -118,8 +118,13 @@ static int feed(struct bagger *g, const int *order, int n, int bad_index)
 		size_t len, off = 0;
 		recb_finish(&b, &raw, &len);
 		msgpack_unpack_next(&u, raw, len, &off);
-		struct record rec = {.raw = raw, .len = len, .root = u.data, .kind = "tile",
-		                     .kind_len = 4, .version = 1, .number = (uint64_t)k + 1};
+		struct record rec = {.raw = raw,
+		                     .len = len,
+		                     .root = u.data,
+		                     .kind = "tile",
+		                     .kind_len = 4,
+		                     .version = 1,
+		                     .number = (uint64_t)k + 1};
 		ret = bagger_add(g, &rec);
 		free(raw);
 	}
@@ -146,7 +151,8 @@ int main(void)
 	ok(bag_grid_cell(0, 0, 0, 0, 100, 100, 2) == 0, "top-left point: cell 0");
 	ok(bag_grid_cell(99, 0, 0, 0, 100, 100, 2) == 1, "top-right point: cell 1");
 	ok(bag_grid_cell(0, 99, 0, 0, 100, 100, 2) == 2, "bottom-left point: cell 2");
-	ok(bag_grid_cell(100, 100, 0, 0, 100, 100, 2) == 3, "the far corner clamps to the last cell");
+	ok(bag_grid_cell(100, 100, 0, 0, 100, 100, 2) == 3,
+	   "the far corner clamps to the last cell");
 	ok(bag_grid_cell(-5, 50, 0, 0, 100, 100, 2) == 2, "a point left of the box clamps");
 	ok(bag_hash("a", 1, 1) == bag_hash("a", 1, 1), "hash is a function");
 	ok(bag_hash("a", 1, 1) != bag_hash("a", 1, 2), "the seed changes the hash");
@@ -174,9 +180,8 @@ int main(void)
 
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
-	const msgpack_object *pi = in_order.n ? bag_field(&u, in_order.data[0], in_order.len[0],
-	                                                  "parent_index")
-	                                      : NULL;
+	const msgpack_object *pi =
+	    in_order.n ? bag_field(&u, in_order.data[0], in_order.len[0], "parent_index") : NULL;
 	int pi_ok = pi && pi->type == MSGPACK_OBJECT_ARRAY && pi->via.array.size == BAG_TREE_SIZE;
 	for (uint32_t i = 0; pi_ok && i < pi->via.array.size; i++) {
 		int64_t p = pi->via.array.ptr[i].via.i64;
@@ -186,9 +191,8 @@ int main(void)
 	}
 	ok(pi_ok, "parent_index: -1 for the root, then always an earlier row");
 	/* tiles[] was made in pre-order with raster children: rows must match */
-	const msgpack_object *ids = in_order.n ? bag_field(&u, in_order.data[0], in_order.len[0],
-	                                                   "tile_ids")
-	                                       : NULL;
+	const msgpack_object *ids =
+	    in_order.n ? bag_field(&u, in_order.data[0], in_order.len[0], "tile_ids") : NULL;
 	int ids_ok = ids && ids->via.array.size == BAG_TREE_SIZE;
 	for (int i = 0; ids_ok && i < ntiles; i++)
 		ids_ok = mpo_str_eq(&ids->via.array.ptr[i], tiles[i].id);
@@ -200,7 +204,8 @@ int main(void)
 	struct bag_sink s2 = {&spilled, collect, take_reject};
 	g = bagger_new(&o, &s2);
 	ok(g && feed(g, rev, ntiles, -1) == 0 && bagger_finish(g) == 0, "reversed, all spilled");
-	ok(bagger_stats(g)->spilled_records == BAG_TREE_SIZE, "every record went through a spill file");
+	ok(bagger_stats(g)->spilled_records == BAG_TREE_SIZE,
+	   "every record went through a spill file");
 	ok(spilled.n == 1 && in_order.n == 1 && spilled.len[0] == in_order.len[0] &&
 	       !memcmp(spilled.data[0], in_order.data[0], in_order.len[0]),
 	   "the same bag, byte for byte");
@@ -210,9 +215,11 @@ int main(void)
 	struct bag_sink s3 = {&bad, collect, take_reject};
 	g = bagger_new(&o, &s3);
 	ok(g && feed(g, fwd, ntiles, 4) == 0 && bagger_finish(g) == 0, "a tile of another dim");
-	ok(bad.rejects == 1 && strstr(bad.last_reject, "record 5 (id 'S/40x/512_0'): field 'img_emb': dim 3"),
+	ok(bad.rejects == 1 &&
+	       strstr(bad.last_reject, "record 5 (id 'S/40x/512_0'): field 'img_emb': dim 3"),
 	   "is rejected naming record, id and field: %s", bad.last_reject);
-	const msgpack_object *c = bad.n == 1 ? bag_field(&u, bad.data[0], bad.len[0], "complete") : NULL;
+	const msgpack_object *c =
+	    bad.n == 1 ? bag_field(&u, bad.data[0], bad.len[0], "complete") : NULL;
 	ok(c && c->type == MSGPACK_OBJECT_BOOLEAN && !c->via.boolean,
 	   "and the tree is written without it, incomplete");
 	bagger_free(g);
