@@ -38,12 +38,12 @@ static int ensure_hdr(struct out *o)
 	return recb_write(&o->hdr, &o->w);
 }
 
-static int emit_bag(void *ctx, const char *bag, size_t len)
+static int emit_bag(void *ctx, struct recb *bag)
 {
 	struct out *o = ctx;
 	if (ensure_hdr(o) < 0)
 		return -1;
-	return stream_write_raw(&o->w, bag, len);
+	return recb_write(bag, &o->w);
 }
 
 static int reject_record(void *ctx, const char *raw, size_t len, uint64_t number, const char *msg)

@@ -873,7 +873,7 @@ static int frame_write(struct bagger *g, const char *key, uint64_t number, uint3
 static int spill_group(struct bagger *g, struct group *gr)
 {
 	open_unlink(g, gr);
-	int ret = map_put(&g->spilled, gr->key, gr); /* value only marks presence */
+	int ret = map_put(&g->spilled, gr->key, g); /* the value only marks presence */
 	for (size_t i = 0; ret == 0 && i < gr->npatches; i++) {
 		struct patch *p = gr->patches[i];
 		ret = frame_write(g, gr->key, p->number, p->input, p->raw, p->len);
@@ -1015,12 +1015,7 @@ static int pack_patch_columns(struct bagger *g, struct patch **rows, size_t n)
 
 static int emit(struct bagger *g)
 {
-	char *out;
-	size_t len;
-	if (recb_finish(&g->b, &out, &len) < 0)
-		return -1;
-	int ret = g->sink.emit(g->sink.ctx, out, len);
-	free(out);
+	int ret = g->sink.emit(g->sink.ctx, &g->b);
 	if (ret == 0)
 		g->st.bags++;
 	return ret;

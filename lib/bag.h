@@ -36,8 +36,8 @@
  * and returns -1 with the message set.
  *
  * Ownership: the bagger copies what it keeps; records passed to bagger_add
- * need live only for the call. Bags reach sink->emit as finished msgpack
- * maps, valid only during the call.
+ * need live only for the call. Bags reach sink->emit in a record builder,
+ * valid only during the call.
  */
 #ifndef EOSIN_BAG_H
 #define EOSIN_BAG_H
@@ -90,8 +90,10 @@ struct bag_stats {
 
 struct bag_sink {
 	void *ctx;
-	/* A finished bag record (msgpack map). 0 ok, -1 stop (error set). */
-	int (*emit)(void *ctx, const char *bag, size_t len);
+	/* A finished bag record in a builder: write it with recb_write() (no
+	 * copy of a bag that may be hundreds of MB) or take its bytes with
+	 * recb_finish(). 0 ok, -1 stop (error set). */
+	int (*emit)(void *ctx, struct recb *bag);
 	/* A bad record: its raw bytes, 1-based record number in the input and
 	 * the message (names record, id, field). 0: carry on without it; -1: stop. */
 	int (*reject)(void *ctx, const char *raw, size_t len, uint64_t number, const char *msg);

@@ -20,14 +20,12 @@ struct bags {
 	char last_reject[512];
 };
 
-static int collect(void *ctx, const char *bag, size_t len)
+static int collect(void *ctx, struct recb *bag)
 {
 	struct bags *b = ctx;
-	if (b->n == 16)
+	if (b->n == 16 || recb_finish(bag, &b->data[b->n], &b->len[b->n]) < 0)
 		return -1;
-	b->data[b->n] = malloc(len);
-	memcpy(b->data[b->n], bag, len);
-	b->len[b->n++] = len;
+	b->n++;
 	return 0;
 }
 
