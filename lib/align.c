@@ -1,0 +1,681 @@
+/*
+ * align.c: the alignment model (heads, Q-Former) and its losses, forward and
+ * backward. Layers are in align_layers.c, checkpoints in align_io.c, the
+ * optimizer in optim.c. See align.h for the model and the buffer contract.
+ *
+ * Memory: align_model_alloc() makes one arena for the activations of the
+ * largest bag (Q-Former, one bag at a time) and of the largest batch
+ * (heads, losses); a training step allocates nothing. The Q-Former keeps
+ * only one bag's activations: the batch forward stores each bag's pooled
+ * feature, and the backward pass recomputes a bag's forward just before its
+ * backward (the last bag's activations are still there and are reused).
+ */
+#include "align.h"
+
+#include "error.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- parameters ---- */
+
+static int add_param(struct align_model *m, const char *name, int rows, int cols, float decay)
+{
+	if (m->nparam >= ALIGN_MAX_PARAMS)
+		return eosin_error("align: too many parameter tensors");
+	struct align_param *p = &m->param[m->nparam];
+	snprintf(p->name, sizeof p->name, "%s", name);
+	p->rows = rows;
+	p->cols = cols;
+	p->count = (size_t)rows * (cols ? cols : 1);
+	p->offset = m->nfloats;
+	p->decay = decay;
+	m->nfloats += p->count;
+	return m->nparam++;
+}
+
+static void add_head(struct align_model *m, const char *side, int in, int *w1, int *b1, int *w2,
+                     int *b2)
+{
+	const struct align_config *c = &m->cfg;
+	char name[48];
+	*w2 = *b2 = -1;
+	if (c->hidden > 0) {
+		snprintf(name, sizeof name, "%s.fc1.weight", side);
+		*w1 = add_param(m, name, c->hidden, in, 1);
+		snprintf(name, sizeof name, "%s.fc1.bias", side);
+		*b1 = add_param(m, name, c->hidden, 0, 0);
+		snprintf(name, sizeof name, "%s.fc2.weight", side);
+		*w2 = add_param(m, name, c->dim, c->hidden, 1);
+		snprintf(name, sizeof name, "%s.fc2.bias", side);
+		*b2 = add_param(m, name, c->dim, 0, 0);
+	} else {
+		snprintf(name, sizeof name, "%s.fc1.weight", side);
+		*w1 = add_param(m, name, c->dim, in, 1);
+		snprintf(name, sizeof name, "%s.fc1.bias", side);
+		*b1 = add_param(m, name, c->dim, 0, 0);
+	}
+}
+
+int align_model_init(struct align_model *m, const struct align_config *cfg)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *cfg;
+	const struct align_config *c = &m->cfg;
+	if (c->img_dim <= 0 || c->txt_dim <= 0 || c->dim <= 0 || c->hidden < 0 || c->queries < 0)
+		return eosin_error("align: bad model sizes");
+	if (c->queries > 0) {
+		if (c->qdim <= 0 || c->qdim % 4 || c->heads <= 0 || c->qdim % c->heads ||
+		    c->layers < 1 || c->layers > ALIGN_MAX_LAYERS || c->ffn <= 0)
+			return eosin_error("align: bad q-former sizes (qdim %d heads %d layers %d ffn %d)",
+			                   c->qdim, c->heads, c->layers, c->ffn);
+	}
+	m->p_scale = add_param(m, "logit_scale", 1, 0, 0);
+	int vin = c->queries > 0 ? c->qdim : c->img_dim;
+	add_head(m, "visual", vin, &m->p_vw1, &m->p_vb1, &m->p_vw2, &m->p_vb2);
+	add_head(m, "text", c->txt_dim, &m->p_tw1, &m->p_tb1, &m->p_tw2, &m->p_tb2);
+	m->p_queries = m->p_kvw = m->p_kvb = m->p_lnfw = m->p_lnfb = -1;
+	if (c->queries > 0) {
+		int W = c->qdim, F = c->ffn;
+		m->p_queries = add_param(m, "qformer.queries", c->queries, W, 0);
+		m->p_kvw = add_param(m, "qformer.kv_in.weight", W, c->img_dim, 1);
+		m->p_kvb = add_param(m, "qformer.kv_in.bias", W, 0, 0);
+		for (int l = 0; l < c->layers; l++) {
+			char n[48];
+#define P(field, suffix, r, cc, d)                                                           \
+	snprintf(n, sizeof n, "qformer.%d.%s", l, suffix);                                       \
+	m->blk[l].field = add_param(m, n, r, cc, d)
+			P(ln1w, "ln1.weight", W, 0, 0);
+			P(ln1b, "ln1.bias", W, 0, 0);
+			P(qkvw, "self.qkv.weight", 3 * W, W, 1);
+			P(qkvb, "self.qkv.bias", 3 * W, 0, 0);
+			P(sow, "self.out.weight", W, W, 1);
+			P(sob, "self.out.bias", W, 0, 0);
+			P(ln2w, "ln2.weight", W, 0, 0);
+			P(ln2b, "ln2.bias", W, 0, 0);
+			P(cqw, "cross.q.weight", W, W, 1);
+			P(cqb, "cross.q.bias", W, 0, 0);
+			P(ckvw, "cross.kv.weight", 2 * W, W, 1);
+			P(ckvb, "cross.kv.bias", 2 * W, 0, 0);
+			P(cow, "cross.out.weight", W, W, 1);
+			P(cob, "cross.out.bias", W, 0, 0);
+			P(ln3w, "ln3.weight", W, 0, 0);
+			P(ln3b, "ln3.bias", W, 0, 0);
+			P(f1w, "ffn.fc1.weight", F, W, 1);
+			P(f1b, "ffn.fc1.bias", F, 0, 0);
+			P(f2w, "ffn.fc2.weight", W, F, 1);
+			P(f2b, "ffn.fc2.bias", W, 0, 0);
+#undef P
+		}
+		m->p_lnfw = add_param(m, "qformer.ln_f.weight", W, 0, 0);
+		m->p_lnfb = add_param(m, "qformer.ln_f.bias", W, 0, 0);
+	}
+	for (int i = 0; i < m->nparam; i++)
+		if (m->param[i].count == 0)
+			return eosin_error("align: empty parameter '%s'", m->param[i].name);
+	if (m->nparam >= ALIGN_MAX_PARAMS)
+		return -1;
+	m->params = calloc(m->nfloats, sizeof(float));
+	m->grads = calloc(m->nfloats, sizeof(float));
+	m->m = calloc(m->nfloats, sizeof(float));
+	m->v = calloc(m->nfloats, sizeof(float));
+	if (!m->params || !m->grads || !m->m || !m->v) {
+		align_model_free(m);
+		return eosin_error("align: out of memory for %zu parameters", m->nfloats);
+	}
+	return 0;
+}
+
+float *align_param_ptr(struct align_model *m, int idx)
+{
+	return idx < 0 ? NULL : m->params + m->param[idx].offset;
+}
+
+static float *gradp(struct align_model *m, int idx)
+{
+	return idx < 0 ? NULL : m->grads + m->param[idx].offset;
+}
+
+int align_param_find(const struct align_model *m, const char *name)
+{
+	for (int i = 0; i < m->nparam; i++)
+		if (!strcmp(m->param[i].name, name))
+			return i;
+	return -1;
+}
+
+/* splitmix64: small, seedable, the same everywhere */
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s)
+{
+	return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void align_model_randomize(struct align_model *m, uint64_t seed)
+{
+	uint64_t s = seed;
+	for (int i = 0; i < m->nparam; i++) {
+		struct align_param *p = &m->param[i];
+		float *x = m->params + p->offset;
+		const char *dot = strrchr(p->name, '.');
+		int is_ln = strstr(p->name, ".ln") != NULL;
+		if (i == m->p_scale) {
+			x[0] = logf(1.0f / m->cfg.temp_init);
+		} else if (i == m->p_queries) {
+			/* normal(0, 0.02) by Box-Muller */
+			for (size_t e = 0; e < p->count; e++) {
+				double u1 = uniform01(&s), u2 = uniform01(&s);
+				x[e] = (float)(0.02 * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2 * M_PI * u2));
+			}
+		} else if (is_ln && dot && !strcmp(dot, ".weight")) {
+			for (size_t e = 0; e < p->count; e++)
+				x[e] = 1.0f;
+		} else if (p->cols == 0) {
+			memset(x, 0, sizeof(float) * p->count); /* biases, LN shifts */
+		} else {
+			/* uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+			double a = 1.0 / sqrt((double)p->cols);
+			for (size_t e = 0; e < p->count; e++)
+				x[e] = (float)((2.0 * uniform01(&s) - 1.0) * a);
+		}
+	}
+}
+
+/* ---- activations ---- */
+
+struct head_act {
+	float *h1, *g, *y, *z, *norm; /* (N,Hd) (N,Hd) (N,D) (N,D) (N) */
+	float *dh, *dg, *dy, *dz;     /* gradients of the same shapes */
+};
+
+struct align_qf_act {
+	float *kv, *dkv;              /* (N,W) */
+	struct {
+		float *x_in, *ln1, *ln1m, *ln1r, *qkv, *satt, *sP, *x1;
+		float *ln2, *ln2m, *ln2r, *cq, *ckv, *catt, *cP, *x2;
+		float *ln3, *ln3m, *ln3r, *fh, *fg;
+	} l[ALIGN_MAX_LAYERS];
+	float *x_out, *lnf, *lnfm, *lnfr; /* (Q,W) (Q,W) (Q) (Q) */
+	float *dx, *dln, *dqkv, *datt, *dcq, *dckv, *dfh, *dfg; /* grads */
+	float *scratch;               /* (Q, max(N,Q)) */
+	float *pooled;                /* (W) when recomputing */
+	const struct align_bag *bag;  /* whose activations these are */
+};
+
+struct align_batch_act {
+	float *vin, *dvin;            /* (max_items, vin) */
+	float *tin;                   /* (max_items + max_kw, txt_dim) */
+	struct head_act vis, txt;
+	float *logits;                /* (2, max_items, max_items) */
+	float *nce;                   /* (2, max_kw) */
+	int *order;                   /* (max_kw) */
+};
+
+/* Carve n floats from the arena (or count them when base is NULL). */
+static float *carve(float *base, size_t *used, size_t n)
+{
+	float *p = base ? base + *used : NULL;
+	*used += (n + 15) & ~(size_t)15; /* 64-byte aligned pieces */
+	return p;
+}
+
+static void head_carve(struct head_act *h, float *base, size_t *used, int N, int Hd, int D)
+{
+	h->h1 = carve(base, used, (size_t)N * Hd);
+	h->g = carve(base, used, (size_t)N * Hd);
+	h->dh = carve(base, used, (size_t)N * Hd);
+	h->dg = carve(base, used, (size_t)N * Hd);
+	h->y = carve(base, used, (size_t)N * D);
+	h->z = carve(base, used, (size_t)N * D);
+	h->dy = carve(base, used, (size_t)N * D);
+	h->dz = carve(base, used, (size_t)N * D);
+	h->norm = carve(base, used, (size_t)N);
+}
+
+static size_t arena_layout(struct align_model *m, float *base)
+{
+	const struct align_config *c = &m->cfg;
+	size_t used = 0;
+	struct align_batch_act *b = m->ba;
+	struct align_qf_act *q = m->qf;
+	int R = m->max_items, K = m->max_kw;
+	int vin = c->queries > 0 ? c->qdim : c->img_dim;
+	int Hd = c->hidden > 0 ? c->hidden : 1;
+	b->vin = carve(base, &used, (size_t)R * vin);
+	b->dvin = carve(base, &used, (size_t)R * vin);
+	b->tin = carve(base, &used, (size_t)(R + K) * c->txt_dim);
+	head_carve(&b->vis, base, &used, R, Hd, c->dim);
+	head_carve(&b->txt, base, &used, R + K, Hd, c->dim);
+	b->logits = carve(base, &used, 2 * (size_t)R * R);
+	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
+	if (c->queries > 0) {
+		int N = m->max_n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn;
+		q->kv = carve(base, &used, (size_t)N * W);
+		q->dkv = carve(base, &used, (size_t)N * W);
+		for (int l = 0; l < c->layers; l++) {
+			q->l[l].x_in = carve(base, &used, (size_t)Q * W);
+			q->l[l].ln1 = carve(base, &used, (size_t)Q * W);
+			q->l[l].ln1m = carve(base, &used, Q);
+			q->l[l].ln1r = carve(base, &used, Q);
+			q->l[l].qkv = carve(base, &used, (size_t)Q * 3 * W);
+			q->l[l].satt = carve(base, &used, (size_t)Q * W);
+			q->l[l].sP = carve(base, &used, (size_t)H * Q * Q);
+			q->l[l].x1 = carve(base, &used, (size_t)Q * W);
+			q->l[l].ln2 = carve(base, &used, (size_t)Q * W);
+			q->l[l].ln2m = carve(base, &used, Q);
+			q->l[l].ln2r = carve(base, &used, Q);
+			q->l[l].cq = carve(base, &used, (size_t)Q * W);
+			q->l[l].ckv = carve(base, &used, (size_t)N * 2 * W);
+			q->l[l].catt = carve(base, &used, (size_t)Q * W);
+			q->l[l].cP = carve(base, &used, (size_t)H * Q * N);
+			q->l[l].x2 = carve(base, &used, (size_t)Q * W);
+			q->l[l].ln3 = carve(base, &used, (size_t)Q * W);
+			q->l[l].ln3m = carve(base, &used, Q);
+			q->l[l].ln3r = carve(base, &used, Q);
+			q->l[l].fh = carve(base, &used, (size_t)Q * F);
+			q->l[l].fg = carve(base, &used, (size_t)Q * F);
+		}
+		q->x_out = carve(base, &used, (size_t)Q * W);
+		q->lnf = carve(base, &used, (size_t)Q * W);
+		q->lnfm = carve(base, &used, Q);
+		q->lnfr = carve(base, &used, Q);
+		q->dx = carve(base, &used, (size_t)Q * W);
+		q->dln = carve(base, &used, (size_t)Q * W);
+		q->dqkv = carve(base, &used, (size_t)Q * 3 * W);
+		q->datt = carve(base, &used, (size_t)Q * W);
+		q->dcq = carve(base, &used, (size_t)Q * W);
+		q->dckv = carve(base, &used, (size_t)N * 2 * W);
+		q->dfh = carve(base, &used, (size_t)Q * F);
+		q->dfg = carve(base, &used, (size_t)Q * F);
+		q->scratch = carve(base, &used, (size_t)Q * (N > Q ? N : Q));
+		q->pooled = carve(base, &used, W);
+	}
+	return used;
+}
+
+int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_kw)
+{
+	if (max_n < 1 || max_items < 1 || max_kw < 0)
+		return eosin_error("align: bad activation sizes");
+	free(m->act);
+	free(m->qf);
+	free(m->ba);
+	m->max_n = max_n;
+	m->max_items = max_items;
+	m->max_kw = max_kw;
+	m->qf = calloc(1, sizeof *m->qf);
+	m->ba = calloc(1, sizeof *m->ba);
+	m->ba->order = calloc((size_t)(max_kw > 0 ? max_kw : 1), sizeof(int));
+	if (!m->qf || !m->ba || !m->ba->order)
+		return eosin_error("align: out of memory");
+	m->act_floats = arena_layout(m, NULL);
+	m->act = aligned_alloc(64, m->act_floats * sizeof(float));
+	if (!m->act)
+		return eosin_error("align: out of memory for %zu activation floats", m->act_floats);
+	memset(m->act, 0, m->act_floats * sizeof(float));
+	arena_layout(m, m->act);
+	return 0;
+}
+
+void align_model_free(struct align_model *m)
+{
+	free(m->params);
+	free(m->grads);
+	free(m->m);
+	free(m->v);
+	free(m->act);
+	if (m->ba)
+		free(m->ba->order);
+	free(m->ba);
+	free(m->qf);
+	m->params = m->grads = m->m = m->v = m->act = NULL;
+	m->ba = NULL;
+	m->qf = NULL;
+}
+
+/* ---- heads: Linear, or Linear-GELU-Linear, then L2 norm ---- */
+
+static void head_forward(struct align_model *m, struct head_act *h, const float *x, int N, int C,
+                         int w1, int b1, int w2, int b2)
+{
+	int D = m->cfg.dim, Hd = m->cfg.hidden;
+	if (Hd > 0) {
+		linear_forward(h->h1, x, align_param_ptr(m, w1), align_param_ptr(m, b1), N, C, Hd);
+		gelu_forward(h->g, h->h1, (size_t)N * Hd);
+		linear_forward(h->y, h->g, align_param_ptr(m, w2), align_param_ptr(m, b2), N, Hd, D);
+	} else {
+		linear_forward(h->y, x, align_param_ptr(m, w1), align_param_ptr(m, b1), N, C, D);
+	}
+	l2norm_forward(h->z, h->norm, h->y, N, D);
+}
+
+/* h->dz (N,D) holds dloss/dz; dx (N,C) accumulates, may be NULL */
+static void head_backward(struct align_model *m, struct head_act *h, float *dx, const float *x,
+                          int N, int C, int w1, int b1, int w2, int b2)
+{
+	int D = m->cfg.dim, Hd = m->cfg.hidden;
+	memset(h->dy, 0, sizeof(float) * N * D);
+	l2norm_backward(h->dy, h->dz, h->z, h->norm, N, D);
+	if (Hd > 0) {
+		memset(h->dg, 0, sizeof(float) * N * Hd);
+		memset(h->dh, 0, sizeof(float) * N * Hd);
+		linear_backward(h->dg, gradp(m, w2), gradp(m, b2), h->dy, h->g, align_param_ptr(m, w2),
+		                N, Hd, D);
+		gelu_backward(h->dh, h->h1, h->dg, (size_t)N * Hd);
+		linear_backward(dx, gradp(m, w1), gradp(m, b1), h->dh, x, align_param_ptr(m, w1), N, C,
+		                Hd);
+	} else {
+		linear_backward(dx, gradp(m, w1), gradp(m, b1), h->dy, x, align_param_ptr(m, w1), N, C,
+		                D);
+	}
+}
+
+/* ---- Q-Former (pre-LN blocks) over one bag ---- */
+
+/* pooled (W) = mean over queries of LN_f(blocks(queries, kv(bag))) */
+static void qformer_forward(struct align_model *m, const struct align_bag *bag, float *pooled)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_qf_act *a = m->qf;
+	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
+	linear_forward(a->kv, bag->img, align_param_ptr(m, m->p_kvw), align_param_ptr(m, m->p_kvb),
+	               N, c->img_dim, W);
+	if (bag->pos)
+		posenc2d_add(a->kv, bag->pos, bag->extent, N, W);
+	memcpy(a->l[0].x_in, align_param_ptr(m, m->p_queries), sizeof(float) * Q * W);
+	for (int l = 0; l < c->layers; l++) {
+		__typeof__(a->l[0]) *L = &a->l[l];
+		__typeof__(m->blk[0]) *B = &m->blk[l];
+		float *x_out = l + 1 < c->layers ? a->l[l + 1].x_in : a->x_out;
+		/* x1 = x + SelfAttn(LN1(x)) */
+		layernorm_forward(L->ln1, L->ln1m, L->ln1r, L->x_in, align_param_ptr(m, B->ln1w),
+		                  align_param_ptr(m, B->ln1b), Q, W);
+		linear_forward(L->qkv, L->ln1, align_param_ptr(m, B->qkvw), align_param_ptr(m, B->qkvb),
+		               Q, W, 3 * W);
+		attention_forward(L->satt, L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W,
+		                  3 * W, Q, Q, H, hd);
+		linear_forward(L->x1, L->satt, align_param_ptr(m, B->sow), align_param_ptr(m, B->sob), Q,
+		               W, W);
+		for (int e = 0; e < Q * W; e++)
+			L->x1[e] += L->x_in[e];
+		/* x2 = x1 + CrossAttn(LN2(x1), kv) */
+		layernorm_forward(L->ln2, L->ln2m, L->ln2r, L->x1, align_param_ptr(m, B->ln2w),
+		                  align_param_ptr(m, B->ln2b), Q, W);
+		linear_forward(L->cq, L->ln2, align_param_ptr(m, B->cqw), align_param_ptr(m, B->cqb), Q,
+		               W, W);
+		linear_forward(L->ckv, a->kv, align_param_ptr(m, B->ckvw), align_param_ptr(m, B->ckvb),
+		               N, W, 2 * W);
+		attention_forward(L->catt, L->cP, L->cq, W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H,
+		                  hd);
+		linear_forward(L->x2, L->catt, align_param_ptr(m, B->cow), align_param_ptr(m, B->cob), Q,
+		               W, W);
+		for (int e = 0; e < Q * W; e++)
+			L->x2[e] += L->x1[e];
+		/* x_out = x2 + FFN(LN3(x2)) */
+		layernorm_forward(L->ln3, L->ln3m, L->ln3r, L->x2, align_param_ptr(m, B->ln3w),
+		                  align_param_ptr(m, B->ln3b), Q, W);
+		linear_forward(L->fh, L->ln3, align_param_ptr(m, B->f1w), align_param_ptr(m, B->f1b), Q,
+		               W, F);
+		gelu_forward(L->fg, L->fh, (size_t)Q * F);
+		linear_forward(x_out, L->fg, align_param_ptr(m, B->f2w), align_param_ptr(m, B->f2b), Q, F,
+		               W);
+		for (int e = 0; e < Q * W; e++)
+			x_out[e] += L->x2[e];
+	}
+	layernorm_forward(a->lnf, a->lnfm, a->lnfr, a->x_out, align_param_ptr(m, m->p_lnfw),
+	                  align_param_ptr(m, m->p_lnfb), Q, W);
+	for (int w = 0; w < W; w++) {
+		float s = 0.0f;
+		for (int q = 0; q < Q; q++)
+			s += a->lnf[q * W + w];
+		pooled[w] = s / Q;
+	}
+	a->bag = bag;
+}
+
+/* dpooled (W): accumulate the bag's parameter gradients */
+static void qformer_backward(struct align_model *m, const struct align_bag *bag,
+                             const float *dpooled)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_qf_act *a = m->qf;
+	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
+	size_t QW = (size_t)Q * W;
+	/* dlnf (Q,W): the mean spreads dpooled evenly; dx (Q,W) = d x_out */
+	for (int q = 0; q < Q; q++)
+		for (int w = 0; w < W; w++)
+			a->dln[q * W + w] = dpooled[w] / Q;
+	memset(a->dx, 0, sizeof(float) * QW);
+	memset(a->dkv, 0, sizeof(float) * (size_t)N * W);
+	layernorm_backward(a->dx, gradp(m, m->p_lnfw), gradp(m, m->p_lnfb), a->dln, a->x_out,
+	                   align_param_ptr(m, m->p_lnfw), a->lnfm, a->lnfr, Q, W);
+	for (int l = c->layers - 1; l >= 0; l--) {
+		__typeof__(a->l[0]) *L = &a->l[l];
+		__typeof__(m->blk[0]) *B = &m->blk[l];
+		/* FFN: dx (d x_out) flows to x2 by the residual and through the FFN */
+		memset(a->dfg, 0, sizeof(float) * Q * F);
+		memset(a->dfh, 0, sizeof(float) * Q * F);
+		memset(a->dln, 0, sizeof(float) * QW);
+		linear_backward(a->dfg, gradp(m, B->f2w), gradp(m, B->f2b), a->dx, L->fg,
+		                align_param_ptr(m, B->f2w), Q, F, W);
+		gelu_backward(a->dfh, L->fh, a->dfg, (size_t)Q * F);
+		linear_backward(a->dln, gradp(m, B->f1w), gradp(m, B->f1b), a->dfh, L->ln3,
+		                align_param_ptr(m, B->f1w), Q, W, F);
+		layernorm_backward(a->dx, gradp(m, B->ln3w), gradp(m, B->ln3b), a->dln, L->x2,
+		                   align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
+		/* cross-attention: dx is now d x2 */
+		memset(a->datt, 0, sizeof(float) * QW);
+		memset(a->dcq, 0, sizeof(float) * QW);
+		memset(a->dckv, 0, sizeof(float) * (size_t)N * 2 * W);
+		memset(a->dln, 0, sizeof(float) * QW);
+		linear_backward(a->datt, gradp(m, B->cow), gradp(m, B->cob), a->dx, L->catt,
+		                align_param_ptr(m, B->cow), Q, W, W);
+		attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq, W,
+		                   L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
+		linear_backward(a->dkv, gradp(m, B->ckvw), gradp(m, B->ckvb), a->dckv, a->kv,
+		                align_param_ptr(m, B->ckvw), N, W, 2 * W);
+		linear_backward(a->dln, gradp(m, B->cqw), gradp(m, B->cqb), a->dcq, L->ln2,
+		                align_param_ptr(m, B->cqw), Q, W, W);
+		layernorm_backward(a->dx, gradp(m, B->ln2w), gradp(m, B->ln2b), a->dln, L->x1,
+		                   align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
+		/* self-attention: dx is now d x1 */
+		memset(a->datt, 0, sizeof(float) * QW);
+		memset(a->dqkv, 0, sizeof(float) * QW * 3);
+		memset(a->dln, 0, sizeof(float) * QW);
+		linear_backward(a->datt, gradp(m, B->sow), gradp(m, B->sob), a->dx, L->satt,
+		                align_param_ptr(m, B->sow), Q, W, W);
+		attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt, L->sP,
+		                   L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W, Q, Q, H, hd);
+		linear_backward(a->dln, gradp(m, B->qkvw), gradp(m, B->qkvb), a->dqkv, L->ln1,
+		                align_param_ptr(m, B->qkvw), Q, W, 3 * W);
+		layernorm_backward(a->dx, gradp(m, B->ln1w), gradp(m, B->ln1b), a->dln, L->x_in,
+		                   align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
+	}
+	float *dq = gradp(m, m->p_queries);
+	for (size_t e = 0; e < QW; e++)
+		dq[e] += a->dx[e];
+	/* the positional encoding is a constant: dkv goes straight to kv_in */
+	linear_backward(NULL, gradp(m, m->p_kvw), gradp(m, m->p_kvb), a->dkv, bag->img,
+	                align_param_ptr(m, m->p_kvw), N, c->img_dim, W);
+}
+
+/* ---- the batch: items, heads, losses ---- */
+
+/* Does the bag give one item per patch (an MR-PLIP bag with a caption per
+ * patch, no Q-Former) or one for the whole bag? */
+static int per_patch(const struct align_model *m, const struct align_bag *bag)
+{
+	return m->cfg.queries == 0 && bag->ntxt == bag->n && bag->n > 1;
+}
+
+int align_bag_items(const struct align_model *m, const struct align_bag *bag)
+{
+	return per_patch(m, bag) ? bag->n : 1;
+}
+
+/* Image-side input rows of one bag into vin (items, vin_dim). */
+static void bag_visual_input(struct align_model *m, const struct align_bag *bag, float *vin)
+{
+	const struct align_config *c = &m->cfg;
+	if (c->queries > 0) {
+		qformer_forward(m, bag, vin);
+	} else if (per_patch(m, bag)) {
+		memcpy(vin, bag->img, sizeof(float) * bag->n * c->img_dim);
+	} else {
+		for (int d = 0; d < c->img_dim; d++) {
+			float s = 0.0f;
+			for (int i = 0; i < bag->n; i++)
+				s += bag->img[(size_t)i * c->img_dim + d];
+			vin[d] = s / bag->n;
+		}
+	}
+}
+
+static float clamped_scale(const struct align_model *m, int *clamped)
+{
+	float s = m->params[m->param[m->p_scale].offset];
+	*clamped = 0;
+	if (s > ALIGN_SCALE_MAX) {
+		*clamped = 1;
+		s = ALIGN_SCALE_MAX;
+	} else if (s < 0.0f) {
+		*clamped = 1;
+		s = 0.0f;
+	}
+	return s;
+}
+
+int align_step_grads(struct align_model *m, const struct align_bag *bags, int nbags,
+                     int backward, struct align_losses *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim, D = c->dim;
+	int R = 0, K = 0;
+	for (int i = 0; i < nbags; i++) {
+		if (bags[i].n > m->max_n)
+			return eosin_error("align: bag of %d patches, activations made for %d", bags[i].n,
+			                   m->max_n);
+		R += align_bag_items(m, &bags[i]);
+		if (c->w_cvta > 0 && bags[i].kw && per_patch(m, &bags[i]))
+			K += bags[i].nkw;
+	}
+	if (R > m->max_items || K > m->max_kw)
+		return eosin_error("align: batch of %d items and %d keywords, made for %d and %d", R, K,
+		                   m->max_items, m->max_kw);
+	if (R < 2)
+		return eosin_error("align: a batch needs at least 2 items, got %d", R);
+	memset(m->grads, 0, sizeof(float) * m->nfloats);
+	/* gather: image inputs (R, vin), caption rows then keyword rows (R+K, txt) */
+	int r = 0, k = R;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		bag_visual_input(m, bag, b->vin + (size_t)r * vin_dim);
+		memcpy(b->tin + (size_t)r * c->txt_dim, bag->txt,
+		       sizeof(float) * items * c->txt_dim);
+		r += items;
+		if (c->w_cvta > 0 && bag->kw && per_patch(m, bag)) {
+			memcpy(b->tin + (size_t)k * c->txt_dim, bag->kw,
+			       sizeof(float) * bag->nkw * c->txt_dim);
+			k += bag->nkw;
+		}
+	}
+	head_forward(m, &b->vis, b->vin, R, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
+	head_forward(m, &b->txt, b->tin, R + K, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2, m->p_tb2);
+	memset(b->vis.dz, 0, sizeof(float) * R * D);
+	memset(b->txt.dz, 0, sizeof(float) * (R + K) * D);
+	int clamped;
+	float ls = clamped_scale(m, &clamped);
+	float *dls = gradp(m, m->p_scale);
+	struct align_losses L = {0};
+	L.items = R;
+	if (c->w_itc > 0) {
+		L.itc = infonce_forward_backward(b->vis.dz, b->txt.dz, dls, b->logits, b->vis.z,
+		                                 b->txt.z, ls, clamped, R, D, c->w_itc);
+		L.total += c->w_itc * L.itc;
+	}
+	if (c->w_cvta > 0 && K > 0) {
+		/* every patch of a bag with keywords is an anchor; mean over anchors */
+		int anchors = 0;
+		for (int i = 0; i < nbags; i++)
+			if (bags[i].kw && per_patch(m, &bags[i]))
+				anchors += bags[i].n;
+		float w = c->w_cvta / anchors;
+		double sum = 0.0;
+		r = 0, k = R;
+		for (int i = 0; i < nbags; i++) {
+			const struct align_bag *bag = &bags[i];
+			int items = align_bag_items(m, bag);
+			if (bag->kw && per_patch(m, bag)) {
+				for (int p = 0; p < items; p++)
+					sum += multipos_nce_forward_backward(
+					    b->vis.dz + (size_t)(r + p) * D, b->txt.dz + (size_t)k * D, dls, b->nce,
+					    b->order, b->vis.z + (size_t)(r + p) * D, b->txt.z + (size_t)k * D, ls,
+					    clamped, bag->nkw, D, c->topk, w);
+				k += bag->nkw;
+			}
+			r += items;
+		}
+		L.cvta = (float)(sum / anchors);
+		L.total += c->w_cvta * L.cvta;
+	}
+	if (out)
+		*out = L;
+	if (!backward)
+		return 0;
+	memset(b->dvin, 0, sizeof(float) * R * vin_dim);
+	head_backward(m, &b->vis, b->dvin, b->vin, R, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
+	              m->p_vb2);
+	head_backward(m, &b->txt, NULL, b->tin, R + K, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
+	              m->p_tb2);
+	if (c->queries > 0) {
+		/* last bag first: its activations are still in place */
+		for (int i = nbags - 1; i >= 0; i--) {
+			if (m->qf->bag != &bags[i])
+				qformer_forward(m, &bags[i], m->qf->pooled);
+			qformer_backward(m, &bags[i], b->dvin + (size_t)i * vin_dim);
+		}
+	}
+	return 0;
+}
+
+/* ---- inference ---- */
+
+int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim;
+	int items = align_bag_items(m, bag);
+	if (bag->n > m->max_n || items > m->max_items)
+		return eosin_error("align: bag of %d patches, activations made for %d", bag->n,
+		                   m->max_n);
+	bag_visual_input(m, bag, b->vin);
+	head_forward(m, &b->vis, b->vin, items, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
+	memcpy(out, b->vis.z, sizeof(float) * items * c->dim);
+	return 0;
+}
+
+int align_embed_text(struct align_model *m, const float *txt, int rows, float *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int chunk = m->max_items + m->max_kw;
+	for (int r = 0; r < rows; r += chunk) {
+		int n = rows - r < chunk ? rows - r : chunk;
+		head_forward(m, &b->txt, txt + (size_t)r * c->txt_dim, n, c->txt_dim, m->p_tw1,
+		             m->p_tb1, m->p_tw2, m->p_tb2);
+		memcpy(out + (size_t)r * c->dim, b->txt.z, sizeof(float) * n * c->dim);
+	}
+	return 0;
+}
