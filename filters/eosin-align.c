@@ -278,9 +278,9 @@ static void write_plot(const char *path, long step0)
 		maxloss = plot_loss[i] > maxloss ? plot_loss[i] : maxloss;
 	if (maxloss <= 0)
 		maxloss = 1;
-	long last = step0 + plot_n > 1 ? step0 + plot_n : 2;
-	double xs = (double)(W - L - Rm) / (double)(last - 1 > 0 ? last - 1 : 1);
-#define X(s) (L + ((s)-1) * xs)
+	long last = step0 + plot_n > 1 ? step0 + plot_n : 1;
+	double xs = (double)(W - L - Rm) / (double)last;
+#define X(s) (L + (s) * xs)
 #define YL(v) (T + (H - T - B) * (1.0 - (v) / maxloss))
 #define YR(v) (T + (H - T - B) * (1.0 - (v)))
 	fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
@@ -297,7 +297,7 @@ static void write_plot(const char *path, long step0)
 		        L - 4, YL(fr * maxloss) + 4, fr * maxloss);
 		fprintf(f, "<text x='%d' y='%.1f' fill='darkorange'>%.2f</text>\n", W - Rm + 4,
 		        YR(fr) + 4, fr);
-		long s = 1 + (long)((last - 1) * fr);
+		long s = (long)(last * fr);
 		fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%ld</text>\n", X(s), H - B + 16,
 		        s);
 	}

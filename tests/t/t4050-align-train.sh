@@ -29,6 +29,12 @@ test_expect_success 'usage errors exit 2' '
 	test_exit_code 2 eosin-align --train --out x --queries 2 --qdim 30 bags.mpk
 '
 
+test_expect_success 'usage() prints the SYNOPSIS of eosin-align(1)' '
+	eosin-align 2>&1 | sed "s/^usage: //; s/^       //" >usage &&
+	sed -n "/^\.SH SYNOPSIS/,/^\.fi/p" "$ROOT/man/man1/eosin-align.1" | grep "^eosin" >synopsis &&
+	test_cmp synopsis usage
+'
+
 test_expect_success 'linear heads + ITC: held-out R@1 rises from chance (1/40) to near 1' '
 	eosin-align --train --out lin.st --dim 32 --epochs 30 --batch 16 --lr 3e-3 \
 		--eval-every 100 --metrics lin.jsonl --plot lin.svg --threads 1 bags.mpk 2>log &&
