@@ -476,7 +476,10 @@ static int train(int argc, char **argv)
 			fprintf(mf, "{\"step\":0,\"val_items\":%d,\"i2t_r1\":%.6f,\"t2i_r1\":%.6f}\n",
 			        ret.items, ret.i2t[0], ret.t2i[0]);
 	}
+	double t_first = 0, t_loop_end = 0;
 	for (long step = step0; step < stop; step++) {
+		if (step == step0 + 1)
+			t_first = prog_now(); /* time the steady state, after the first step */
 		long epoch = step / per_epoch, pos = step % per_epoch;
 		if (epoch != epoch_loaded) {
 			rng = epoch_order(order, train_idx, ntrain, epoch);
@@ -519,6 +522,7 @@ static int train(int argc, char **argv)
 		if (pr.tty && !last)
 			fprintf(stderr, " loss %.4f", L.total);
 	}
+	t_loop_end = prog_now();
 	progress_done(&pr);
 	save_checkpoint(opt.out, &m, stop, rng);
 	if (plot_n > 0)
@@ -526,6 +530,8 @@ static int train(int argc, char **argv)
 	if (nval > 0)
 		fprintf(stderr, ", held-out R@1 %.3f (image to text), %.3f (text to image) of %d items "
 		                "(chance %.3f)", ret.i2t[0], ret.t2i[0], ret.items, 1.0 / ret.items);
+	if (stop - step0 > 1)
+		fprintf(stderr, ", %.3f steps/s", (double)(stop - step0 - 1) / (t_loop_end - t_first));
 	fprintf(stderr, "\n");
 	if (mf && fclose(mf) != 0)
 		err(1, "write error on '%s'", opt.metrics);
@@ -707,6 +713,14 @@ static int apply(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	/* OpenBLAS keeps its own pthreads; OpenMP threads that spin after each
+	 * parallel region take the cores from them (ten times slower on two
+	 * cores). libgomp reads the policy when it loads, so set it and start
+	 * again; if that fails, carry on as we are. */
+	if (!getenv("OMP_WAIT_POLICY")) {
+		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+		execv("/proc/self/exe", argv);
+	}
 	static const struct option opts[] = {
 	    {"train", no_argument, 0, 'T'},         {"apply", required_argument, 0, 'A'},
 	    {"out", required_argument, 0, 'o'},     {"resume", required_argument, 0, 'R'},
