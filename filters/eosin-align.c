@@ -25,7 +25,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: eosin-align --train --out FILE [--resume FILE] [--dim D] [--hidden H] "
 	        "[--queries Q] [--qdim W] [--heads H] [--qformer-layers L] [--ffn F] "
-	        "[--loss itc=W,cvta=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
+	        "[--loss itc=W,cvta=W,mrtva=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
 	        "[--lr LR] [--min-lr LR] [--warmup N] [--wd WD] [--clip C] [--seed S] "
 	        "[--save-every N] [--stop-after N] [--val-frac F] [--eval-every N] "
 	        "[--metrics FILE] [--plot FILE.svg] [--threads N] [file ...]\n"
@@ -65,11 +65,13 @@ static void parse_losses(const char *s)
 			opt.cfg.w_itc = w;
 		else if (!strcmp(t, "cvta"))
 			opt.cfg.w_cvta = w;
+		else if (!strcmp(t, "mrtva"))
+			opt.cfg.w_mrtva = w;
 		else
-			errx(EXIT_USAGE, "--loss: unknown objective '%s' (have itc, cvta)", t);
+			errx(EXIT_USAGE, "--loss: unknown objective '%s' (have itc, cvta, mrtva)", t);
 	}
 	free(dup);
-	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0)
+	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0 && opt.cfg.w_mrtva <= 0)
 		errx(EXIT_USAGE, "--loss: no objective with a positive weight");
 }
 
@@ -79,6 +81,7 @@ struct bagdata {
 	char *id;
 	int n, ntxt, nkw;
 	float *img, *pos, *txt, *kw; /* (n,img_dim) (n,2) (ntxt,txt_dim) (nkw,txt_dim) */
+	int *parent;                 /* (n) parent_index, or NULL */
 	float extent;
 	int val;
 };
@@ -154,6 +157,23 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 		return eosin_error_prefix("%s", inname);
 	if (r == 0 && (rows != b->n || dim != 2))
 		FAIL("field 'pos' is (%d, %d), want (n = %d, 2)", rows, dim, b->n);
+	const msgpack_object *pi = record_get(rec, F_BAG_PARENT_INDEX);
+	if (pi && pi->type == MSGPACK_OBJECT_ARRAY) {
+		if ((int)pi->via.array.size != b->n)
+			FAIL("field 'parent_index' has %u entries, want n = %d", pi->via.array.size, b->n);
+		b->parent = malloc(sizeof(int) * b->n);
+		for (int i = 0; i < b->n; i++) {
+			const msgpack_object *e = &pi->via.array.ptr[i];
+			int64_t v = e->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)e->via.u64
+			            : e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? e->via.i64
+			                                                         : INT64_MIN;
+			if (v < -1 || v >= b->n)
+				FAIL("field 'parent_index' entry %d is not a row or -1", i);
+			b->parent[i] = (int)v;
+		}
+	} else if (pi) {
+		FAIL("field 'parent_index' is not an array");
+	}
 	double ext = 0;
 	if (record_get_num(rec, F_BAG_EXTENT, &ext) < 0)
 		return eosin_error_prefix("%s", inname);
@@ -202,7 +222,7 @@ static void free_bags(void)
 {
 	for (int i = 0; i < nbags; i++) {
 		free(bags[i].id), free(bags[i].img), free(bags[i].pos), free(bags[i].txt);
-		free(bags[i].kw);
+		free(bags[i].kw), free(bags[i].parent);
 	}
 	free(bags);
 }
@@ -210,7 +230,8 @@ static void free_bags(void)
 static struct align_bag as_align_bag(const struct bagdata *b)
 {
 	return (struct align_bag){.n = b->n, .img = b->img, .pos = b->pos, .extent = b->extent,
-	                          .ntxt = b->ntxt, .txt = b->txt, .nkw = b->nkw, .kw = b->kw};
+	                          .ntxt = b->ntxt, .txt = b->txt, .nkw = b->nkw, .kw = b->kw,
+	                          .parent = b->parent};
 }
 
 /* ---- evaluation: retrieval among held-out items ---- */
@@ -501,9 +522,9 @@ static int train(int argc, char **argv)
 		plot_loss[plot_n++] = L.total;
 		if (mf)
 			fprintf(mf,
-			        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"lr\":%.9g,"
-			        "\"grad_norm\":%.9g,\"items\":%d}\n",
-			        step + 1, L.total, L.itc, L.cvta, lr, gnorm, L.items);
+			        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
+			        "\"lr\":%.9g,\"grad_norm\":%.9g,\"items\":%d}\n",
+			        step + 1, L.total, L.itc, L.cvta, L.mrtva, lr, gnorm, L.items);
 		int last = step + 1 == stop;
 		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last)) {
 			evaluate(&m, &ret);

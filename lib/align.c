@@ -112,6 +112,21 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 		m->p_lnfw = add_param(m, "qformer.ln_f.weight", W, 0, 0);
 		m->p_lnfb = add_param(m, "qformer.ln_f.bias", W, 0, 0);
 	}
+	m->p_mqw = m->p_mqb = m->p_mkvw = m->p_mkvb = m->p_mow = m->p_mob = -1;
+	m->p_pw1 = m->p_pb1 = m->p_pw2 = m->p_pb2 = -1;
+	if (c->w_mrtva > 0) {
+		int D = c->dim, Hp = c->hidden > 0 ? c->hidden : c->dim;
+		m->p_mqw = add_param(m, "mm.q.weight", D, D, 1);
+		m->p_mqb = add_param(m, "mm.q.bias", D, 0, 0);
+		m->p_mkvw = add_param(m, "mm.kv.weight", 2 * D, D, 1);
+		m->p_mkvb = add_param(m, "mm.kv.bias", 2 * D, 0, 0);
+		m->p_mow = add_param(m, "mm.out.weight", D, D, 1);
+		m->p_mob = add_param(m, "mm.out.bias", D, 0, 0);
+		m->p_pw1 = add_param(m, "pred.fc1.weight", Hp, D, 1);
+		m->p_pb1 = add_param(m, "pred.fc1.bias", Hp, 0, 0);
+		m->p_pw2 = add_param(m, "pred.fc2.weight", D, Hp, 1);
+		m->p_pb2 = add_param(m, "pred.fc2.bias", D, 0, 0);
+	}
 	for (int i = 0; i < m->nparam; i++)
 		if (m->param[i].count == 0)
 			return eosin_error("align: empty parameter '%s'", m->param[i].name);
@@ -211,6 +226,23 @@ struct align_qf_act {
 	const struct align_bag *bag;  /* whose activations these are */
 };
 
+/* MR-PLIP multimodal encoder and predictor, for R items, K keyword rows,
+ * k = topk keywords per item, hidden Hp */
+struct align_mm_act {
+	float *mq, *dmq;          /* (R,D) queries Wq v */
+	float *mkv, *dmkv;        /* (K,2D) keys and values of every keyword */
+	float *g, *dg;            /* (R,k,2D) each item's top-k keys/values; (k,2D) */
+	float *att, *ascratch;    /* (R,k) attention; (k) */
+	float *mo, *dmo;          /* (R,D) attention output */
+	float *f, *df;            /* (R,D) text-guided feature f = v + Wo mo */
+	float *ph, *pg, *dph, *dpg; /* (R,Hp) predictor hidden, after GELU */
+	float *py, *dpy;          /* (R,D) predictor output */
+	float *nf, *nfn;          /* (R,D) f / |f|, (R) |f| */
+	float *np, *npn, *dnp;    /* (R,D) py / |py|, (R) |py|, (R,D) grad */
+	float *sims;              /* (K) */
+	int *topidx;              /* (R,k) */
+};
+
 struct align_batch_act {
 	float *vin, *dvin;            /* (max_items, vin) */
 	float *tin;                   /* (max_items + max_kw, txt_dim) */
@@ -257,6 +289,34 @@ static size_t arena_layout(struct align_model *m, float *base)
 	head_carve(&b->txt, base, &used, R + K, Hd, c->dim);
 	b->logits = carve(base, &used, 2 * (size_t)R * R);
 	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
+	if (c->w_mrtva > 0) {
+		struct align_mm_act *a = m->mm;
+		int D = c->dim, k = c->topk, Hp = c->hidden > 0 ? c->hidden : c->dim, KK = K > 0 ? K : 1;
+		a->mq = carve(base, &used, (size_t)R * D);
+		a->dmq = carve(base, &used, (size_t)R * D);
+		a->mkv = carve(base, &used, (size_t)KK * 2 * D);
+		a->dmkv = carve(base, &used, (size_t)KK * 2 * D);
+		a->g = carve(base, &used, (size_t)R * k * 2 * D);
+		a->dg = carve(base, &used, (size_t)k * 2 * D);
+		a->att = carve(base, &used, (size_t)R * k);
+		a->ascratch = carve(base, &used, k);
+		a->mo = carve(base, &used, (size_t)R * D);
+		a->dmo = carve(base, &used, (size_t)R * D);
+		a->f = carve(base, &used, (size_t)R * D);
+		a->df = carve(base, &used, (size_t)R * D);
+		a->ph = carve(base, &used, (size_t)R * Hp);
+		a->pg = carve(base, &used, (size_t)R * Hp);
+		a->dph = carve(base, &used, (size_t)R * Hp);
+		a->dpg = carve(base, &used, (size_t)R * Hp);
+		a->py = carve(base, &used, (size_t)R * D);
+		a->dpy = carve(base, &used, (size_t)R * D);
+		a->nf = carve(base, &used, (size_t)R * D);
+		a->nfn = carve(base, &used, R);
+		a->np = carve(base, &used, (size_t)R * D);
+		a->npn = carve(base, &used, R);
+		a->dnp = carve(base, &used, (size_t)R * D);
+		a->sims = carve(base, &used, KK);
+	}
 	if (c->queries > 0) {
 		int N = m->max_n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn;
 		q->kv = carve(base, &used, (size_t)N * W);
@@ -315,7 +375,14 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 	m->qf = calloc(1, sizeof *m->qf);
 	m->ba = calloc(1, sizeof *m->ba);
 	m->ba->order = calloc((size_t)(max_kw > 0 ? max_kw : 1), sizeof(int));
-	if (!m->qf || !m->ba || !m->ba->order)
+	if (m->mm)
+		free(m->mm->topidx);
+	free(m->mm);
+	m->mm = calloc(1, sizeof *m->mm);
+	if (m->mm)
+		m->mm->topidx = calloc((size_t)max_items * (m->cfg.topk > 0 ? m->cfg.topk : 1),
+		                       sizeof(int));
+	if (!m->qf || !m->ba || !m->ba->order || !m->mm || !m->mm->topidx)
 		return eosin_error("align: out of memory");
 	m->act_floats = arena_layout(m, NULL);
 	m->act = aligned_alloc(64, m->act_floats * sizeof(float));
@@ -337,6 +404,10 @@ void align_model_free(struct align_model *m)
 		free(m->ba->order);
 	free(m->ba);
 	free(m->qf);
+	if (m->mm)
+		free(m->mm->topidx);
+	free(m->mm);
+	m->mm = NULL;
 	m->params = m->grads = m->m = m->v = m->act = NULL;
 	m->ba = NULL;
 	m->qf = NULL;
@@ -540,6 +611,170 @@ static void bag_visual_input(struct align_model *m, const struct align_bag *bag,
 	}
 }
 
+/* ---- MR-PLIP: multimodal encoder + MRTVA (SimSiam, parent vs child) ---- */
+
+static int mrtva_bag(const struct align_model *m, const struct align_bag *bag)
+{
+	return bag->kw && bag->nkw > 0 && bag->parent && per_patch(m, bag);
+}
+
+/* Over the items of bags with keywords and parents: forward, loss, and the
+ * gradients into b->vis.dz, b->txt.dz (keyword rows) and the parameters,
+ * all scaled by w. Returns the mean loss over (child, parent) pairs. */
+static float mrtva_forward_backward(struct align_model *m, const struct align_bag *bags,
+                                    int nbags, int R, float w)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	struct align_mm_act *a = m->mm;
+	int D = c->dim, Hp = c->hidden > 0 ? c->hidden : c->dim, k = c->topk;
+	float *Wq = align_param_ptr(m, m->p_mqw), *Wkv = align_param_ptr(m, m->p_mkvw);
+	float *Wo = align_param_ptr(m, m->p_mow);
+	/* forward, bag by bag (items r.., keyword rows kr..) */
+	int r = 0, kr = R, npairs = 0;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		int with_kw = bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0);
+		if (mrtva_bag(m, bag)) {
+			int n = items, M = bag->nkw, kk = k < M ? k : M;
+			const float *v = b->vis.z + (size_t)r * D, *zk = b->txt.z + (size_t)kr * D;
+			linear_forward(a->mq + (size_t)r * D, v, Wq, align_param_ptr(m, m->p_mqb), n, D, D);
+			linear_forward(a->mkv + (size_t)(kr - R) * 2 * D, zk, Wkv,
+			               align_param_ptr(m, m->p_mkvb), M, D, 2 * D);
+			for (int p = 0; p < n; p++) {
+				int it = r + p, *top = a->topidx + (size_t)it * k;
+				for (int j = 0; j < M; j++) {
+					float d = 0.0f;
+					for (int e = 0; e < D; e++)
+						d += v[(size_t)p * D + e] * zk[(size_t)j * D + e];
+					a->sims[j] = d;
+				}
+				for (int t = 0; t < kk; t++) { /* top-k, ties by index */
+					int best = -1;
+					for (int j = 0; j < M; j++) {
+						int used = 0;
+						for (int u = 0; u < t; u++)
+							used |= top[u] == j;
+						if (!used && (best < 0 || a->sims[j] > a->sims[best]))
+							best = j;
+					}
+					top[t] = best;
+				}
+				float *g = a->g + (size_t)it * k * 2 * D;
+				for (int t = 0; t < kk; t++)
+					memcpy(g + (size_t)t * 2 * D, a->mkv + (size_t)(kr - R + top[t]) * 2 * D,
+					       sizeof(float) * 2 * D);
+				attention_forward(a->mo + (size_t)it * D, a->att + (size_t)it * k,
+				                  a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
+				                  D);
+				if (bag->parent[p] >= 0 && bag->parent[p] < n && bag->parent[p] != p)
+					npairs++;
+			}
+			linear_forward(a->f + (size_t)r * D, a->mo + (size_t)r * D, Wo,
+			               align_param_ptr(m, m->p_mob), n, D, D);
+			for (size_t e = 0; e < (size_t)n * D; e++)
+				a->f[(size_t)r * D + e] += v[e];
+			linear_forward(a->ph + (size_t)r * Hp, a->f + (size_t)r * D,
+			               align_param_ptr(m, m->p_pw1), align_param_ptr(m, m->p_pb1), n, D, Hp);
+			gelu_forward(a->pg + (size_t)r * Hp, a->ph + (size_t)r * Hp, (size_t)n * Hp);
+			linear_forward(a->py + (size_t)r * D, a->pg + (size_t)r * Hp,
+			               align_param_ptr(m, m->p_pw2), align_param_ptr(m, m->p_pb2), n, Hp, D);
+			l2norm_forward(a->nf + (size_t)r * D, a->nfn + r, a->f + (size_t)r * D, n, D);
+			l2norm_forward(a->np + (size_t)r * D, a->npn + r, a->py + (size_t)r * D, n, D);
+		}
+		r += items;
+		if (with_kw)
+			kr += bag->nkw;
+	}
+	if (npairs == 0)
+		return 0.0f;
+	/* loss and d(np): -1/2 [np_c . sg(nf_p) + np_p . sg(nf_c)] per pair */
+	double loss = 0.0;
+	float scale = w / npairs;
+	const float *nf = m->mrtva_fixed_targets ? m->mrtva_fixed_targets : a->nf;
+	r = 0;
+	memset(a->dnp, 0, sizeof(float) * R * D);
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		if (mrtva_bag(m, bag))
+			for (int p = 0; p < items; p++) {
+				int q = bag->parent[p];
+				if (q < 0 || q >= items || q == p)
+					continue;
+				const float *npc = a->np + (size_t)(r + p) * D, *npp = a->np + (size_t)(r + q) * D;
+				const float *nfc = nf + (size_t)(r + p) * D, *nfp = nf + (size_t)(r + q) * D;
+				float s1 = 0.0f, s2 = 0.0f;
+				for (int e = 0; e < D; e++) {
+					s1 += npc[e] * nfp[e];
+					s2 += npp[e] * nfc[e];
+					a->dnp[(size_t)(r + p) * D + e] -= 0.5f * scale * nfp[e];
+					a->dnp[(size_t)(r + q) * D + e] -= 0.5f * scale * nfc[e];
+				}
+				loss += -0.5 * (s1 + s2);
+			}
+		r += items;
+	}
+	/* backward, bag by bag */
+	r = 0, kr = R;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		int with_kw = bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0);
+		if (mrtva_bag(m, bag)) {
+			int n = items, M = bag->nkw, kk = k < M ? k : M;
+			size_t rD = (size_t)r * D, rH = (size_t)r * Hp;
+			memset(a->dpy + rD, 0, sizeof(float) * n * D);
+			memset(a->dpg + rH, 0, sizeof(float) * n * Hp);
+			memset(a->dph + rH, 0, sizeof(float) * n * Hp);
+			memset(a->df + rD, 0, sizeof(float) * n * D);
+			memset(a->dmo + rD, 0, sizeof(float) * n * D);
+			memset(a->dmq + rD, 0, sizeof(float) * n * D);
+			memset(a->dmkv + (size_t)(kr - R) * 2 * D, 0, sizeof(float) * M * 2 * D);
+			l2norm_backward(a->dpy + rD, a->dnp + rD, a->np + rD, a->npn + r, n, D);
+			linear_backward(a->dpg + rH, gradp(m, m->p_pw2), gradp(m, m->p_pb2), a->dpy + rD,
+			                a->pg + rH, align_param_ptr(m, m->p_pw2), n, Hp, D);
+			gelu_backward(a->dph + rH, a->ph + rH, a->dpg + rH, (size_t)n * Hp);
+			linear_backward(a->df + rD, gradp(m, m->p_pw1), gradp(m, m->p_pb1), a->dph + rH,
+			                a->f + rD, align_param_ptr(m, m->p_pw1), n, D, Hp);
+			/* f = v + Wo mo */
+			for (size_t e = 0; e < (size_t)n * D; e++)
+				b->vis.dz[rD + e] += a->df[rD + e];
+			linear_backward(a->dmo + rD, gradp(m, m->p_mow), gradp(m, m->p_mob), a->df + rD,
+			                a->mo + rD, Wo, n, D, D);
+			for (int p = 0; p < n; p++) {
+				int it = r + p, *top = a->topidx + (size_t)it * k;
+				float *g = a->g + (size_t)it * k * 2 * D;
+				memset(a->dg, 0, sizeof(float) * kk * 2 * D);
+				attention_backward(a->dmq + (size_t)it * D, a->dg, a->dg + D, a->ascratch,
+				                   a->dmo + (size_t)it * D, a->att + (size_t)it * k,
+				                   a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
+				                   D);
+				for (int t = 0; t < kk; t++) {
+					float *dst = a->dmkv + (size_t)(kr - R + top[t]) * 2 * D;
+					for (int e = 0; e < 2 * D; e++)
+						dst[e] += a->dg[(size_t)t * 2 * D + e];
+				}
+			}
+			linear_backward(b->vis.dz + rD, gradp(m, m->p_mqw), gradp(m, m->p_mqb), a->dmq + rD,
+			                b->vis.z + rD, Wq, n, D, D);
+			linear_backward(b->txt.dz + (size_t)kr * D, gradp(m, m->p_mkvw),
+			                gradp(m, m->p_mkvb), a->dmkv + (size_t)(kr - R) * 2 * D,
+			                b->txt.z + (size_t)kr * D, Wkv, M, D, 2 * D);
+		}
+		r += items;
+		if (with_kw)
+			kr += bag->nkw;
+	}
+	return (float)(loss / npairs);
+}
+
+const float *align_mrtva_targets(const struct align_model *m)
+{
+	return m->mm ? m->mm->nf : NULL;
+}
+
 static float clamped_scale(const struct align_model *m, int *clamped)
 {
 	float s = m->params[m->param[m->p_scale].offset];
@@ -566,7 +801,7 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 			return eosin_error("align: bag of %d patches, activations made for %d", bags[i].n,
 			                   m->max_n);
 		R += align_bag_items(m, &bags[i]);
-		if (c->w_cvta > 0 && bags[i].kw && per_patch(m, &bags[i]))
+		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bags[i].kw && per_patch(m, &bags[i]))
 			K += bags[i].nkw;
 	}
 	if (R > m->max_items || K > m->max_kw)
@@ -584,7 +819,7 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		memcpy(b->tin + (size_t)r * c->txt_dim, bag->txt,
 		       sizeof(float) * items * c->txt_dim);
 		r += items;
-		if (c->w_cvta > 0 && bag->kw && per_patch(m, bag)) {
+		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bag->kw && per_patch(m, bag)) {
 			memcpy(b->tin + (size_t)k * c->txt_dim, bag->kw,
 			       sizeof(float) * bag->nkw * c->txt_dim);
 			k += bag->nkw;
@@ -628,6 +863,10 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		}
 		L.cvta = (float)(sum / anchors);
 		L.total += c->w_cvta * L.cvta;
+	}
+	if (c->w_mrtva > 0) {
+		L.mrtva = mrtva_forward_backward(m, bags, nbags, R, c->w_mrtva);
+		L.total += c->w_mrtva * L.mrtva;
 	}
 	if (out)
 		*out = L;

@@ -21,6 +21,11 @@
  *               logit_scale = log(1/0.07) at start, clamped to [0, log 100]
  *               CVTA: each patch's top-k keywords of its bag are positives
  *               (multi-positive InfoNCE over the bag's keywords)
+ *               MRTVA (MR-PLIP): the multimodal encoder fuses each patch's
+ *               joint feature v with its top-k keywords' joint features K:
+ *               f = v + Wo Attn(Wq v, Wk K, Wv K) (one head, width dim);
+ *               a predictor MLP h (Linear-GELU-Linear) and SimSiam between
+ *               parent and child: -1/2 [cos(h(f_c), sg f_p) + cos(h(f_p), sg f_c)]
  *
  * Parameters, gradients and AdamW moments are each one flat float array;
  * struct align_param names each tensor's slice (name, shape, offset).
@@ -45,7 +50,7 @@ struct align_config {
 	int layers;       /* Q-Former blocks */
 	int ffn;          /* Q-Former feed-forward hidden width */
 	int topk;         /* CVTA: positives per patch (k_o) */
-	float w_itc, w_cvta;  /* loss weights */
+	float w_itc, w_cvta, w_mrtva;  /* loss weights */
 	float temp_init;  /* initial temperature (0.07) */
 };
 
@@ -67,6 +72,7 @@ struct align_bag {
 	const float *txt;     /* (ntxt, txt_dim) */
 	int nkw;              /* keywords */
 	const float *kw;      /* (nkw, txt_dim) or NULL */
+	const int *parent;    /* (n) row of each patch's parent, -1 for none; or NULL */
 };
 
 struct align_model {
@@ -86,6 +92,15 @@ struct align_model {
 		int ln3w, ln3b, f1w, f1b, f2w, f2b;
 	} blk[ALIGN_MAX_LAYERS];
 	int p_lnfw, p_lnfb;
+	/* MR-PLIP multimodal encoder (cross-attention from a patch to its
+	 * top-k keywords, in the joint space) and the MRTVA predictor */
+	int p_mqw, p_mqb, p_mkvw, p_mkvb, p_mow, p_mob;
+	int p_pw1, p_pb1, p_pw2, p_pb2;
+	struct align_mm_act *mm;
+	/* test hook: when set, (items, dim) unit rows used in place of the
+	 * stop-gradient targets sg(f / |f|) of MRTVA, so that finite differences
+	 * see the function whose gradient the backward pass computes */
+	const float *mrtva_fixed_targets;
 	/* sizes the activations were made for */
 	int max_n, max_items, max_kw;
 	float *act;           /* one arena for every activation and scratch */
@@ -107,7 +122,7 @@ int align_param_find(const struct align_model *m, const char *name);
 
 /* Losses of one batch (each weighted part and the total). */
 struct align_losses {
-	float total, itc, cvta;
+	float total, itc, cvta, mrtva;
 	int items;            /* image/text pairs in the batch */
 };
 
@@ -121,6 +136,9 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 int align_bag_items(const struct align_model *m, const struct align_bag *bag);
 int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *out);
 int align_embed_text(struct align_model *m, const float *txt, int rows, float *out);
+
+/* The MRTVA targets f / |f| (items, dim) of the last batch. */
+const float *align_mrtva_targets(const struct align_model *m);
 
 /* ---- layers (exposed for the gradient checks) ---- */
 /* out (N,OC) = inp (N,C) W^T (W is (OC,C)) + b (OC, may be NULL) */

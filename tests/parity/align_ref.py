@@ -82,6 +82,7 @@ def read_bags(path):
             b["pos"] = read_vec(r["pos"]) if "pos" in r else None
             b["extent"] = float(r.get("extent", 224) or 224)
             b["kw"] = read_vec(r["kw_emb"]) if "kw_emb" in r else None
+            b["parent"] = r.get("parent_index")
             bags.append(b)
     return bags
 
@@ -175,6 +176,42 @@ class Model:
             itc = (F.cross_entropy(logits, tgt) + F.cross_entropy(logits.t(), tgt)) / 2
             total = total + c["w_itc"] * itc
             parts["itc"] = itc.item()
+        zks = []
+        r = 0
+        for b, v in zip(bags, vin):
+            zks.append(self.head("text", b["kw"]) if b["kw"] is not None and self.per_patch(b)
+                       else None)
+        if c.get("w_mrtva", 0) > 0:
+            # multimodal encoder: each patch attends to its top-k keywords
+            D = c["dim"]
+            fs, pairs, r = [], [], 0
+            for b, v, zk in zip(bags, vin, zks):
+                items = v.shape[0]
+                if zk is not None and b["parent"] is not None:
+                    z = zi[r:r + items]
+                    mq = F.linear(z, p["mm.q.weight"], p["mm.q.bias"])
+                    mkv = F.linear(zk, p["mm.kv.weight"], p["mm.kv.bias"])
+                    k = min(c["topk"], zk.shape[0])
+                    idx = torch.topk((z @ zk.t()).detach(), k, dim=1).indices
+                    G = mkv[idx]                                   # (n, k, 2D)
+                    att = torch.softmax(torch.einsum("nd,nkd->nk", mq, G[..., :D])
+                                        / math.sqrt(D), dim=1)
+                    mo = torch.einsum("nk,nkd->nd", att, G[..., D:])
+                    f = z + F.linear(mo, p["mm.out.weight"], p["mm.out.bias"])
+                    h = F.gelu(F.linear(f, p["pred.fc1.weight"], p["pred.fc1.bias"]),
+                               approximate="tanh")
+                    py = F.linear(h, p["pred.fc2.weight"], p["pred.fc2.bias"])
+                    nf = F.normalize(f, dim=-1, eps=1e-12).detach()
+                    npred = F.normalize(py, dim=-1, eps=1e-12)
+                    for ch, par in enumerate(b["parent"]):
+                        if 0 <= par < items and par != ch:
+                            pairs.append(-0.5 * ((npred[ch] * nf[par]).sum()
+                                                 + (npred[par] * nf[ch]).sum()))
+                r += items
+            if pairs:
+                mr = torch.stack(pairs).mean()
+                total = total + c["w_mrtva"] * mr
+                parts["mrtva"] = mr.item()
         if c["w_cvta"] > 0:
             losses, r = [], 0
             for b, v in zip(bags, vin):
@@ -199,7 +236,7 @@ def config_from_meta(meta):
     for k in ("img_dim", "txt_dim", "dim", "hidden", "queries", "qdim", "heads", "layers", "ffn",
               "topk"):
         c[k] = int(meta[k])
-    for k in ("w_itc", "w_cvta", "temp_init"):
+    for k in ("w_itc", "w_cvta", "w_mrtva", "temp_init"):
         c[k] = float(meta[k])
     return c
 

@@ -137,6 +137,13 @@ test_expect_success 'MR-PLIP bags (a caption per patch) with ITC + CVTA train an
 	test $(grep -c true ns) = 60
 '
 
+test_expect_success 'MR-PLIP: ITC + CVTA + multimodal encoder + MRTVA train' '
+	eosin-align --train --out mrt.st --dim 32 --hidden 32 --loss itc=1,cvta=0.5,mrtva=0.5 \
+		--topk 2 --epochs 20 --batch 8 --lr 2e-3 --metrics mrt.jsonl --threads 1 mr.mpk 2>/dev/null &&
+	m1=$(metric mrtva 1 mrt.jsonl) && mN=$(metric mrtva 120 mrt.jsonl) && echo "mrtva $m1 -> $mN" &&
+	ge "$m1" "$mN" && ge -0.5 "$mN" && ge "$(metric i2t_r1 120 mrt.jsonl)" 0.3
+'
+
 test_expect_success 'a bag without txt_emb: exit 1 naming input, record, id and field' '
 	jq -c "if .id == \"bag0003\" then del(.txt_emb) else . end" bags.jsonl | eosin-cat -r >bad.mpk &&
 	test_exit_code 1 eosin-align --train --out bad.st bad.mpk 2>err &&

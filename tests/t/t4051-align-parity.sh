@@ -55,6 +55,10 @@ test_expect_success 'per-patch items + ITC + CVTA match PyTorch' '
 	parity cvta mr --dim 16 --hidden 12 --loss itc=1,cvta=0.5 --topk 2
 '
 
+test_expect_success 'ITC + CVTA + multimodal encoder + MRTVA (MR-PLIP) match PyTorch' '
+	parity mrplip mr --dim 16 --hidden 12 --loss itc=1,cvta=0.5,mrtva=0.7 --topk 2
+'
+
 test_expect_success 'the reference fails when the gradients differ (a check that can fail)' '
 	test_must_fail "$PY" "$REF" check lin.grads.st slide.jsonl mlp.jsonl $SAME >wrong.out &&
 	grep -q "^losses.*worst relative difference [1-9]" wrong.out
