@@ -273,12 +273,59 @@ static void head_carve(struct head_act *h, float *base, size_t *used, int N, int
 	h->norm = carve(base, used, (size_t)N);
 }
 
+/* One bag's Q-Former activations and gradient scratch, for max_n patches */
+static void qf_carve(struct align_model *m, struct align_qf_act *q, float *base, size_t *usedp)
+{
+	const struct align_config *c = &m->cfg;
+	size_t used = *usedp;
+		int N = m->max_n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn;
+	q->kv = carve(base, &used, (size_t)N * W);
+	q->dkv = carve(base, &used, (size_t)N * W);
+	for (int l = 0; l < c->layers; l++) {
+		q->l[l].x_in = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln1 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln1m = carve(base, &used, Q);
+		q->l[l].ln1r = carve(base, &used, Q);
+		q->l[l].qkv = carve(base, &used, (size_t)Q * 3 * W);
+		q->l[l].satt = carve(base, &used, (size_t)Q * W);
+		q->l[l].sP = carve(base, &used, (size_t)H * Q * Q);
+		q->l[l].x1 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln2 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln2m = carve(base, &used, Q);
+		q->l[l].ln2r = carve(base, &used, Q);
+		q->l[l].cq = carve(base, &used, (size_t)Q * W);
+		q->l[l].ckv = carve(base, &used, (size_t)N * 2 * W);
+		q->l[l].catt = carve(base, &used, (size_t)Q * W);
+		q->l[l].cP = carve(base, &used, (size_t)H * Q * N);
+		q->l[l].x2 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln3 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln3m = carve(base, &used, Q);
+		q->l[l].ln3r = carve(base, &used, Q);
+		q->l[l].fh = carve(base, &used, (size_t)Q * F);
+		q->l[l].fg = carve(base, &used, (size_t)Q * F);
+	}
+	q->x_out = carve(base, &used, (size_t)Q * W);
+	q->lnf = carve(base, &used, (size_t)Q * W);
+	q->lnfm = carve(base, &used, Q);
+	q->lnfr = carve(base, &used, Q);
+	q->dx = carve(base, &used, (size_t)Q * W);
+	q->dln = carve(base, &used, (size_t)Q * W);
+	q->dqkv = carve(base, &used, (size_t)Q * 3 * W);
+	q->datt = carve(base, &used, (size_t)Q * W);
+	q->dcq = carve(base, &used, (size_t)Q * W);
+	q->dckv = carve(base, &used, (size_t)N * 2 * W);
+	q->dfh = carve(base, &used, (size_t)Q * F);
+	q->dfg = carve(base, &used, (size_t)Q * F);
+	q->scratch = carve(base, &used, (size_t)Q * (N > Q ? N : Q));
+	q->pooled = carve(base, &used, W);
+	*usedp = used;
+}
+
 static size_t arena_layout(struct align_model *m, float *base)
 {
 	const struct align_config *c = &m->cfg;
 	size_t used = 0;
 	struct align_batch_act *b = m->ba;
-	struct align_qf_act *q = m->qf;
 	int R = m->max_items, K = m->max_kw;
 	int vin = c->queries > 0 ? c->qdim : c->img_dim;
 	int Hd = c->hidden > 0 ? c->hidden : 1;
@@ -317,48 +364,9 @@ static size_t arena_layout(struct align_model *m, float *base)
 		a->dnp = carve(base, &used, (size_t)R * D);
 		a->sims = carve(base, &used, KK);
 	}
-	if (c->queries > 0) {
-		int N = m->max_n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn;
-		q->kv = carve(base, &used, (size_t)N * W);
-		q->dkv = carve(base, &used, (size_t)N * W);
-		for (int l = 0; l < c->layers; l++) {
-			q->l[l].x_in = carve(base, &used, (size_t)Q * W);
-			q->l[l].ln1 = carve(base, &used, (size_t)Q * W);
-			q->l[l].ln1m = carve(base, &used, Q);
-			q->l[l].ln1r = carve(base, &used, Q);
-			q->l[l].qkv = carve(base, &used, (size_t)Q * 3 * W);
-			q->l[l].satt = carve(base, &used, (size_t)Q * W);
-			q->l[l].sP = carve(base, &used, (size_t)H * Q * Q);
-			q->l[l].x1 = carve(base, &used, (size_t)Q * W);
-			q->l[l].ln2 = carve(base, &used, (size_t)Q * W);
-			q->l[l].ln2m = carve(base, &used, Q);
-			q->l[l].ln2r = carve(base, &used, Q);
-			q->l[l].cq = carve(base, &used, (size_t)Q * W);
-			q->l[l].ckv = carve(base, &used, (size_t)N * 2 * W);
-			q->l[l].catt = carve(base, &used, (size_t)Q * W);
-			q->l[l].cP = carve(base, &used, (size_t)H * Q * N);
-			q->l[l].x2 = carve(base, &used, (size_t)Q * W);
-			q->l[l].ln3 = carve(base, &used, (size_t)Q * W);
-			q->l[l].ln3m = carve(base, &used, Q);
-			q->l[l].ln3r = carve(base, &used, Q);
-			q->l[l].fh = carve(base, &used, (size_t)Q * F);
-			q->l[l].fg = carve(base, &used, (size_t)Q * F);
-		}
-		q->x_out = carve(base, &used, (size_t)Q * W);
-		q->lnf = carve(base, &used, (size_t)Q * W);
-		q->lnfm = carve(base, &used, Q);
-		q->lnfr = carve(base, &used, Q);
-		q->dx = carve(base, &used, (size_t)Q * W);
-		q->dln = carve(base, &used, (size_t)Q * W);
-		q->dqkv = carve(base, &used, (size_t)Q * 3 * W);
-		q->datt = carve(base, &used, (size_t)Q * W);
-		q->dcq = carve(base, &used, (size_t)Q * W);
-		q->dckv = carve(base, &used, (size_t)N * 2 * W);
-		q->dfh = carve(base, &used, (size_t)Q * F);
-		q->dfg = carve(base, &used, (size_t)Q * F);
-		q->scratch = carve(base, &used, (size_t)Q * (N > Q ? N : Q));
-		q->pooled = carve(base, &used, W);
-	}
+	if (c->queries > 0)
+		for (int set = 0; set < m->qf_sets; set++)
+			qf_carve(m, &m->qf[set], base, &used);
 	return used;
 }
 
@@ -372,7 +380,19 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 	m->max_n = max_n;
 	m->max_items = max_items;
 	m->max_kw = max_kw;
-	m->qf = calloc(1, sizeof *m->qf);
+	/* Q-Former activations for every bag of a batch (one item per bag)
+	 * when they fit in ALIGN_ACT_BUDGET, else for one bag and recompute */
+	m->qf_sets = 1;
+	if (m->cfg.queries > 0) {
+		struct align_qf_act probe = {0};
+		size_t one = 0;
+		qf_carve(m, &probe, NULL, &one);
+		size_t fit = ALIGN_ACT_BUDGET / (one * sizeof(float));
+		m->qf_sets = max_items < (int)(fit > 0 ? fit : 1) ? max_items : (int)(fit > 0 ? fit : 1);
+		if (m->qf_sets_limit > 0 && m->qf_sets > m->qf_sets_limit)
+			m->qf_sets = m->qf_sets_limit;
+	}
+	m->qf = calloc((size_t)m->qf_sets, sizeof *m->qf);
 	m->ba = calloc(1, sizeof *m->ba);
 	m->ba->order = calloc((size_t)(max_kw > 0 ? max_kw : 1), sizeof(int));
 	if (m->mm)
@@ -453,10 +473,10 @@ static void head_backward(struct align_model *m, struct head_act *h, float *dx, 
 /* ---- Q-Former (pre-LN blocks) over one bag ---- */
 
 /* pooled (W) = mean over queries of LN_f(blocks(queries, kv(bag))) */
-static void qformer_forward(struct align_model *m, const struct align_bag *bag, float *pooled)
+static void qformer_forward(struct align_model *m, struct align_qf_act *a,
+                            const struct align_bag *bag, float *pooled)
 {
 	const struct align_config *c = &m->cfg;
-	struct align_qf_act *a = m->qf;
 	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
 	linear_forward(a->kv, bag->img, align_param_ptr(m, m->p_kvw), align_param_ptr(m, m->p_kvb),
 	               N, c->img_dim, W);
@@ -514,11 +534,10 @@ static void qformer_forward(struct align_model *m, const struct align_bag *bag, 
 }
 
 /* dpooled (W): accumulate the bag's parameter gradients */
-static void qformer_backward(struct align_model *m, const struct align_bag *bag,
-                             const float *dpooled)
+static void qformer_backward(struct align_model *m, struct align_qf_act *a,
+                             const struct align_bag *bag, const float *dpooled)
 {
 	const struct align_config *c = &m->cfg;
-	struct align_qf_act *a = m->qf;
 	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
 	size_t QW = (size_t)Q * W;
 	/* dlnf (Q,W): the mean spreads dpooled evenly; dx (Q,W) = d x_out */
@@ -593,21 +612,24 @@ int align_bag_items(const struct align_model *m, const struct align_bag *bag)
 	return per_patch(m, bag) ? bag->n : 1;
 }
 
-/* Image-side input rows of one bag into vin (items, vin_dim). */
-static void bag_visual_input(struct align_model *m, const struct align_bag *bag, float *vin)
+/* Image-side input rows of one bag into vin (items, vin_dim); the bag's
+ * place in its batch picks the Q-Former activation set. */
+static void bag_visual_input(struct align_model *m, const struct align_bag *bag, int slot,
+                             float *vin)
 {
 	const struct align_config *c = &m->cfg;
 	if (c->queries > 0) {
-		qformer_forward(m, bag, vin);
+		qformer_forward(m, &m->qf[slot % m->qf_sets], bag, vin);
 	} else if (per_patch(m, bag)) {
 		memcpy(vin, bag->img, sizeof(float) * bag->n * c->img_dim);
 	} else {
-		for (int d = 0; d < c->img_dim; d++) {
-			float s = 0.0f;
-			for (int i = 0; i < bag->n; i++)
-				s += bag->img[(size_t)i * c->img_dim + d];
-			vin[d] = s / bag->n;
-		}
+		int C = c->img_dim;
+		memset(vin, 0, sizeof(float) * C);
+		for (int i = 0; i < bag->n; i++) /* row by row, along memory */
+			for (int d = 0; d < C; d++)
+				vin[d] += bag->img[(size_t)i * C + d];
+		for (int d = 0; d < C; d++)
+			vin[d] /= bag->n;
 	}
 }
 
@@ -815,7 +837,7 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
 		int items = align_bag_items(m, bag);
-		bag_visual_input(m, bag, b->vin + (size_t)r * vin_dim);
+		bag_visual_input(m, bag, i, b->vin + (size_t)r * vin_dim);
 		memcpy(b->tin + (size_t)r * c->txt_dim, bag->txt,
 		       sizeof(float) * items * c->txt_dim);
 		r += items;
@@ -878,11 +900,13 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	head_backward(m, &b->txt, NULL, b->tin, R + K, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
 	              m->p_tb2);
 	if (c->queries > 0) {
-		/* last bag first: its activations are still in place */
+		/* last bag first: with fewer activation sets than bags, its
+		 * activations are the ones still in place */
 		for (int i = nbags - 1; i >= 0; i--) {
-			if (m->qf->bag != &bags[i])
-				qformer_forward(m, &bags[i], m->qf->pooled);
-			qformer_backward(m, &bags[i], b->dvin + (size_t)i * vin_dim);
+			struct align_qf_act *a = &m->qf[i % m->qf_sets];
+			if (a->bag != &bags[i]) /* recompute what another bag overwrote */
+				qformer_forward(m, a, &bags[i], a->pooled);
+			qformer_backward(m, a, &bags[i], b->dvin + (size_t)i * vin_dim);
 		}
 	}
 	return 0;
@@ -899,7 +923,7 @@ int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *o
 	if (bag->n > m->max_n || items > m->max_items)
 		return eosin_error("align: bag of %d patches, activations made for %d", bag->n,
 		                   m->max_n);
-	bag_visual_input(m, bag, b->vin);
+	bag_visual_input(m, bag, 0, b->vin);
 	head_forward(m, &b->vis, b->vin, items, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
 	memcpy(out, b->vis.z, sizeof(float) * items * c->dim);
 	return 0;

@@ -38,6 +38,9 @@
 
 #define ALIGN_MAX_PARAMS 256
 #define ALIGN_MAX_LAYERS 8
+/* Q-Former activations are kept for a whole batch when they fit in this
+ * many bytes; otherwise one bag's are kept and the others recomputed */
+#define ALIGN_ACT_BUDGET ((size_t)3 << 30)
 
 struct align_config {
 	int img_dim;      /* patch embedding width (input) */
@@ -105,7 +108,9 @@ struct align_model {
 	int max_n, max_items, max_kw;
 	float *act;           /* one arena for every activation and scratch */
 	size_t act_floats;
-	struct align_qf_act *qf;  /* Q-Former activations for one bag */
+	struct align_qf_act *qf;  /* Q-Former activations, qf_sets bags' worth */
+	int qf_sets;
+	int qf_sets_limit;        /* at most this many sets (0: as many as fit) */
 	struct align_batch_act *ba;
 };
 

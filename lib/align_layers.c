@@ -36,26 +36,30 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 	/* dw (OC,C) += dout^T (OC,N) @ inp (N,C) */
 	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
 	            dw, C);
-	if (db) {
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
-		for (int o = 0; o < OC; o++) {
-			float s = 0.0f;
-			for (int i = 0; i < N; i++)
-				s += dout[(size_t)i * OC + o];
-			db[o] += s;
+	if (db) /* row by row, so the inner loop runs along memory */
+		for (int i = 0; i < N; i++) {
+			const float *d = dout + (size_t)i * OC;
+			for (int o = 0; o < OC; o++)
+				db[o] += d[o];
 		}
-	}
 }
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
+
+/* tanh(u) through expf, several times faster than tanhf and as exact for
+ * float: tanh(u) = 1 - 2 / (exp(2u) + 1), saturating cleanly at +-1 */
+static inline float tanh_fast(float u)
+{
+	return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f);
+}
 
 void gelu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
-		out[i] = 0.5f * x * (1.0f + tanhf(GELU_K * (x + GELU_C * x * x * x)));
+		out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
 	}
 }
 
@@ -64,7 +68,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
-		float t = tanhf(GELU_K * (x + GELU_C * x * x * x));
+		float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
 		float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
 		dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
 	}
@@ -224,15 +228,20 @@ void attention_backward(float *dq, float *dk, float *dv, float *scratch, const f
 
 void posenc2d_add(float *x, const float *pos, float extent, int N, int C)
 {
-	int half = C / 2;
+	int half = C / 2, nf = half / 2;
+	float freq[nf > 0 ? nf : 1]; /* 1/10000^(2i/half) */
+	for (int i = 0; i < nf; i++)
+		freq[i] = (float)pow(10000.0, -(double)(2 * i) / half);
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		for (int a = 0; a < 2; a++) {
-			double p = (double)pos[(size_t)n * 2 + a] / extent;
-			for (int i = 0; i < half / 2; i++) {
-				double w = pow(10000.0, -(double)(2 * i) / half);
-				x[(size_t)n * C + a * half + 2 * i] += (float)sin(p * w);
-				x[(size_t)n * C + a * half + 2 * i + 1] += (float)cos(p * w);
+			float p = pos[(size_t)n * 2 + a] / extent;
+			float *row = x + (size_t)n * C + a * half;
+			for (int i = 0; i < nf; i++) {
+				float sn, cs;
+				sincosf(p * freq[i], &sn, &cs);
+				row[2 * i] += sn;
+				row[2 * i + 1] += cs;
 			}
 		}
 	}

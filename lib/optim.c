@@ -15,8 +15,7 @@ void adamw_update(const struct adamw *o, float *param, const float *grad, float 
 #pragma omp parallel for schedule(static) if (n >= 32768)
 	for (size_t i = 0; i < n; i++) {
 		float g = grad[i];
-		if (!decay || decay[i] != 0.0f)
-			param[i] *= 1.0f - lr * o->weight_decay;
+		param[i] *= 1.0f - lr * o->weight_decay * (decay ? decay[i] : 1.0f);
 		m[i] = o->beta1 * m[i] + (1.0f - o->beta1) * g;
 		v[i] = o->beta2 * v[i] + (1.0f - o->beta2) * g * g;
 		float denom = sqrtf(v[i]) / bc2_sqrt + o->eps;

@@ -279,11 +279,13 @@ static double model_loss(void *p)
 	return L.total;
 }
 
-static void check_model(const char *what, struct align_config cfg, int per_patch_bags, int pos)
+static void check_model_sets(const char *what, struct align_config cfg, int per_patch_bags,
+                             int pos, int sets_limit)
 {
 	struct align_model m;
 	if (!ok(align_model_init(&m, &cfg) == 0, "%s: model init", what))
 		return;
+	m.qf_sets_limit = sets_limit;
 	align_model_randomize(&m, 7);
 	/* zero biases and 0.02-sized queries sit where the loss bends sharply
 	 * (an L2 or layer norm of a near-zero vector); move every vector
@@ -343,6 +345,11 @@ static void check_model(const char *what, struct align_config cfg, int per_patch
 	align_model_free(&m);
 }
 
+static void check_model(const char *what, struct align_config cfg, int per_patch_bags, int pos)
+{
+	check_model_sets(what, cfg, per_patch_bags, pos, 0);
+}
+
 int main(void)
 {
 	check_linear();
@@ -363,6 +370,8 @@ int main(void)
 	qf.queries = 3, qf.qdim = 8, qf.heads = 2, qf.layers = 2, qf.ffn = 12;
 	check_model("q-former with 2-d positions, itc", qf, 0, 1);
 	check_model("q-former without positions, itc", qf, 0, 0);
+	/* one activation set for four bags: the backward pass recomputes */
+	check_model_sets("q-former recomputing activations, itc", qf, 0, 1, 1);
 	struct align_config cv = mlp;
 	cv.w_cvta = 0.5f;
 	check_model("per-patch items, itc + cvta", cv, 1, 0);
