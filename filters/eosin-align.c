@@ -25,7 +25,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: eosin-align --train --out FILE [--resume FILE] [--dim D] [--hidden H] "
 	        "[--queries Q] [--qdim W] [--heads H] [--qformer-layers L] [--ffn F] "
-	        "[--loss itc=W,cvta=W,mrtva=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
+	        "[--loss itc=W,cvta=W,mrtva=W,region=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
 	        "[--lr LR] [--min-lr LR] [--warmup N] [--wd WD] [--clip C] [--seed S] "
 	        "[--save-every N] [--stop-after N] [--val-frac F] [--eval-every N] "
 	        "[--metrics FILE] [--plot FILE.svg] [--threads N] [file ...]\n"
@@ -67,11 +67,15 @@ static void parse_losses(const char *s)
 			opt.cfg.w_cvta = w;
 		else if (!strcmp(t, "mrtva"))
 			opt.cfg.w_mrtva = w;
+		else if (!strcmp(t, "region"))
+			opt.cfg.w_region = w;
 		else
-			errx(EXIT_USAGE, "--loss: unknown objective '%s' (have itc, cvta, mrtva)", t);
+			errx(EXIT_USAGE, "--loss: unknown objective '%s' (have itc, cvta, mrtva, region)",
+			     t);
 	}
 	free(dup);
-	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0 && opt.cfg.w_mrtva <= 0)
+	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0 && opt.cfg.w_mrtva <= 0 &&
+	    opt.cfg.w_region <= 0)
 		errx(EXIT_USAGE, "--loss: no objective with a positive weight");
 }
 
@@ -82,6 +86,9 @@ struct bagdata {
 	int n, ntxt, nkw;
 	float *img, *pos, *txt, *kw; /* (n,img_dim) (n,2) (ntxt,txt_dim) (nkw,txt_dim) */
 	int *parent;                 /* (n) parent_index, or NULL */
+	int nregions, nsent;
+	int *region;                 /* (n) region of each patch, or NULL */
+	float *sent;                 /* (nsent, txt_dim) sub-caption embeddings, or NULL */
 	float extent;
 	int val;
 };
@@ -174,6 +181,31 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 	} else if (pi) {
 		FAIL("field 'parent_index' is not an array");
 	}
+	const msgpack_object *ri = record_get(rec, F_BAG_REGION);
+	int64_t nreg = 0;
+	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
+		return eosin_error_prefix("%s", inname);
+	if (ri && ri->type == MSGPACK_OBJECT_ARRAY) {
+		if ((int)ri->via.array.size != b->n)
+			FAIL("field 'region' has %u entries, want n = %d", ri->via.array.size, b->n);
+		if (nreg < 1 || nreg > b->n)
+			FAIL("field 'nregions' is %" PRId64 ", want 1 to n = %d", nreg, b->n);
+		b->nregions = (int)nreg;
+		b->region = malloc(sizeof(int) * b->n);
+		for (int i = 0; i < b->n; i++) {
+			const msgpack_object *e = &ri->via.array.ptr[i];
+			if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 >= (uint64_t)nreg)
+				FAIL("field 'region' entry %d is not a region in [0, %d)", i, b->nregions);
+			b->region[i] = (int)e->via.u64;
+		}
+		r = get_f32(rec, F_COMMON_SENT_EMB, &b->sent, &b->nsent, &dim);
+		if (r < 0)
+			return eosin_error_prefix("%s", inname);
+		if (r == 0 && dim != txt_dim)
+			FAIL("field 'sent_emb' has dim %d, txt_emb %d", dim, txt_dim);
+	} else if (ri) {
+		FAIL("field 'region' is not an array");
+	}
 	double ext = 0;
 	if (record_get_num(rec, F_BAG_EXTENT, &ext) < 0)
 		return eosin_error_prefix("%s", inname);
@@ -222,7 +254,7 @@ static void free_bags(void)
 {
 	for (int i = 0; i < nbags; i++) {
 		free(bags[i].id), free(bags[i].img), free(bags[i].pos), free(bags[i].txt);
-		free(bags[i].kw), free(bags[i].parent);
+		free(bags[i].kw), free(bags[i].parent), free(bags[i].region), free(bags[i].sent);
 	}
 	free(bags);
 }
@@ -231,7 +263,8 @@ static struct align_bag as_align_bag(const struct bagdata *b)
 {
 	return (struct align_bag){.n = b->n, .img = b->img, .pos = b->pos, .extent = b->extent,
 	                          .ntxt = b->ntxt, .txt = b->txt, .nkw = b->nkw, .kw = b->kw,
-	                          .parent = b->parent};
+	                          .parent = b->parent, .nregions = b->nregions,
+	                          .region = b->region, .nsent = b->nsent, .sent = b->sent};
 }
 
 /* ---- evaluation: retrieval among held-out items ---- */
@@ -442,13 +475,16 @@ static int train(int argc, char **argv)
 		align_model_randomize(&m, opt.seed);
 	}
 	/* sizes: the largest bag, the largest batch of items and keywords */
-	int max_n = 1, max_bag_items = 1, max_bag_kw = 0, max_val_items = 0;
+	int max_n = 1, max_bag_items = 1, max_bag_kw = 0, max_val_items = 0, max_reg = 0,
+	    max_sent = 0;
 	for (int i = 0; i < nbags; i++) {
 		struct align_bag ab = as_align_bag(&bags[i]);
 		max_n = bags[i].n > max_n ? bags[i].n : max_n;
 		int it = align_bag_items(&m, &ab);
 		max_bag_items = it > max_bag_items ? it : max_bag_items;
 		max_bag_kw = bags[i].nkw > max_bag_kw ? bags[i].nkw : max_bag_kw;
+		max_reg = bags[i].nregions > max_reg ? bags[i].nregions : max_reg;
+		max_sent = bags[i].nsent > max_sent ? bags[i].nsent : max_sent;
 		if (bags[i].val == 1)
 			max_val_items += it;
 	}
@@ -456,6 +492,8 @@ static int train(int argc, char **argv)
 	int max_items = B * max_bag_items, max_kw = B * max_bag_kw;
 	if (max_items < max_bag_items)
 		max_items = max_bag_items;
+	m.max_regions = B * max_reg;
+	m.max_sents = B * max_sent;
 	if (align_model_alloc(&m, max_n, max_items, max_kw) < 0)
 		die_lib();
 	if (nval > 0) {
@@ -523,8 +561,8 @@ static int train(int argc, char **argv)
 		if (mf)
 			fprintf(mf,
 			        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
-			        "\"lr\":%.9g,\"grad_norm\":%.9g,\"items\":%d}\n",
-			        step + 1, L.total, L.itc, L.cvta, L.mrtva, lr, gnorm, L.items);
+			        "\"region\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"items\":%d}\n",
+			        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, lr, gnorm, L.items);
 		int last = step + 1 == stop;
 		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last)) {
 			evaluate(&m, &ret);

@@ -72,6 +72,9 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 			return eosin_error("align: bad q-former sizes (qdim %d heads %d layers %d ffn %d)",
 			                   c->qdim, c->heads, c->layers, c->ffn);
 	}
+	if (c->w_region > 0 && c->queries > 0)
+		return eosin_error("align: the region loss pools regions by their mean patch and "
+		                   "cannot be used with a q-former");
 	m->p_scale = add_param(m, "logit_scale", 1, 0, 0);
 	int vin = c->queries > 0 ? c->qdim : c->img_dim;
 	add_head(m, "visual", vin, &m->p_vw1, &m->p_vb1, &m->p_vw2, &m->p_vb2);
@@ -249,6 +252,8 @@ struct align_batch_act {
 	struct head_act vis, txt;
 	float *logits;                /* (2, max_items, max_items) */
 	float *nce;                   /* (2, max_kw) */
+	float *gnce;                  /* (2, max_regions, max_sents) */
+	int *rgid, *sgid;             /* (max_regions) (max_sents): bag of each row */
 	int *order;                   /* (max_kw) */
 };
 
@@ -329,11 +334,13 @@ static size_t arena_layout(struct align_model *m, float *base)
 	int R = m->max_items, K = m->max_kw;
 	int vin = c->queries > 0 ? c->qdim : c->img_dim;
 	int Hd = c->hidden > 0 ? c->hidden : 1;
-	b->vin = carve(base, &used, (size_t)R * vin);
-	b->dvin = carve(base, &used, (size_t)R * vin);
-	b->tin = carve(base, &used, (size_t)(R + K) * c->txt_dim);
-	head_carve(&b->vis, base, &used, R, Hd, c->dim);
-	head_carve(&b->txt, base, &used, R + K, Hd, c->dim);
+	int G = m->max_regions, S = m->max_sents;
+	b->vin = carve(base, &used, (size_t)(R + G) * vin);
+	b->dvin = carve(base, &used, (size_t)(R + G) * vin);
+	b->tin = carve(base, &used, (size_t)(R + K + S) * c->txt_dim);
+	head_carve(&b->vis, base, &used, R + G, Hd, c->dim);
+	head_carve(&b->txt, base, &used, R + K + S, Hd, c->dim);
+	b->gnce = carve(base, &used, 2 * (size_t)G * S);
 	b->logits = carve(base, &used, 2 * (size_t)R * R);
 	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
 	if (c->w_mrtva > 0) {
@@ -376,6 +383,11 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 		return eosin_error("align: bad activation sizes");
 	free(m->act);
 	free(m->qf);
+	if (m->ba) {
+		free(m->ba->order);
+		free(m->ba->rgid);
+		free(m->ba->sgid);
+	}
 	free(m->ba);
 	m->max_n = max_n;
 	m->max_items = max_items;
@@ -395,6 +407,8 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 	m->qf = calloc((size_t)m->qf_sets, sizeof *m->qf);
 	m->ba = calloc(1, sizeof *m->ba);
 	m->ba->order = calloc((size_t)(max_kw > 0 ? max_kw : 1), sizeof(int));
+	m->ba->rgid = calloc((size_t)m->max_regions + 1, sizeof(int));
+	m->ba->sgid = calloc((size_t)m->max_sents + 1, sizeof(int));
 	if (m->mm)
 		free(m->mm->topidx);
 	free(m->mm);
@@ -420,8 +434,11 @@ void align_model_free(struct align_model *m)
 	free(m->m);
 	free(m->v);
 	free(m->act);
-	if (m->ba)
+	if (m->ba) {
 		free(m->ba->order);
+		free(m->ba->rgid);
+		free(m->ba->sgid);
+	}
 	free(m->ba);
 	free(m->qf);
 	if (m->mm)
@@ -797,6 +814,13 @@ const float *align_mrtva_targets(const struct align_model *m)
 	return m->mm ? m->mm->nf : NULL;
 }
 
+/* PathFLIP region bags: region ids and sentences, no Q-Former */
+static int region_bag(const struct align_model *m, const struct align_bag *bag)
+{
+	return m->cfg.queries == 0 && bag->region && bag->nregions > 0 && bag->sent &&
+	       bag->nsent > 0;
+}
+
 static float clamped_scale(const struct align_model *m, int *clamped)
 {
 	float s = m->params[m->param[m->p_scale].offset];
@@ -826,9 +850,16 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bags[i].kw && per_patch(m, &bags[i]))
 			K += bags[i].nkw;
 	}
-	if (R > m->max_items || K > m->max_kw)
-		return eosin_error("align: batch of %d items and %d keywords, made for %d and %d", R, K,
-		                   m->max_items, m->max_kw);
+	int G = 0, S = 0;
+	for (int i = 0; i < nbags && c->w_region > 0; i++)
+		if (region_bag(m, &bags[i])) {
+			G += bags[i].nregions;
+			S += bags[i].nsent;
+		}
+	if (R > m->max_items || K > m->max_kw || G > m->max_regions || S > m->max_sents)
+		return eosin_error("align: batch of %d items, %d keywords, %d regions, %d sentences, "
+		                   "made for %d, %d, %d, %d", R, K, G, S, m->max_items, m->max_kw,
+		                   m->max_regions, m->max_sents);
 	if (R < 2)
 		return eosin_error("align: a batch needs at least 2 items, got %d", R);
 	memset(m->grads, 0, sizeof(float) * m->nfloats);
@@ -847,10 +878,39 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 			k += bag->nkw;
 		}
 	}
-	head_forward(m, &b->vis, b->vin, R, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
-	head_forward(m, &b->txt, b->tin, R + K, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2, m->p_tb2);
-	memset(b->vis.dz, 0, sizeof(float) * R * D);
-	memset(b->txt.dz, 0, sizeof(float) * (R + K) * D);
+	/* regions: mean patch of each region after the items (G, vin); their
+	 * sentences after the keywords (S, txt) */
+	int g = R, sr = R + K;
+	for (int i = 0; i < nbags && c->w_region > 0; i++) {
+		const struct align_bag *bag = &bags[i];
+		if (!region_bag(m, bag))
+			continue;
+		int C = c->img_dim;
+		for (int q = 0; q < bag->nregions; q++) {
+			float *row = b->vin + (size_t)(g + q) * vin_dim;
+			int cnt = 0;
+			memset(row, 0, sizeof(float) * C);
+			for (int p = 0; p < bag->n; p++)
+				if (bag->region[p] == q) {
+					for (int d = 0; d < C; d++)
+						row[d] += bag->img[(size_t)p * C + d];
+					cnt++;
+				}
+			for (int d = 0; d < C && cnt > 0; d++)
+				row[d] /= cnt;
+			b->rgid[g + q - R] = i;
+		}
+		g += bag->nregions;
+		memcpy(b->tin + (size_t)sr * c->txt_dim, bag->sent, sizeof(float) * bag->nsent * c->txt_dim);
+		for (int j = 0; j < bag->nsent; j++)
+			b->sgid[sr + j - R - K] = i;
+		sr += bag->nsent;
+	}
+	head_forward(m, &b->vis, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
+	head_forward(m, &b->txt, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
+	             m->p_tb2);
+	memset(b->vis.dz, 0, sizeof(float) * (R + G) * D);
+	memset(b->txt.dz, 0, sizeof(float) * (R + K + S) * D);
 	int clamped;
 	float ls = clamped_scale(m, &clamped);
 	float *dls = gradp(m, m->p_scale);
@@ -890,15 +950,22 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		L.mrtva = mrtva_forward_backward(m, bags, nbags, R, c->w_mrtva);
 		L.total += c->w_mrtva * L.mrtva;
 	}
+	if (c->w_region > 0 && G > 0 && S > 0) {
+		L.region = groupnce_forward_backward(
+		    b->vis.dz + (size_t)R * D, b->txt.dz + (size_t)(R + K) * D, dls, b->gnce,
+		    b->vis.z + (size_t)R * D, b->txt.z + (size_t)(R + K) * D, b->rgid, b->sgid, ls,
+		    clamped, G, S, D, c->w_region);
+		L.total += c->w_region * L.region;
+	}
 	if (out)
 		*out = L;
 	if (!backward)
 		return 0;
-	memset(b->dvin, 0, sizeof(float) * R * vin_dim);
-	head_backward(m, &b->vis, b->dvin, b->vin, R, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
+	memset(b->dvin, 0, sizeof(float) * (R + G) * vin_dim);
+	head_backward(m, &b->vis, b->dvin, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
 	              m->p_vb2);
-	head_backward(m, &b->txt, NULL, b->tin, R + K, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
-	              m->p_tb2);
+	head_backward(m, &b->txt, NULL, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1,
+	              m->p_tw2, m->p_tb2);
 	if (c->queries > 0) {
 		/* last bag first: with fewer activation sets than bags, its
 		 * activations are the ones still in place */

@@ -26,6 +26,10 @@
  *               f = v + Wo Attn(Wq v, Wk K, Wv K) (one head, width dim);
  *               a predictor MLP h (Linear-GELU-Linear) and SimSiam between
  *               parent and child: -1/2 [cos(h(f_c), sg f_p) + cos(h(f_p), sg f_c)]
+ *               region (PathFLIP, no Q-Former): each region's mean patch through
+ *               the visual head against every sub-caption (sent_emb) of the
+ *               batch through the text head; sentences of the same slide are
+ *               positives (multi-positive InfoNCE, both directions)
  *
  * Parameters, gradients and AdamW moments are each one flat float array;
  * struct align_param names each tensor's slice (name, shape, offset).
@@ -53,7 +57,7 @@ struct align_config {
 	int layers;       /* Q-Former blocks */
 	int ffn;          /* Q-Former feed-forward hidden width */
 	int topk;         /* CVTA: positives per patch (k_o) */
-	float w_itc, w_cvta, w_mrtva;  /* loss weights */
+	float w_itc, w_cvta, w_mrtva, w_region;  /* loss weights */
 	float temp_init;  /* initial temperature (0.07) */
 };
 
@@ -76,6 +80,10 @@ struct align_bag {
 	int nkw;              /* keywords */
 	const float *kw;      /* (nkw, txt_dim) or NULL */
 	const int *parent;    /* (n) row of each patch's parent, -1 for none; or NULL */
+	int nregions;         /* PathFLIP: regions, and each patch's region (n) */
+	const int *region;
+	int nsent;            /* sub-captions (sentences) and their embeddings */
+	const float *sent;    /* (nsent, txt_dim) or NULL */
 };
 
 struct align_model {
@@ -106,6 +114,7 @@ struct align_model {
 	const float *mrtva_fixed_targets;
 	/* sizes the activations were made for */
 	int max_n, max_items, max_kw;
+	int max_regions, max_sents; /* per batch; set before align_model_alloc() */
 	float *act;           /* one arena for every activation and scratch */
 	size_t act_floats;
 	struct align_qf_act *qf;  /* Q-Former activations, qf_sets bags' worth */
@@ -127,7 +136,7 @@ int align_param_find(const struct align_model *m, const char *name);
 
 /* Losses of one batch (each weighted part and the total). */
 struct align_losses {
-	float total, itc, cvta, mrtva;
+	float total, itc, cvta, mrtva, region;
 	int items;            /* image/text pairs in the batch */
 };
 
@@ -190,6 +199,14 @@ float multipos_nce_forward_backward(float *dz, float *dkeys, float *dlogit_scale
                                     int *order, const float *z, const float *keys,
                                     float logit_scale, int clamped, int M, int D, int topk,
                                     float w);
+
+/* Multi-positive InfoNCE over a (G, S) similarity matrix in both directions:
+ * row g and column s are positives when gid[g] == sid[s]. a (G,D), b (S,D)
+ * unit rows; scratch (2, G, S). Rows or columns without a positive are left
+ * out. Returns 1/2 (mean over rows + mean over columns); da, db accumulate. */
+float groupnce_forward_backward(float *da, float *db, float *dlogit_scale, float *scratch,
+                                const float *a, const float *b, const int *gid, const int *sid,
+                                float logit_scale, int clamped, int G, int S, int D, float w);
 
 /* logit_scale clamp, as CLIP: [0, log 100] */
 #define ALIGN_SCALE_MAX 4.605170186f

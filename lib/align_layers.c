@@ -358,3 +358,92 @@ float multipos_nce_forward_backward(float *dz, float *dkeys, float *dlogit_scale
 		}
 	return loss;
 }
+
+float groupnce_forward_backward(float *da, float *db, float *dlogit_scale, float *scratch,
+                                const float *a, const float *b, const int *gid, const int *sid,
+                                float logit_scale, int clamped, int G, int S, int D, float w)
+{
+	float sc = expf(logit_scale);
+	float *l = scratch, *dl = scratch + (size_t)G * S; /* (G,S) each */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, S, D, sc, a, D, b, D, 0.0f, l, S);
+	memset(dl, 0, sizeof(float) * G * S);
+	int nrows = 0, ncols = 0;
+	for (int g = 0; g < G; g++)
+		for (int j = 0; j < S; j++)
+			if (gid[g] == sid[j]) {
+				nrows++;
+				break;
+			}
+	for (int j = 0; j < S; j++)
+		for (int g = 0; g < G; g++)
+			if (gid[g] == sid[j]) {
+				ncols++;
+				break;
+			}
+	double lr = 0.0, lc = 0.0;
+	/* rows: a region against all sentences */
+	for (int g = 0; g < G && nrows; g++) {
+		const float *r = l + (size_t)g * S;
+		float mx = r[0], mp = -INFINITY;
+		for (int j = 0; j < S; j++) {
+			mx = r[j] > mx ? r[j] : mx;
+			if (gid[g] == sid[j] && r[j] > mp)
+				mp = r[j];
+		}
+		if (mp == -INFINITY)
+			continue;
+		float sa = 0.0f, sp = 0.0f;
+		for (int j = 0; j < S; j++) {
+			sa += expf(r[j] - mx);
+			if (gid[g] == sid[j])
+				sp += expf(r[j] - mp);
+		}
+		lr += (mx + logf(sa)) - (mp + logf(sp));
+		for (int j = 0; j < S; j++) {
+			float d = expf(r[j] - mx) / sa;
+			if (gid[g] == sid[j])
+				d -= expf(r[j] - mp) / sp;
+			dl[(size_t)g * S + j] += d / (2.0f * nrows);
+		}
+	}
+	/* columns: a sentence against all regions */
+	for (int j = 0; j < S && ncols; j++) {
+		float mx = -INFINITY, mp = -INFINITY;
+		for (int g = 0; g < G; g++) {
+			float v = l[(size_t)g * S + j];
+			mx = v > mx ? v : mx;
+			if (gid[g] == sid[j] && v > mp)
+				mp = v;
+		}
+		if (mp == -INFINITY)
+			continue;
+		float sa = 0.0f, sp = 0.0f;
+		for (int g = 0; g < G; g++) {
+			float v = l[(size_t)g * S + j];
+			sa += expf(v - mx);
+			if (gid[g] == sid[j])
+				sp += expf(v - mp);
+		}
+		lc += (mx + logf(sa)) - (mp + logf(sp));
+		for (int g = 0; g < G; g++) {
+			float v = l[(size_t)g * S + j];
+			float d = expf(v - mx) / sa;
+			if (gid[g] == sid[j])
+				d -= expf(v - mp) / sp;
+			dl[(size_t)g * S + j] += d / (2.0f * ncols);
+		}
+	}
+	if (!clamped) {
+		float ds = 0.0f;
+		for (size_t e = 0; e < (size_t)G * S; e++)
+			ds += dl[e] * l[e];
+		*dlogit_scale += w * ds;
+	}
+	if (da)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, D, S, w * sc, dl, S, b, D, 1.0f,
+		            da, D);
+	if (db)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, G, w * sc, dl, S, a, D, 1.0f,
+		            db, D);
+	return (float)(0.5 * ((nrows ? lr / nrows : 0.0) + (ncols ? lc / ncols : 0.0)));
+}

@@ -9,6 +9,9 @@ maps and e are standard normal noise vectors. An image and a text are related
 only through z_b, so a model that learns to undo A and T retrieves the
 caption of a held-out bag from its patches; chance is 1 / (held-out bags).
 
+--method region cuts the patches into --regions regions with latents
+z_r = z_b + 0.7 u_r and one sentence (sent_emb) per region.
+
 --method mrplip gives each patch its own latent z_i = z_b + 0.7 u_i and its own
 caption T z_i + noise (n caption rows), and keywords T z_j + noise for a few
 patches j of the bag (the textual bag for CVTA).
@@ -28,6 +31,7 @@ ap.add_argument("--latent", type=int, default=8)
 ap.add_argument("--noise", type=float, default=0.3)
 ap.add_argument("--method", default="slide")
 ap.add_argument("--keywords", type=int, default=6)
+ap.add_argument("--regions", type=int, default=3)
 ap.add_argument("--val-every", type=int, default=0)
 ap.add_argument("--seed", type=int, default=1)
 a = ap.parse_args()
@@ -61,6 +65,19 @@ for b in range(a.bags):
         rec["kw_emb"] = vec(kws, a.txt_dim)
         rec["keywords"] = ["kw%d" % j for j in range(a.keywords)]
         rec["parent_index"] = [-1] + [0] * (n - 1)
+    elif a.method == "region":
+        # nregions regions, each with its own latent z_r = z + 0.7 u_r; the
+        # patches of region r are A z_r + noise, its sentence T z_r + noise
+        R = a.regions
+        zr = [[zk + 0.7 * rng.gauss(0, 1) for zk in z] for _ in range(R)]
+        reg = [i % R for i in range(n)]
+        rec["img_emb"] = vec([mapv(A, zr[reg[i]], a.noise) for i in range(n)], a.img_dim)
+        rec["txt_emb"] = vec([mapv(T, z, a.noise)], a.txt_dim)
+        rec["region"] = reg
+        rec["nregions"] = R
+        rec["sentences"] = ["region %d" % r for r in range(R)]
+        rec["sent_emb"] = vec([mapv(T, zr[r], a.noise) for r in range(R)], a.txt_dim)
+        rec["sent_region"] = list(range(R))
     else:
         rec["img_emb"] = vec([mapv(A, z, a.noise) for _ in range(n)], a.img_dim)
         rec["txt_emb"] = vec([mapv(T, z, a.noise)], a.txt_dim)

@@ -83,6 +83,9 @@ def read_bags(path):
             b["extent"] = float(r.get("extent", 224) or 224)
             b["kw"] = read_vec(r["kw_emb"]) if "kw_emb" in r else None
             b["parent"] = r.get("parent_index")
+            b["region"] = r.get("region")
+            b["nregions"] = r.get("nregions", 0)
+            b["sent"] = read_vec(r["sent_emb"]) if "sent_emb" in r and "region" in r else None
             bags.append(b)
     return bags
 
@@ -212,6 +215,31 @@ class Model:
                 mr = torch.stack(pairs).mean()
                 total = total + c["w_mrtva"] * mr
                 parts["mrtva"] = mr.item()
+        if c.get("w_region", 0) > 0 and c["queries"] == 0:
+            regs, sents, gid, sid = [], [], [], []
+            for i, b in enumerate(bags):
+                if b["region"] is None or b["sent"] is None:
+                    continue
+                reg = torch.tensor(b["region"])
+                for q in range(b["nregions"]):
+                    rows = b["img"][reg == q]
+                    regs.append(rows.mean(0) if rows.shape[0] else torch.zeros_like(b["img"][0]))
+                    gid.append(i)
+                sents.append(b["sent"])
+                sid += [i] * b["sent"].shape[0]
+            if regs:
+                zr = self.head("visual", torch.stack(regs))
+                zs = self.head("text", torch.cat(sents))
+                l = ls.exp() * zr @ zs.t()
+                pos = torch.tensor(gid)[:, None] == torch.tensor(sid)[None, :]
+                neg_inf = torch.full_like(l, -float("inf"))
+                rows = pos.any(1)
+                cols = pos.any(0)
+                lr = (torch.logsumexp(l, 1) - torch.logsumexp(torch.where(pos, l, neg_inf), 1))[rows]
+                lc = (torch.logsumexp(l, 0) - torch.logsumexp(torch.where(pos, l, neg_inf), 0))[cols]
+                rg = 0.5 * (lr.mean() + lc.mean())
+                total = total + c["w_region"] * rg
+                parts["region"] = rg.item()
         if c["w_cvta"] > 0:
             losses, r = [], 0
             for b, v in zip(bags, vin):
@@ -236,7 +264,7 @@ def config_from_meta(meta):
     for k in ("img_dim", "txt_dim", "dim", "hidden", "queries", "qdim", "heads", "layers", "ffn",
               "topk"):
         c[k] = int(meta[k])
-    for k in ("w_itc", "w_cvta", "w_mrtva", "temp_init"):
+    for k in ("w_itc", "w_cvta", "w_mrtva", "w_region", "temp_init"):
         c[k] = float(meta[k])
     return c
 

@@ -144,6 +144,16 @@ test_expect_success 'MR-PLIP: ITC + CVTA + multimodal encoder + MRTVA train' '
 	ge "$m1" "$mN" && ge -0.5 "$mN" && ge "$(metric i2t_r1 120 mrt.jsonl)" 0.3
 '
 
+test_expect_success 'PathFLIP: slide-level ITC + region-level NCE train' '
+	python3 "$GEN" --method region --bags 100 --n 9 --val-every 5 --seed 6 | eosin-cat -r >rg.mpk &&
+	eosin-align --train --out rg.st --dim 32 --hidden 32 --loss itc=1,region=0.5 \
+		--epochs 20 --batch 16 --lr 2e-3 --metrics rg.jsonl --threads 1 rg.mpk 2>/dev/null &&
+	g1=$(metric region 1 rg.jsonl) && gN=$(metric region 100 rg.jsonl) && echo "region $g1 -> $gN" &&
+	ge "$g1" "$gN" && ge "$(metric i2t_r1 100 rg.jsonl)" 0.6 &&
+	test_must_fail eosin-align --train --out x.st --queries 2 --qdim 16 --heads 2 \
+		--loss itc=1,region=1 rg.mpk 2>err && grep "q-former" err
+'
+
 test_expect_success 'a bag without txt_emb: exit 1 naming input, record, id and field' '
 	jq -c "if .id == \"bag0003\" then del(.txt_emb) else . end" bags.jsonl | eosin-cat -r >bad.mpk &&
 	test_exit_code 1 eosin-align --train --out bad.st bad.mpk 2>err &&

@@ -35,7 +35,9 @@ test_expect_success 'bags for the parity runs' '
 	python3 "$GEN" --bags 12 --val-every 4 --seed 5 >slide.jsonl &&
 	eosin-cat -r slide.jsonl >slide.mpk &&
 	python3 "$GEN" --method mrplip --bags 10 --n 5 --val-every 5 --seed 5 >mr.jsonl &&
-	eosin-cat -r mr.jsonl >mr.mpk
+	eosin-cat -r mr.jsonl >mr.mpk &&
+	python3 "$GEN" --method region --bags 12 --n 9 --val-every 4 --seed 5 >region.jsonl &&
+	eosin-cat -r region.jsonl >region.mpk
 '
 
 test_expect_success 'linear heads + ITC match PyTorch' '
@@ -57,6 +59,10 @@ test_expect_success 'per-patch items + ITC + CVTA match PyTorch' '
 
 test_expect_success 'ITC + CVTA + multimodal encoder + MRTVA (MR-PLIP) match PyTorch' '
 	parity mrplip mr --dim 16 --hidden 12 --loss itc=1,cvta=0.5,mrtva=0.7 --topk 2
+'
+
+test_expect_success 'ITC + region-level NCE (PathFLIP) match PyTorch' '
+	parity pathflip region --dim 16 --hidden 12 --loss itc=1,region=0.8
 '
 
 test_expect_success 'the reference fails when the gradients differ (a check that can fail)' '

@@ -267,6 +267,36 @@ static void check_multipos(void)
 	free(c.z), free(c.keys), free(c.scratch), free(c.order), free(dz), free(dk);
 }
 
+struct gn_ctx { float *a, *b, *scratch, ls; int *gid, *sid, G, S, D; };
+static double gn_loss(void *p)
+{
+	struct gn_ctx *c = p;
+	float dls = 0;
+	return groupnce_forward_backward(NULL, NULL, &dls, c->scratch, c->a, c->b, c->gid, c->sid,
+	                                 c->ls, 0, c->G, c->S, c->D, 1.0f);
+}
+static void check_groupnce(void)
+{
+	/* 5 regions of 3 slides against 4 sentences of slides 0, 0, 2, 3 */
+	static int gid[5] = {0, 0, 1, 2, 2}, sid[4] = {0, 0, 2, 3};
+	struct gn_ctx c = {.G = 5, .S = 4, .D = 6, .ls = 1.1f, .gid = gid, .sid = sid};
+	c.a = randv(30, 1), c.b = randv(24, 1), c.scratch = zeros(40);
+	float *da = zeros(30), *db = zeros(24), dls = 0;
+	groupnce_forward_backward(da, db, &dls, c.scratch, c.a, c.b, gid, sid, c.ls, 0, 5, 4, 6,
+	                          1.0f);
+	fd_check("region nce dregions", c.a, da, 30, gn_loss, &c, 1000);
+	fd_check("region nce dsentences", c.b, db, 24, gn_loss, &c, 1000);
+	float keep = c.ls;
+	c.ls = keep + FD_H;
+	double lp = gn_loss(&c);
+	c.ls = keep - FD_H;
+	double lm = gn_loss(&c);
+	c.ls = keep;
+	ok_near(dls, (lp - lm) / (2 * FD_H), TOL_ABS + TOL_REL * fabs((lp - lm) / (2 * FD_H)),
+	        "region nce dlogit_scale");
+	free(c.a), free(c.b), free(c.scratch), free(da), free(db);
+}
+
 /* ---- the whole model: every parameter tensor ---- */
 
 struct model_ctx { struct align_model *m; struct align_bag *bags; int nbags; };
@@ -301,20 +331,30 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 	}
 	int nbags = 4, n = 6, nkw = 5;
 	struct align_bag bags[4];
-	float *mem[4][4];
+	float *mem[4][5];
 	for (int i = 0; i < nbags; i++) {
 		mem[i][0] = randv((size_t)n * cfg.img_dim, 1);
 		mem[i][1] = randv((size_t)n * cfg.txt_dim, 1);
 		mem[i][2] = randv((size_t)nkw * cfg.txt_dim, 1);
 		mem[i][3] = randv((size_t)n * 2, 1);
+		/* sentences from their own stream, so the other data stay as they
+		 * were checked to be free of near-ties in the top-k choice */
+		uint64_t keep = rng;
+		rng = 777 + i;
+		mem[i][4] = randv((size_t)2 * cfg.txt_dim, 1);
+		rng = keep;
 		for (int e = 0; e < n * 2; e++)
 			mem[i][3][e] = (mem[i][3][e] + 1) * 2000;
 		static const int parent[6] = {-1, 0, 0, 1, 1, 2};
+		static const int region[6] = {0, 0, 1, 1, 2, 2};
 		bags[i] = (struct align_bag){.n = n, .img = mem[i][0], .pos = pos ? mem[i][3] : NULL,
 		                             .extent = 224, .ntxt = per_patch_bags ? n : 1,
 		                             .txt = mem[i][1], .nkw = nkw, .kw = mem[i][2],
-		                             .parent = parent};
+		                             .parent = parent, .nregions = 3, .region = region,
+		                             .nsent = 2, .sent = mem[i][4]};
 	}
+	m.max_regions = nbags * 3;
+	m.max_sents = nbags * 2;
 	align_model_alloc(&m, n, nbags * n, nbags * nkw);
 	struct model_ctx c = {&m, bags, nbags};
 	struct align_losses L;
@@ -340,7 +380,7 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 	free(g);
 	free(targets);
 	for (int i = 0; i < nbags; i++)
-		for (int j = 0; j < 4; j++)
+		for (int j = 0; j < 5; j++)
 			free(mem[i][j]);
 	align_model_free(&m);
 }
@@ -386,5 +426,9 @@ int main(void)
 	check_model("mr-plip: itc + cvta + multimodal encoder + mrtva", mr, 1, 0);
 	mr.w_itc = 0, mr.w_cvta = 0;
 	check_model("mr-plip: mrtva alone", mr, 1, 0);
+	struct align_config rg = mlp;
+	rg.w_region = 0.8f;
+	check_model("pathflip: itc + region-level nce", rg, 0, 0);
+	check_groupnce(); /* last: its random draws would shift the data above */
 	return tap_done();
 }
