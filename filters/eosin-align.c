@@ -25,7 +25,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: eosin-align --train --out FILE [--resume FILE] [--dim D] [--hidden H] "
 	        "[--queries Q] [--qdim W] [--heads H] [--qformer-layers L] [--ffn F] "
-	        "[--loss itc=W,cvta=W,mrtva=W,region=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
+	        "[--loss itc=W,cvta=W,mrtva=W,region=W,itm=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
 	        "[--lr LR] [--min-lr LR] [--warmup N] [--wd WD] [--clip C] [--seed S] "
 	        "[--save-every N] [--stop-after N] [--val-frac F] [--eval-every N] "
 	        "[--metrics FILE] [--plot FILE.svg] [--threads N] [file ...]\n"
@@ -69,13 +69,15 @@ static void parse_losses(const char *s)
 			opt.cfg.w_mrtva = w;
 		else if (!strcmp(t, "region"))
 			opt.cfg.w_region = w;
+		else if (!strcmp(t, "itm"))
+			opt.cfg.w_itm = w;
 		else
-			errx(EXIT_USAGE, "--loss: unknown objective '%s' (have itc, cvta, mrtva, region)",
-			     t);
+			errx(EXIT_USAGE,
+			     "--loss: unknown objective '%s' (have itc, cvta, mrtva, region, itm)", t);
 	}
 	free(dup);
 	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0 && opt.cfg.w_mrtva <= 0 &&
-	    opt.cfg.w_region <= 0)
+	    opt.cfg.w_region <= 0 && opt.cfg.w_itm <= 0)
 		errx(EXIT_USAGE, "--loss: no objective with a positive weight");
 }
 
@@ -561,8 +563,10 @@ static int train(int argc, char **argv)
 		if (mf)
 			fprintf(mf,
 			        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
-			        "\"region\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"items\":%d}\n",
-			        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, lr, gnorm, L.items);
+			        "\"region\":%.9g,\"itm\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
+			        "\"items\":%d}\n",
+			        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, L.itm, lr, gnorm,
+			        L.items);
 		int last = step + 1 == stop;
 		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last)) {
 			evaluate(&m, &ret);

@@ -14,6 +14,8 @@
 
 #include "error.h"
 
+#include <cblas.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +116,14 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 		}
 		m->p_lnfw = add_param(m, "qformer.ln_f.weight", W, 0, 0);
 		m->p_lnfb = add_param(m, "qformer.ln_f.bias", W, 0, 0);
+	}
+	m->p_iw1 = m->p_ib1 = m->p_iw2 = m->p_ib2 = -1;
+	if (c->w_itm > 0) {
+		int D = c->dim, Hi = c->hidden > 0 ? c->hidden : c->dim;
+		m->p_iw1 = add_param(m, "itm.fc1.weight", Hi, 2 * D, 1);
+		m->p_ib1 = add_param(m, "itm.fc1.bias", Hi, 0, 0);
+		m->p_iw2 = add_param(m, "itm.fc2.weight", 1, Hi, 1);
+		m->p_ib2 = add_param(m, "itm.fc2.bias", 1, 0, 0);
 	}
 	m->p_mqw = m->p_mqb = m->p_mkvw = m->p_mkvb = m->p_mow = m->p_mob = -1;
 	m->p_pw1 = m->p_pb1 = m->p_pw2 = m->p_pb2 = -1;
@@ -246,6 +256,14 @@ struct align_mm_act {
 	int *topidx;              /* (R,k) */
 };
 
+/* image-text matching over P = 3R pairs */
+struct align_itm_act {
+	float *u, *du;            /* (P, 2D) fused pair features */
+	float *pre, *h, *dpre, *dh; /* (P, Hi) */
+	float *logit, *dlogit;    /* (P) */
+	int *pair;                /* (P, 2) image row, text row */
+};
+
 struct align_batch_act {
 	float *vin, *dvin;            /* (max_items, vin) */
 	float *tin;                   /* (max_items + max_kw, txt_dim) */
@@ -343,6 +361,18 @@ static size_t arena_layout(struct align_model *m, float *base)
 	b->gnce = carve(base, &used, 2 * (size_t)G * S);
 	b->logits = carve(base, &used, 2 * (size_t)R * R);
 	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
+	if (c->w_itm > 0) {
+		struct align_itm_act *t = m->itm;
+		int P = 3 * R, D = c->dim, Hi = c->hidden > 0 ? c->hidden : c->dim;
+		t->u = carve(base, &used, (size_t)P * 2 * D);
+		t->du = carve(base, &used, (size_t)P * 2 * D);
+		t->pre = carve(base, &used, (size_t)P * Hi);
+		t->h = carve(base, &used, (size_t)P * Hi);
+		t->dpre = carve(base, &used, (size_t)P * Hi);
+		t->dh = carve(base, &used, (size_t)P * Hi);
+		t->logit = carve(base, &used, P);
+		t->dlogit = carve(base, &used, P);
+	}
 	if (c->w_mrtva > 0) {
 		struct align_mm_act *a = m->mm;
 		int D = c->dim, k = c->topk, Hp = c->hidden > 0 ? c->hidden : c->dim, KK = K > 0 ? K : 1;
@@ -413,6 +443,14 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 		free(m->mm->topidx);
 	free(m->mm);
 	m->mm = calloc(1, sizeof *m->mm);
+	if (m->itm)
+		free(m->itm->pair);
+	free(m->itm);
+	m->itm = calloc(1, sizeof *m->itm);
+	if (m->itm)
+		m->itm->pair = calloc((size_t)6 * max_items, sizeof(int));
+	if (!m->itm || !m->itm->pair)
+		return eosin_error("align: out of memory");
 	if (m->mm)
 		m->mm->topidx = calloc((size_t)max_items * (m->cfg.topk > 0 ? m->cfg.topk : 1),
 		                       sizeof(int));
@@ -445,6 +483,10 @@ void align_model_free(struct align_model *m)
 		free(m->mm->topidx);
 	free(m->mm);
 	m->mm = NULL;
+	if (m->itm)
+		free(m->itm->pair);
+	free(m->itm);
+	m->itm = NULL;
 	m->params = m->grads = m->m = m->v = m->act = NULL;
 	m->ba = NULL;
 	m->qf = NULL;
@@ -814,6 +856,72 @@ const float *align_mrtva_targets(const struct align_model *m)
 	return m->mm ? m->mm->nf : NULL;
 }
 
+/* ---- image-text matching with hard negatives ---- */
+
+/* zi, zt (R, D) unit rows; sims (R, R) scratch. Pairs: (i, i) true, (i, j*)
+ * with j* the most similar other text of image i, (i*, j) likewise for text
+ * j; the choice is a constant for the gradient. dzi, dzt accumulate. */
+static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt, float *sims,
+                                  const float *zi, const float *zt, int R, float w)
+{
+	struct align_itm_act *t = m->itm;
+	int D = m->cfg.dim, Hi = m->cfg.hidden > 0 ? m->cfg.hidden : m->cfg.dim, P = 3 * R;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, D, 1.0f, zi, D, zt, D, 0.0f, sims,
+	            R);
+	for (int i = 0; i < R && !m->itm_keep_negatives; i++) {
+		int bt = -1, bi = -1; /* hardest text for image i, hardest image for text i */
+		for (int j = 0; j < R; j++) {
+			if (j == i)
+				continue;
+			if (bt < 0 || sims[(size_t)i * R + j] > sims[(size_t)i * R + bt])
+				bt = j;
+			if (bi < 0 || sims[(size_t)j * R + i] > sims[(size_t)bi * R + i])
+				bi = j;
+		}
+		t->pair[2 * i] = i, t->pair[2 * i + 1] = i;
+		t->pair[2 * (R + i)] = i, t->pair[2 * (R + i) + 1] = bt;
+		t->pair[2 * (2 * R + i)] = bi, t->pair[2 * (2 * R + i) + 1] = i;
+	}
+	for (int p = 0; p < P; p++) {
+		const float *a = zi + (size_t)t->pair[2 * p] * D, *b = zt + (size_t)t->pair[2 * p + 1] * D;
+		float *u = t->u + (size_t)p * 2 * D;
+		for (int e = 0; e < D; e++) {
+			u[e] = a[e] * b[e];
+			u[D + e] = a[e] - b[e];
+		}
+	}
+	linear_forward(t->pre, t->u, align_param_ptr(m, m->p_iw1), align_param_ptr(m, m->p_ib1), P,
+	               2 * D, Hi);
+	gelu_forward(t->h, t->pre, (size_t)P * Hi);
+	linear_forward(t->logit, t->h, align_param_ptr(m, m->p_iw2), align_param_ptr(m, m->p_ib2), P,
+	               Hi, 1);
+	double loss = 0.0;
+	for (int p = 0; p < P; p++) {
+		float x = t->logit[p], y = p < R ? 1.0f : 0.0f;
+		/* softplus(x) - y x, stable */
+		loss += (x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))) - y * x;
+		t->dlogit[p] = w * (1.0f / (1.0f + expf(-x)) - y) / P;
+	}
+	memset(t->dh, 0, sizeof(float) * P * Hi);
+	memset(t->dpre, 0, sizeof(float) * P * Hi);
+	memset(t->du, 0, sizeof(float) * P * 2 * D);
+	linear_backward(t->dh, gradp(m, m->p_iw2), gradp(m, m->p_ib2), t->dlogit, t->h,
+	                align_param_ptr(m, m->p_iw2), P, Hi, 1);
+	gelu_backward(t->dpre, t->pre, t->dh, (size_t)P * Hi);
+	linear_backward(t->du, gradp(m, m->p_iw1), gradp(m, m->p_ib1), t->dpre, t->u,
+	                align_param_ptr(m, m->p_iw1), P, 2 * D, Hi);
+	for (int p = 0; p < P; p++) {
+		int ia = t->pair[2 * p], ib = t->pair[2 * p + 1];
+		const float *a = zi + (size_t)ia * D, *b = zt + (size_t)ib * D;
+		const float *du = t->du + (size_t)p * 2 * D;
+		for (int e = 0; e < D; e++) {
+			dzi[(size_t)ia * D + e] += du[e] * b[e] + du[D + e];
+			dzt[(size_t)ib * D + e] += du[e] * a[e] - du[D + e];
+		}
+	}
+	return (float)(loss / P);
+}
+
 /* PathFLIP region bags: region ids and sentences, no Q-Former */
 static int region_bag(const struct align_model *m, const struct align_bag *bag)
 {
@@ -949,6 +1057,11 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	if (c->w_mrtva > 0) {
 		L.mrtva = mrtva_forward_backward(m, bags, nbags, R, c->w_mrtva);
 		L.total += c->w_mrtva * L.mrtva;
+	}
+	if (c->w_itm > 0) {
+		L.itm = itm_forward_backward(m, b->vis.dz, b->txt.dz, b->logits, b->vis.z, b->txt.z, R,
+		                             c->w_itm);
+		L.total += c->w_itm * L.itm;
 	}
 	if (c->w_region > 0 && G > 0 && S > 0) {
 		L.region = groupnce_forward_backward(

@@ -30,6 +30,10 @@
  *               the visual head against every sub-caption (sent_emb) of the
  *               batch through the text head; sentences of the same slide are
  *               positives (multi-positive InfoNCE, both directions)
+ *               ITM: a binary head Linear-GELU-Linear on the fused pair
+ *               feature [zi * zt, zi - zt] (2 dim), binary cross-entropy over
+ *               the true pairs and, per image and per text, the hardest
+ *               negative of the batch by contrastive similarity
  *
  * Parameters, gradients and AdamW moments are each one flat float array;
  * struct align_param names each tensor's slice (name, shape, offset).
@@ -57,7 +61,7 @@ struct align_config {
 	int layers;       /* Q-Former blocks */
 	int ffn;          /* Q-Former feed-forward hidden width */
 	int topk;         /* CVTA: positives per patch (k_o) */
-	float w_itc, w_cvta, w_mrtva, w_region;  /* loss weights */
+	float w_itc, w_cvta, w_mrtva, w_region, w_itm;  /* loss weights */
 	float temp_init;  /* initial temperature (0.07) */
 };
 
@@ -108,10 +112,14 @@ struct align_model {
 	int p_mqw, p_mqb, p_mkvw, p_mkvb, p_mow, p_mob;
 	int p_pw1, p_pb1, p_pw2, p_pb2;
 	struct align_mm_act *mm;
+	int p_iw1, p_ib1, p_iw2, p_ib2;  /* image-text matching head */
+	struct align_itm_act *itm;
 	/* test hook: when set, (items, dim) unit rows used in place of the
 	 * stop-gradient targets sg(f / |f|) of MRTVA, so that finite differences
 	 * see the function whose gradient the backward pass computes */
 	const float *mrtva_fixed_targets;
+	/* test hook: when set, ITM keeps the hard negatives it mined last */
+	int itm_keep_negatives;
 	/* sizes the activations were made for */
 	int max_n, max_items, max_kw;
 	int max_regions, max_sents; /* per batch; set before align_model_alloc() */
@@ -136,7 +144,7 @@ int align_param_find(const struct align_model *m, const char *name);
 
 /* Losses of one batch (each weighted part and the total). */
 struct align_losses {
-	float total, itc, cvta, mrtva, region;
+	float total, itc, cvta, mrtva, region, itm;
 	int items;            /* image/text pairs in the batch */
 };
 

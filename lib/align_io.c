@@ -44,7 +44,7 @@ static void config_to_meta(const struct align_config *c, struct align_meta *meta
 #define I(f) snprintf(b, sizeof b, "%d", c->f), align_meta_set(meta, #f, b)
 #define F(f) snprintf(b, sizeof b, "%.9g", (double)c->f), align_meta_set(meta, #f, b)
 	I(img_dim), I(txt_dim), I(dim), I(hidden), I(queries), I(qdim), I(heads), I(layers), I(ffn);
-	I(topk), F(w_itc), F(w_cvta), F(w_mrtva), F(w_region), F(temp_init);
+	I(topk), F(w_itc), F(w_cvta), F(w_mrtva), F(w_region), F(w_itm), F(temp_init);
 #undef I
 #undef F
 	align_meta_set(meta, "format", "eosin-align 1");
@@ -57,7 +57,7 @@ static int config_from_meta(struct align_config *c, const struct align_meta *met
 #define I(f) (s = align_meta_get(meta, #f)) ? (c->f = atoi(s), 0) : -1
 #define F(f) (s = align_meta_get(meta, #f)) ? (c->f = strtof(s, NULL), 0) : -1
 	if ((I(img_dim)) || (I(txt_dim)) || (I(dim)) || (I(hidden)) || (I(queries)) || (I(qdim)) ||
-	    (I(heads)) || (I(layers)) || (I(ffn)) || (I(topk)) || (F(w_itc)) || (F(w_cvta)) || (F(w_mrtva)) || (F(w_region)) ||
+	    (I(heads)) || (I(layers)) || (I(ffn)) || (I(topk)) || (F(w_itc)) || (F(w_cvta)) || (F(w_mrtva)) || (F(w_region)) || (F(w_itm)) ||
 	    (F(temp_init)))
 		return eosin_error("missing model config in metadata");
 #undef I

@@ -240,6 +240,23 @@ class Model:
                 rg = 0.5 * (lr.mean() + lc.mean())
                 total = total + c["w_region"] * rg
                 parts["region"] = rg.item()
+        if c.get("w_itm", 0) > 0:
+            R = zi.shape[0]
+            sims = (zi @ zt.t()).detach().clone()
+            sims.fill_diagonal_(-float("inf"))
+            hard_t = sims.argmax(1)          # hardest other text per image
+            hard_i = sims.argmax(0)          # hardest other image per text
+            ar = torch.arange(R)
+            ia = torch.cat([ar, ar, hard_i])
+            ib = torch.cat([ar, hard_t, ar])
+            a_, b_ = zi[ia], zt[ib]
+            u = torch.cat([a_ * b_, a_ - b_], 1)
+            h = F.gelu(F.linear(u, p["itm.fc1.weight"], p["itm.fc1.bias"]), approximate="tanh")
+            logit = F.linear(h, p["itm.fc2.weight"], p["itm.fc2.bias"])[:, 0]
+            y = torch.cat([torch.ones(R), torch.zeros(2 * R)]).to(logit.dtype)
+            itm = F.binary_cross_entropy_with_logits(logit, y)
+            total = total + c["w_itm"] * itm
+            parts["itm"] = itm.item()
         if c["w_cvta"] > 0:
             losses, r = [], 0
             for b, v in zip(bags, vin):
@@ -264,7 +281,7 @@ def config_from_meta(meta):
     for k in ("img_dim", "txt_dim", "dim", "hidden", "queries", "qdim", "heads", "layers", "ffn",
               "topk"):
         c[k] = int(meta[k])
-    for k in ("w_itc", "w_cvta", "w_mrtva", "w_region", "temp_init"):
+    for k in ("w_itc", "w_cvta", "w_mrtva", "w_region", "w_itm", "temp_init"):
         c[k] = float(meta[k])
     return c
 

@@ -154,6 +154,13 @@ test_expect_success 'PathFLIP: slide-level ITC + region-level NCE train' '
 		--loss itc=1,region=1 rg.mpk 2>err && grep "q-former" err
 '
 
+test_expect_success 'ITC + image-text matching with hard negatives train' '
+	eosin-align --train --out itm.st --dim 32 --hidden 32 --loss itc=1,itm=0.5 --epochs 10 \
+		--batch 16 --lr 3e-3 --metrics itm.jsonl --threads 1 bags.mpk 2>/dev/null &&
+	i1=$(metric itm 1 itm.jsonl) && iN=$(metric itm 100 itm.jsonl) && echo "itm $i1 -> $iN" &&
+	ge "$i1" "$iN" && ge "$(metric i2t_r1 100 itm.jsonl)" 0.8
+'
+
 test_expect_success 'a bag without txt_emb: exit 1 naming input, record, id and field' '
 	jq -c "if .id == \"bag0003\" then del(.txt_emb) else . end" bags.jsonl | eosin-cat -r >bad.mpk &&
 	test_exit_code 1 eosin-align --train --out bad.st bad.mpk 2>err &&

@@ -65,6 +65,10 @@ test_expect_success 'ITC + region-level NCE (PathFLIP) match PyTorch' '
 	parity pathflip region --dim 16 --hidden 12 --loss itc=1,region=0.8
 '
 
+test_expect_success 'ITC + image-text matching with hard negatives match PyTorch' '
+	parity itm mr --dim 16 --hidden 12 --loss itc=1,itm=0.5
+'
+
 test_expect_success 'the reference fails when the gradients differ (a check that can fail)' '
 	test_must_fail "$PY" "$REF" check lin.grads.st slide.jsonl mlp.jsonl $SAME >wrong.out &&
 	grep -q "^losses.*worst relative difference [1-9]" wrong.out

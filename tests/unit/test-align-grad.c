@@ -362,6 +362,7 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 	float *g = malloc(m.nfloats * sizeof(float));
 	memcpy(g, m.grads, m.nfloats * sizeof(float));
 	float *targets = NULL;
+	m.itm_keep_negatives = 1; /* a fixed choice of hard negatives */
 	if (cfg.w_mrtva > 0) { /* hold the stop-gradient targets still */
 		size_t bytes = sizeof(float) * nbags * n * cfg.dim;
 		targets = malloc(bytes);
@@ -429,6 +430,13 @@ int main(void)
 	struct align_config rg = mlp;
 	rg.w_region = 0.8f;
 	check_model("pathflip: itc + region-level nce", rg, 0, 0);
+	/* the hardest negative is an argmax: the checks keep the negatives
+	 * mined by the analytic pass (itm_keep_negatives), as the gradient does */
+	struct align_config itm = mlp;
+	itm.w_itm = 0.6f;
+	check_model("itc + image-text matching with hard negatives", itm, 0, 0);
+	itm.w_itc = 0;
+	check_model("image-text matching alone, per-patch items", itm, 1, 0);
 	check_groupnce(); /* last: its random draws would shift the data above */
 	return tap_done();
 }
