@@ -650,6 +650,7 @@ static int apply(int argc, char **argv)
 		die_lib();
 	const struct align_config *c = &m.cfg;
 	int cap_n = c->queries > 0 ? 1024 : 256;
+	m.qf_sets_limit = 1; /* one bag at a time */
 	if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
 		die_lib();
 	char hash[17], model[256];
