@@ -1,0 +1,870 @@
+/*
+ * eosin-align: train the alignment between slides and text (--train), or
+ * project records into the joint space with a trained head (--apply).
+ * See eosin-align(1). The model, losses and checkpoints are in lib/align*.c,
+ * the optimizer in lib/optim.c; this file reads bags, runs the training loop
+ * (batches, schedule, evaluation, checkpoints, metrics, plot) and --apply.
+ */
+#include "align.h"
+#include "align_io.h"
+#include "optim.h"
+#include "prog.h"
+#include "schema_fields.h"
+#include "vec.h"
+
+#include <cblas.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <omp.h>
+
+void openblas_set_num_threads(int);
+
+static void usage(void)
+{
+	fprintf(stderr,
+	        "usage: eosin-align --train --out FILE [--resume FILE] [--dim D] [--hidden H] "
+	        "[--queries Q] [--qdim W] [--heads H] [--qformer-layers L] [--ffn F] "
+	        "[--loss itc=W,cvta=W,mrtva=W,region=W,itm=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
+	        "[--lr LR] [--min-lr LR] [--warmup N] [--wd WD] [--clip C] [--seed S] "
+	        "[--save-every N] [--stop-after N] [--val-frac F] [--eval-every N] "
+	        "[--metrics FILE] [--plot FILE.svg] [--threads N] [file ...]\n"
+	        "       eosin-align --apply FILE [--dtype f32|f16] [--threads N] [file ...]\n");
+	exit(EXIT_USAGE);
+}
+
+/* ---- options ---- */
+
+static struct {
+	const char *out, *resume, *apply, *metrics, *plot, *dump_grads;
+	struct align_config cfg;
+	int batch, epochs, warmup_set, threads;
+	long steps, warmup, save_every, stop_after, eval_every;
+	float lr, min_lr, wd, clip, val_frac;
+	uint64_t seed;
+	enum vec_dtype dtype;
+} opt = {
+    .cfg = {.dim = 256, .qdim = 256, .heads = 8, .layers = 2, .topk = 3, .w_itc = 1.0f,
+            .temp_init = 0.07f},
+    .batch = 32, .epochs = 10, .threads = 2, .lr = 1e-3f, .min_lr = 0.0f, .wd = 0.05f,
+    .clip = 1.0f, .seed = 1, .dtype = VEC_F32, .eval_every = 0,
+};
+
+static void parse_losses(const char *s)
+{
+	opt.cfg.w_itc = opt.cfg.w_cvta = 0.0f;
+	char *dup = strdup(s), *save = NULL;
+	for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(t, '=');
+		float w = 1.0f;
+		if (eq) {
+			*eq = 0;
+			w = (float)prog_double("--loss", eq + 1, 0, 1e6);
+		}
+		if (!strcmp(t, "itc"))
+			opt.cfg.w_itc = w;
+		else if (!strcmp(t, "cvta"))
+			opt.cfg.w_cvta = w;
+		else if (!strcmp(t, "mrtva"))
+			opt.cfg.w_mrtva = w;
+		else if (!strcmp(t, "region"))
+			opt.cfg.w_region = w;
+		else if (!strcmp(t, "itm"))
+			opt.cfg.w_itm = w;
+		else
+			errx(EXIT_USAGE,
+			     "--loss: unknown objective '%s' (have itc, cvta, mrtva, region, itm)", t);
+	}
+	free(dup);
+	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0 && opt.cfg.w_mrtva <= 0 &&
+	    opt.cfg.w_region <= 0 && opt.cfg.w_itm <= 0)
+		errx(EXIT_USAGE, "--loss: no objective with a positive weight");
+}
+
+/* ---- bags in memory ---- */
+
+struct bagdata {
+	char *id;
+	int n, ntxt, nkw;
+	float *img, *pos, *txt, *kw; /* (n,img_dim) (n,2) (ntxt,txt_dim) (nkw,txt_dim) */
+	int *parent;                 /* (n) parent_index, or NULL */
+	int nregions, nsent;
+	int *region;                 /* (n) region of each patch, or NULL */
+	float *sent;                 /* (nsent, txt_dim) sub-caption embeddings, or NULL */
+	float extent;
+	int val;
+};
+
+static struct bagdata *bags;
+static int nbags, img_dim, txt_dim;
+
+/* a vec field as malloc'd f32 (rows, dim); 1 absent, -1 bad */
+static int get_f32(const struct record *rec, const char *key, float **out, int *rows, int *dim)
+{
+	struct vec_view v;
+	int r = record_get_vec(rec, key, &v);
+	if (r)
+		return r;
+	*out = malloc(sizeof(float) * v.n * v.dim);
+	if (vec_to_f32(&v, *out) < 0) {
+		free(*out);
+		return -1;
+	}
+	*rows = (int)v.n;
+	*dim = (int)v.dim;
+	return 0;
+}
+
+static uint64_t fnv1a(const char *s, uint64_t h)
+{
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ull;
+	}
+	return h;
+}
+
+/* Load one bag for training; -1 (error set) when it cannot be used. */
+static int load_bag(const struct record *rec, const char *inname, struct bagdata *b)
+{
+	char idbuf[128];
+	const char *id = record_id(rec, idbuf, sizeof idbuf);
+	memset(b, 0, sizeof *b);
+	b->id = strdup(id);
+	int rows, dim;
+#define FAIL(...)                                                                            \
+	do {                                                                                 \
+		eosin_error(__VA_ARGS__);                                                    \
+		return eosin_error_prefix("%s: record %" PRIu64 " (id '%s')", inname, rec->number, \
+		                          id);                                               \
+	} while (0)
+	int r = get_f32(rec, F_BAG_IMG_EMB, &b->img, &b->n, &dim);
+	if (r < 0)
+		return eosin_error_prefix("%s", inname);
+	if (r > 0)
+		FAIL("no field 'img_emb'");
+	if (img_dim && dim != img_dim)
+		FAIL("field 'img_emb' has dim %d, earlier bags %d", dim, img_dim);
+	img_dim = dim;
+	r = get_f32(rec, F_COMMON_TXT_EMB, &b->txt, &b->ntxt, &dim);
+	if (r < 0)
+		return eosin_error_prefix("%s", inname);
+	if (r > 0)
+		FAIL("no field 'txt_emb' (a bag needs its caption to train)");
+	if (txt_dim && dim != txt_dim)
+		FAIL("field 'txt_emb' has dim %d, earlier bags %d", dim, txt_dim);
+	txt_dim = dim;
+	if (b->ntxt != 1 && b->ntxt != b->n)
+		FAIL("field 'txt_emb' has %d rows, want 1 or n = %d", b->ntxt, b->n);
+	r = get_f32(rec, F_COMMON_KW_EMB, &b->kw, &b->nkw, &dim);
+	if (r < 0)
+		return eosin_error_prefix("%s", inname);
+	if (r == 0 && dim != txt_dim)
+		FAIL("field 'kw_emb' has dim %d, txt_emb %d", dim, txt_dim);
+	r = get_f32(rec, F_BAG_POS, &b->pos, &rows, &dim);
+	if (r < 0)
+		return eosin_error_prefix("%s", inname);
+	if (r == 0 && (rows != b->n || dim != 2))
+		FAIL("field 'pos' is (%d, %d), want (n = %d, 2)", rows, dim, b->n);
+	const msgpack_object *pi = record_get(rec, F_BAG_PARENT_INDEX);
+	if (pi && pi->type == MSGPACK_OBJECT_ARRAY) {
+		if ((int)pi->via.array.size != b->n)
+			FAIL("field 'parent_index' has %u entries, want n = %d", pi->via.array.size, b->n);
+		b->parent = malloc(sizeof(int) * b->n);
+		for (int i = 0; i < b->n; i++) {
+			const msgpack_object *e = &pi->via.array.ptr[i];
+			int64_t v = e->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)e->via.u64
+			            : e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? e->via.i64
+			                                                         : INT64_MIN;
+			if (v < -1 || v >= b->n)
+				FAIL("field 'parent_index' entry %d is not a row or -1", i);
+			b->parent[i] = (int)v;
+		}
+	} else if (pi) {
+		FAIL("field 'parent_index' is not an array");
+	}
+	const msgpack_object *ri = record_get(rec, F_BAG_REGION);
+	int64_t nreg = 0;
+	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
+		return eosin_error_prefix("%s", inname);
+	if (ri && ri->type == MSGPACK_OBJECT_ARRAY) {
+		if ((int)ri->via.array.size != b->n)
+			FAIL("field 'region' has %u entries, want n = %d", ri->via.array.size, b->n);
+		if (nreg < 1 || nreg > b->n)
+			FAIL("field 'nregions' is %" PRId64 ", want 1 to n = %d", nreg, b->n);
+		b->nregions = (int)nreg;
+		b->region = malloc(sizeof(int) * b->n);
+		for (int i = 0; i < b->n; i++) {
+			const msgpack_object *e = &ri->via.array.ptr[i];
+			if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 >= (uint64_t)nreg)
+				FAIL("field 'region' entry %d is not a region in [0, %d)", i, b->nregions);
+			b->region[i] = (int)e->via.u64;
+		}
+		r = get_f32(rec, F_COMMON_SENT_EMB, &b->sent, &b->nsent, &dim);
+		if (r < 0)
+			return eosin_error_prefix("%s", inname);
+		if (r == 0 && dim != txt_dim)
+			FAIL("field 'sent_emb' has dim %d, txt_emb %d", dim, txt_dim);
+	} else if (ri) {
+		FAIL("field 'region' is not an array");
+	}
+	double ext = 0;
+	if (record_get_num(rec, F_BAG_EXTENT, &ext) < 0)
+		return eosin_error_prefix("%s", inname);
+	b->extent = ext > 0 ? (float)ext : 224.0f;
+	char split[16] = "";
+	if (record_get(rec, F_COMMON_SPLIT))
+		record_get_strcpy(rec, F_COMMON_SPLIT, split, sizeof split);
+	if (!strcmp(split, "val"))
+		b->val = 1;
+	else if (!strcmp(split, "test"))
+		b->val = 2; /* neither trained on nor used for model selection */
+	else if (opt.val_frac > 0)
+		b->val = (fnv1a(b->id, 0xcbf29ce484222325ull ^ opt.seed) % 100000) <
+		         (uint64_t)(opt.val_frac * 100000);
+#undef FAIL
+	return 0;
+}
+
+static void read_bags(int argc, char **argv)
+{
+	int cap = 0;
+	for (int i = 0; i < argc; i++) {
+		struct stream_reader r;
+		struct record rec;
+		int ret;
+		if (stream_reader_open(&r, argv[i]) < 0)
+			die_lib();
+		while ((ret = stream_read(&r, &rec)) == 1) {
+			if (!record_is(&rec, BAG_KIND))
+				continue;
+			if (nbags == cap) {
+				cap = cap ? 2 * cap : 64;
+				bags = realloc(bags, sizeof *bags * cap);
+			}
+			if (load_bag(&rec, r.name, &bags[nbags]) < 0)
+				die_lib();
+			nbags++;
+		}
+		if (ret < 0)
+			die_lib();
+		stream_reader_release(&r);
+	}
+}
+
+static void free_bags(void)
+{
+	for (int i = 0; i < nbags; i++) {
+		free(bags[i].id), free(bags[i].img), free(bags[i].pos), free(bags[i].txt);
+		free(bags[i].kw), free(bags[i].parent), free(bags[i].region), free(bags[i].sent);
+	}
+	free(bags);
+}
+
+static struct align_bag as_align_bag(const struct bagdata *b)
+{
+	return (struct align_bag){.n = b->n, .img = b->img, .pos = b->pos, .extent = b->extent,
+	                          .ntxt = b->ntxt, .txt = b->txt, .nkw = b->nkw, .kw = b->kw,
+	                          .parent = b->parent, .nregions = b->nregions,
+	                          .region = b->region, .nsent = b->nsent, .sent = b->sent};
+}
+
+/* ---- evaluation: retrieval among held-out items ---- */
+
+struct retrieval {
+	int items;
+	float i2t[3], t2i[3]; /* R@1, R@5, R@10 */
+};
+
+static int *val_idx, nval;
+static float *val_zi, *val_zt, *val_sim;
+
+static void evaluate(struct align_model *m, struct retrieval *out)
+{
+	int D = m->cfg.dim, R = 0;
+	for (int v = 0; v < nval; v++) {
+		const struct bagdata *b = &bags[val_idx[v]];
+		struct align_bag ab = as_align_bag(b);
+		int items = align_bag_items(m, &ab);
+		if (align_embed_bag(m, &ab, val_zi + (size_t)R * D) < 0)
+			die_lib();
+		align_embed_text(m, b->txt, items, val_zt + (size_t)R * D);
+		R += items;
+	}
+	/* sim (R,R): image i against text j */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, D, 1.0f, val_zi, D, val_zt, D,
+	            0.0f, val_sim, R);
+	static const int ks[3] = {1, 5, 10};
+	int hit_i2t[3] = {0}, hit_t2i[3] = {0};
+	for (int i = 0; i < R; i++) {
+		int rank_i2t = 0, rank_t2i = 0; /* how many beat the true pair */
+		float si = val_sim[(size_t)i * R + i];
+		for (int j = 0; j < R; j++) {
+			if (j == i)
+				continue;
+			rank_i2t += val_sim[(size_t)i * R + j] > si;
+			rank_t2i += val_sim[(size_t)j * R + i] > si;
+		}
+		for (int k = 0; k < 3; k++) {
+			hit_i2t[k] += rank_i2t < ks[k];
+			hit_t2i[k] += rank_t2i < ks[k];
+		}
+	}
+	out->items = R;
+	for (int k = 0; k < 3; k++) {
+		out->i2t[k] = (float)hit_i2t[k] / R;
+		out->t2i[k] = (float)hit_t2i[k] / R;
+	}
+}
+
+/* ---- plot: train loss and val R@1 against step, an SVG line chart ---- */
+
+static float *plot_loss, *plot_r1;
+static long *plot_r1_step;
+static long plot_n, plot_nr1;
+
+static void write_plot(const char *path, long step0)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		err(1, "cannot create '%s'", path);
+	const int W = 720, H = 400, L = 60, Rm = 60, T = 30, B = 50;
+	float maxloss = 0;
+	for (long i = 0; i < plot_n; i++)
+		maxloss = plot_loss[i] > maxloss ? plot_loss[i] : maxloss;
+	if (maxloss <= 0)
+		maxloss = 1;
+	long last = step0 + plot_n > 1 ? step0 + plot_n : 1;
+	double xs = (double)(W - L - Rm) / (double)last;
+#define X(s) (L + (s) * xs)
+#define YL(v) (T + (H - T - B) * (1.0 - (v) / maxloss))
+#define YR(v) (T + (H - T - B) * (1.0 - (v)))
+	fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' "
+	           "font-family='sans-serif' font-size='12'>\n<rect width='100%%' height='100%%' "
+	           "fill='white'/>\n", W, H);
+	fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", L, H - B, W - Rm,
+	        H - B);
+	fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", L, T, L, H - B);
+	fprintf(f, "<line x1='%d' y1='%d' x2='%d' y2='%d' stroke='black'/>\n", W - Rm, T, W - Rm,
+	        H - B);
+	for (int t = 0; t <= 4; t++) {
+		double fr = t / 4.0;
+		fprintf(f, "<text x='%d' y='%.1f' text-anchor='end' fill='steelblue'>%.3g</text>\n",
+		        L - 4, YL(fr * maxloss) + 4, fr * maxloss);
+		fprintf(f, "<text x='%d' y='%.1f' fill='darkorange'>%.2f</text>\n", W - Rm + 4,
+		        YR(fr) + 4, fr);
+		long s = (long)(last * fr);
+		fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%ld</text>\n", X(s), H - B + 16,
+		        s);
+	}
+	fprintf(f, "<text x='%d' y='%d' text-anchor='middle'>step</text>\n", (L + W - Rm) / 2,
+	        H - 12);
+	fprintf(f, "<text x='%d' y='18' fill='steelblue'>train loss</text>\n", L);
+	fprintf(f, "<text x='%d' y='18' text-anchor='end' fill='darkorange'>val R@1 "
+	           "(image to text)</text>\n", W - Rm);
+	fprintf(f, "<polyline fill='none' stroke='steelblue' stroke-width='1.5' points='");
+	for (long i = 0; i < plot_n; i++)
+		fprintf(f, "%.1f,%.1f ", X(step0 + i + 1), YL(plot_loss[i]));
+	fprintf(f, "'/>\n<polyline fill='none' stroke='darkorange' stroke-width='2' points='");
+	for (long i = 0; i < plot_nr1; i++)
+		fprintf(f, "%.1f,%.1f ", X(plot_r1_step[i]), YR(plot_r1[i]));
+	fprintf(f, "'/>\n");
+	for (long i = 0; i < plot_nr1; i++)
+		fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='darkorange'/>\n", X(plot_r1_step[i]),
+		        YR(plot_r1[i]));
+	fprintf(f, "</svg>\n");
+#undef X
+#undef YL
+#undef YR
+	if (fclose(f) != 0)
+		err(1, "write error on '%s'", path);
+}
+
+/* ---- training ---- */
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+/* The epoch's order of training bags: a Fisher-Yates shuffle from a state
+ * that depends only on (seed, epoch), so a resumed run sees the same
+ * batches. Returns that state (saved in checkpoints as "rng"). */
+static uint64_t epoch_order(int *order, const int *train, int ntrain, long epoch)
+{
+	uint64_t s0 = opt.seed * 0x9E3779B97F4A7C15ull + (uint64_t)epoch, s = s0;
+	memcpy(order, train, sizeof(int) * ntrain);
+	for (int i = ntrain - 1; i > 0; i--) {
+		int j = (int)(splitmix64(&s) % (uint64_t)(i + 1));
+		int t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	return s0;
+}
+
+static void save_checkpoint(const char *path, const struct align_model *m, long step,
+                            uint64_t rng)
+{
+	struct align_meta meta = {0};
+	char b[64];
+	snprintf(b, sizeof b, "%ld", step);
+	align_meta_set(&meta, "step", b);
+	snprintf(b, sizeof b, "%" PRIu64, rng);
+	align_meta_set(&meta, "rng", b);
+	snprintf(b, sizeof b, "%" PRIu64, opt.seed);
+	align_meta_set(&meta, "seed", b);
+	snprintf(b, sizeof b, "%d", opt.batch);
+	align_meta_set(&meta, "batch", b);
+	if (align_save(path, m, 1, &meta) < 0)
+		die_lib();
+}
+
+static void dump_grads(const char *path, struct align_model *m, const struct align_losses *L)
+{
+	/* parameters and gradients as two checkpoints' worth of tensors: the
+	 * gradients stand in the moment slots (adam.m.*); adam.v.* are zero */
+	float *keep_m = m->m, *keep_v = m->v;
+	float *zero = calloc(m->nfloats, sizeof(float));
+	m->m = m->grads;
+	m->v = zero;
+	struct align_meta meta = {0};
+	char b[64];
+	snprintf(b, sizeof b, "%.9g", (double)L->total);
+	align_meta_set(&meta, "loss", b);
+	if (align_save(path, m, 1, &meta) < 0)
+		die_lib();
+	m->m = keep_m;
+	m->v = keep_v;
+	free(zero);
+}
+
+static int train(int argc, char **argv)
+{
+	read_bags(argc, argv);
+	int *train_idx = malloc(sizeof(int) * (nbags + 1));
+	val_idx = malloc(sizeof(int) * (nbags + 1));
+	int ntrain = 0;
+	for (int i = 0; i < nbags; i++) {
+		if (bags[i].val == 1)
+			val_idx[nval++] = i;
+		else if (bags[i].val == 0)
+			train_idx[ntrain++] = i;
+	}
+	if (ntrain < 2)
+		errx(1, "need at least 2 training bags, have %d (of %d bag records)", ntrain, nbags);
+	struct align_model m;
+	struct align_meta meta = {0};
+	long step0 = 0;
+	if (opt.resume) {
+		if (align_load(opt.resume, &m, 1, &meta) < 0)
+			die_lib();
+		const char *s = align_meta_get(&meta, "step");
+		step0 = s ? atol(s) : 0;
+		if (m.cfg.img_dim != img_dim || m.cfg.txt_dim != txt_dim)
+			errx(1, "'%s': made for img_emb dim %d and txt_emb dim %d, bags have %d and %d",
+			     opt.resume, m.cfg.img_dim, m.cfg.txt_dim, img_dim, txt_dim);
+	} else {
+		opt.cfg.img_dim = img_dim;
+		opt.cfg.txt_dim = txt_dim;
+		if (opt.cfg.queries > 0 && opt.cfg.ffn == 0)
+			opt.cfg.ffn = 4 * opt.cfg.qdim;
+		if (align_model_init(&m, &opt.cfg) < 0)
+			die_lib();
+		align_model_randomize(&m, opt.seed);
+	}
+	/* sizes: the largest bag, the largest batch of items and keywords */
+	int max_n = 1, max_bag_items = 1, max_bag_kw = 0, max_val_items = 0, max_reg = 0,
+	    max_sent = 0;
+	for (int i = 0; i < nbags; i++) {
+		struct align_bag ab = as_align_bag(&bags[i]);
+		max_n = bags[i].n > max_n ? bags[i].n : max_n;
+		int it = align_bag_items(&m, &ab);
+		max_bag_items = it > max_bag_items ? it : max_bag_items;
+		max_bag_kw = bags[i].nkw > max_bag_kw ? bags[i].nkw : max_bag_kw;
+		max_reg = bags[i].nregions > max_reg ? bags[i].nregions : max_reg;
+		max_sent = bags[i].nsent > max_sent ? bags[i].nsent : max_sent;
+		if (bags[i].val == 1)
+			max_val_items += it;
+	}
+	int B = opt.batch < ntrain ? opt.batch : ntrain;
+	int max_items = B * max_bag_items, max_kw = B * max_bag_kw;
+	if (max_items < max_bag_items)
+		max_items = max_bag_items;
+	m.max_regions = B * max_reg;
+	m.max_sents = B * max_sent;
+	if (align_model_alloc(&m, max_n, max_items, max_kw) < 0)
+		die_lib();
+	if (nval > 0) {
+		val_zi = malloc(sizeof(float) * (size_t)max_val_items * m.cfg.dim);
+		val_zt = malloc(sizeof(float) * (size_t)max_val_items * m.cfg.dim);
+		val_sim = malloc(sizeof(float) * (size_t)max_val_items * max_val_items);
+	}
+	long per_epoch = (ntrain + B - 1) / B;
+	long total = opt.steps > 0 ? opt.steps : per_epoch * opt.epochs;
+	long warmup = opt.warmup_set ? opt.warmup : total / 20;
+	long stop = opt.stop_after > 0 && opt.stop_after < total ? opt.stop_after : total;
+	/* per-element weight-decay mask */
+	float *decay = malloc(sizeof(float) * m.nfloats);
+	for (int i = 0; i < m.nparam; i++)
+		for (size_t e = 0; e < m.param[i].count; e++)
+			decay[m.param[i].offset + e] = m.param[i].decay;
+	struct adamw adam = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = opt.wd};
+	int *order = malloc(sizeof(int) * ntrain);
+	struct align_bag *batch = malloc(sizeof *batch * B);
+	FILE *mf = NULL;
+	if (opt.metrics && !(mf = fopen(opt.metrics, opt.resume ? "a" : "w")))
+		err(1, "cannot open '%s'", opt.metrics);
+	plot_loss = malloc(sizeof(float) * (total + 1));
+	plot_r1 = malloc(sizeof(float) * (total + 2));
+	plot_r1_step = malloc(sizeof(long) * (total + 2));
+	struct progress pr;
+	progress_init(&pr, "steps", total - step0);
+	long epoch_loaded = -1;
+	uint64_t rng = 0;
+	struct retrieval ret = {0};
+	fprintf(stderr,
+	        "eosin-align: %d training bags, %d held out, %zu parameters, %ld steps of %d bags\n",
+	        ntrain, nval, m.nfloats, total, B);
+	if (nval > 0 && opt.eval_every > 0 && step0 == 0) { /* where training starts from */
+		evaluate(&m, &ret);
+		plot_r1_step[plot_nr1] = 0;
+		plot_r1[plot_nr1++] = ret.i2t[0];
+		if (mf)
+			fprintf(mf, "{\"step\":0,\"val_items\":%d,\"i2t_r1\":%.6f,\"t2i_r1\":%.6f}\n",
+			        ret.items, ret.i2t[0], ret.t2i[0]);
+	}
+	double t_first = 0, t_loop_end = 0;
+	for (long step = step0; step < stop; step++) {
+		if (step == step0 + 1)
+			t_first = prog_now(); /* time the steady state, after the first step */
+		long epoch = step / per_epoch, pos = step % per_epoch;
+		if (epoch != epoch_loaded) {
+			rng = epoch_order(order, train_idx, ntrain, epoch);
+			epoch_loaded = epoch;
+		}
+		int nb = 0;
+		for (long i = pos * B; i < ntrain && nb < B; i++)
+			batch[nb++] = as_align_bag(&bags[order[i]]);
+		if (nb < 2) /* a last batch of one bag: borrow the first of the epoch */
+			batch[nb++] = as_align_bag(&bags[order[0]]);
+		struct align_losses L;
+		if (align_step_grads(&m, batch, nb, 1, &L) < 0)
+			die_lib();
+		if (opt.dump_grads && step == step0)
+			dump_grads(opt.dump_grads, &m, &L);
+		float gnorm = clip_grad_norm(m.grads, m.nfloats, opt.clip);
+		float lr = lr_schedule(opt.lr, opt.min_lr, warmup, total, step);
+		adamw_update(&adam, m.params, m.grads, m.m, m.v, decay, m.nfloats, step + 1, lr);
+		plot_loss[plot_n++] = L.total;
+		if (mf)
+			fprintf(mf,
+			        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
+			        "\"region\":%.9g,\"itm\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
+			        "\"items\":%d}\n",
+			        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, L.itm, lr, gnorm,
+			        L.items);
+		int last = step + 1 == stop;
+		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last)) {
+			evaluate(&m, &ret);
+			plot_r1_step[plot_nr1] = step + 1;
+			plot_r1[plot_nr1++] = ret.i2t[0];
+			if (mf)
+				fprintf(mf,
+				        "{\"step\":%ld,\"val_items\":%d,\"i2t_r1\":%.6f,\"i2t_r5\":%.6f,"
+				        "\"i2t_r10\":%.6f,\"t2i_r1\":%.6f,\"t2i_r5\":%.6f,\"t2i_r10\":%.6f}\n",
+				        step + 1, ret.items, ret.i2t[0], ret.i2t[1], ret.i2t[2], ret.t2i[0],
+				        ret.t2i[1], ret.t2i[2]);
+		}
+		if (opt.save_every > 0 && (step + 1) % opt.save_every == 0 && !last)
+			save_checkpoint(opt.out, &m, step + 1, rng);
+		progress_add(&pr, 1);
+		if (pr.tty && !last)
+			fprintf(stderr, " loss %.4f", L.total);
+	}
+	t_loop_end = prog_now();
+	progress_done(&pr);
+	save_checkpoint(opt.out, &m, stop, rng);
+	if (plot_n > 0)
+		fprintf(stderr, "eosin-align: step %ld, last loss %.4f", stop, plot_loss[plot_n - 1]);
+	if (nval > 0)
+		fprintf(stderr, ", held-out R@1 %.3f (image to text), %.3f (text to image) of %d items "
+		                "(chance %.3f)", ret.i2t[0], ret.t2i[0], ret.items, 1.0 / ret.items);
+	if (stop - step0 > 1)
+		fprintf(stderr, ", %.3f steps/s", (double)(stop - step0 - 1) / (t_loop_end - t_first));
+	fprintf(stderr, "\n");
+	if (mf && fclose(mf) != 0)
+		err(1, "write error on '%s'", opt.metrics);
+	if (opt.plot)
+		write_plot(opt.plot, step0);
+	free(plot_loss), free(plot_r1), free(plot_r1_step), free(decay), free(order), free(batch);
+	free(train_idx), free(val_idx), free(val_zi), free(val_zt), free(val_sim);
+	align_model_free(&m);
+	free_bags();
+	return 0;
+}
+
+/* ---- apply ---- */
+
+/* joint_emb (rows, dim) as an embedding map (eosin-common(5)), always with
+ * its n. (recb_vec() miscounts the map's pairs when n is 1.) */
+static void pack_joint_emb(struct recb *b, const float *z, int rows, int dim, const char *model,
+                           const char *hash)
+{
+	recb_key(b, F_COMMON_JOINT_EMB);
+	msgpack_packer *pk = &b->pk;
+	msgpack_pack_map(pk, 6);
+	const char *dn = vec_dtype_name(opt.dtype);
+	msgpack_pack_str_with_body(pk, "dtype", 5);
+	msgpack_pack_str_with_body(pk, dn, strlen(dn));
+	msgpack_pack_str_with_body(pk, "dim", 3);
+	msgpack_pack_uint32(pk, (uint32_t)dim);
+	msgpack_pack_str_with_body(pk, "n", 1);
+	msgpack_pack_uint32(pk, (uint32_t)rows);
+	msgpack_pack_str_with_body(pk, "model", 5);
+	msgpack_pack_str_with_body(pk, model, strlen(model));
+	msgpack_pack_str_with_body(pk, "hash", 4);
+	msgpack_pack_str_with_body(pk, hash, strlen(hash));
+	msgpack_pack_str_with_body(pk, "data", 4);
+	size_t total = (size_t)rows * dim;
+	msgpack_pack_bin(pk, total * vec_dtype_size(opt.dtype));
+	if (opt.dtype == VEC_F32) {
+		msgpack_pack_bin_body(pk, z, total * sizeof(float)); /* little-endian host */
+		return;
+	}
+	for (size_t i = 0; i < total; i++) {
+		uint16_t h = f32_to_f16(z[i]);
+		unsigned char two[2] = {(unsigned char)h, (unsigned char)(h >> 8)};
+		msgpack_pack_bin_body(pk, two, 2);
+	}
+}
+
+static int apply(int argc, char **argv)
+{
+	struct align_model m;
+	struct align_meta meta;
+	if (align_load(opt.apply, &m, 0, &meta) < 0)
+		die_lib();
+	const struct align_config *c = &m.cfg;
+	int cap_n = c->queries > 0 ? 1024 : 256;
+	m.qf_sets_limit = 1; /* one bag at a time */
+	if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
+		die_lib();
+	char hash[17], model[256];
+	align_hash(&m, hash);
+	const char *slash = strrchr(opt.apply, '/');
+	snprintf(model, sizeof model, "eosin-align:%s", slash ? slash + 1 : opt.apply);
+	float *img = NULL, *txt = NULL, *z = NULL, *pos = NULL;
+	struct stream_writer w;
+	if (stream_writer_init(&w, 1, "<stdout>") < 0)
+		die_lib();
+	struct recb b;
+	recb_init(&b);
+	int wrote_hdr = 0, failed = 0;
+	static char *stdin_only[] = {"-", NULL};
+	if (argc == 0)
+		argc = 1, argv = stdin_only;
+	for (int i = 0; i < argc && !failed; i++) {
+		struct stream_reader r;
+		struct record rec;
+		int ret;
+		if (stream_reader_open(&r, argv[i]) < 0)
+			die_lib();
+		while ((ret = stream_read(&r, &rec)) == 1) {
+			if (record_is(&rec, "hdr")) {
+				if (stream_write_record(&w, &rec) < 0)
+					die_lib();
+				continue;
+			}
+			if (!wrote_hdr) {
+				recb_hdr(&b, "eosin-align", 0, NULL);
+				recb_str(&b, "model", model);
+				recb_str(&b, "hash", hash);
+				if (recb_write(&b, &w) < 0)
+					die_lib();
+				wrote_hdr = 1;
+			}
+			int is_bag = record_is(&rec, BAG_KIND), is_text = record_is(&rec, "text");
+			struct vec_view vi, vt;
+			int hi = record_get_vec(&rec, F_COMMON_IMG_EMB, &vi);
+			int ht = record_get_vec(&rec, F_COMMON_TXT_EMB, &vt);
+			if (hi < 0 || ht < 0) {
+				warnx("%s: %s", r.name, eosin_errmsg());
+				failed = 1;
+				break;
+			}
+			int use_text = ht == 0 && (is_text || (!is_bag && hi != 0));
+			int use_img = !use_text && hi == 0;
+			if (!use_text && !use_img) {
+				if (stream_write_record(&w, &rec) < 0)
+					die_lib();
+				continue;
+			}
+			char idbuf[128];
+			const struct vec_view *v = use_text ? &vt : &vi;
+			int want = use_text ? c->txt_dim : c->img_dim;
+			if ((int)v->dim != want) {
+				warnx("%s: record %" PRIu64 " (id '%s'): field '%s' has dim %u, the head "
+				      "'%s' wants %d", r.name, rec.number,
+				      record_id(&rec, idbuf, sizeof idbuf), use_text ? "txt_emb" : "img_emb",
+				      v->dim, opt.apply, want);
+				failed = 1;
+				break;
+			}
+			int n = (int)v->n;
+			if (n > cap_n) {
+				cap_n = n;
+				if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
+					die_lib();
+			}
+			float **buf = use_text ? &txt : &img;
+			*buf = realloc(*buf, sizeof(float) * n * want);
+			z = realloc(z, sizeof(float) * n * c->dim);
+			if (vec_to_f32(v, *buf) < 0) {
+				warnx("%s: record %" PRIu64 " (id '%s'): field '%s': %s", r.name, rec.number,
+				      record_id(&rec, idbuf, sizeof idbuf), use_text ? "txt_emb" : "img_emb",
+				      eosin_errmsg());
+				failed = 1;
+				break;
+			}
+			int rows;
+			if (use_text) {
+				align_embed_text(&m, txt, n, z);
+				rows = n;
+			} else {
+				struct align_bag ab = {.n = n, .img = img, .extent = 224.0f, .ntxt = 0};
+				struct vec_view pv;
+				double ext;
+				if (is_bag && record_get_vec(&rec, F_BAG_POS, &pv) == 0 && (int)pv.n == n &&
+				    pv.dim == 2) {
+					pos = realloc(pos, sizeof(float) * n * 2);
+					if (vec_to_f32(&pv, pos) == 0)
+						ab.pos = pos;
+					if (record_get_num(&rec, F_BAG_EXTENT, &ext) == 0 && ext > 0)
+						ab.extent = (float)ext;
+				}
+				/* an MR-PLIP bag with a caption per patch embeds each patch */
+				if (is_bag && ht == 0 && (int)vt.n == n)
+					ab.ntxt = n;
+				rows = align_bag_items(&m, &ab);
+				if (align_embed_bag(&m, &ab, z) < 0)
+					die_lib();
+			}
+			static const char *const skip[] = {F_COMMON_JOINT_EMB, NULL};
+			char kind[64];
+			snprintf(kind, sizeof kind, "%.*s", (int)rec.kind_len, rec.kind);
+			recb_begin(&b, kind, (int)rec.version);
+			recb_copy_fields(&b, &rec, skip);
+			pack_joint_emb(&b, z, rows, c->dim, model, hash);
+			if (recb_write(&b, &w) < 0)
+				die_lib();
+		}
+		if (ret < 0) {
+			warn_lib();
+			failed = 1;
+		}
+		stream_reader_release(&r);
+	}
+	recb_release(&b);
+	free(img), free(txt), free(z), free(pos);
+	align_model_free(&m);
+	prog_close_output(&w);
+	return failed;
+}
+
+int main(int argc, char **argv)
+{
+	/* OpenBLAS keeps its own pthreads; OpenMP threads that spin after each
+	 * parallel region take the cores from them (ten times slower on two
+	 * cores). libgomp reads the policy when it loads, so set it and start
+	 * again; if that fails, carry on as we are. */
+	if (!getenv("OMP_WAIT_POLICY")) {
+		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+		execv("/proc/self/exe", argv);
+	}
+	static const struct option opts[] = {
+	    {"train", no_argument, 0, 'T'},         {"apply", required_argument, 0, 'A'},
+	    {"out", required_argument, 0, 'o'},     {"resume", required_argument, 0, 'R'},
+	    {"dim", required_argument, 0, 'd'},     {"hidden", required_argument, 0, 'H'},
+	    {"queries", required_argument, 0, 'q'}, {"qdim", required_argument, 0, 'W'},
+	    {"heads", required_argument, 0, 'h'},   {"qformer-layers", required_argument, 0, 'L'},
+	    {"ffn", required_argument, 0, 'F'},     {"loss", required_argument, 0, 'l'},
+	    {"topk", required_argument, 0, 'k'},    {"temp", required_argument, 0, 't'},
+	    {"batch", required_argument, 0, 'b'},   {"epochs", required_argument, 0, 'e'},
+	    {"steps", required_argument, 0, 's'},   {"lr", required_argument, 0, 'r'},
+	    {"min-lr", required_argument, 0, 'm'},  {"warmup", required_argument, 0, 'u'},
+	    {"wd", required_argument, 0, 'w'},      {"clip", required_argument, 0, 'c'},
+	    {"seed", required_argument, 0, 'S'},    {"save-every", required_argument, 0, 'v'},
+	    {"stop-after", required_argument, 0, 'X'}, {"val-frac", required_argument, 0, 'f'},
+	    {"eval-every", required_argument, 0, 'E'}, {"metrics", required_argument, 0, 'M'},
+	    {"plot", required_argument, 0, 'P'},    {"threads", required_argument, 0, 'j'},
+	    {"dtype", required_argument, 0, 'D'},   {"dump-grads", required_argument, 0, 'G'},
+	    {0, 0, 0, 0},
+	};
+	int c, mode_train = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'T': mode_train = 1; break;
+		case 'A': opt.apply = optarg; break;
+		case 'o': opt.out = optarg; break;
+		case 'R': opt.resume = optarg; break;
+		case 'd': opt.cfg.dim = (int)prog_long("--dim", optarg, 1, 65536); break;
+		case 'H': opt.cfg.hidden = (int)prog_long("--hidden", optarg, 0, 65536); break;
+		case 'q': opt.cfg.queries = (int)prog_long("--queries", optarg, 0, 4096); break;
+		case 'W': opt.cfg.qdim = (int)prog_long("--qdim", optarg, 4, 65536); break;
+		case 'h': opt.cfg.heads = (int)prog_long("--heads", optarg, 1, 256); break;
+		case 'L':
+			opt.cfg.layers = (int)prog_long("--qformer-layers", optarg, 1, ALIGN_MAX_LAYERS);
+			break;
+		case 'F': opt.cfg.ffn = (int)prog_long("--ffn", optarg, 1, 1 << 20); break;
+		case 'l': parse_losses(optarg); break;
+		case 'k': opt.cfg.topk = (int)prog_long("--topk", optarg, 1, 1 << 20); break;
+		case 't': opt.cfg.temp_init = (float)prog_double("--temp", optarg, 1e-3, 10); break;
+		case 'b': opt.batch = (int)prog_long("--batch", optarg, 2, 1 << 20); break;
+		case 'e': opt.epochs = (int)prog_long("--epochs", optarg, 1, 1 << 30); break;
+		case 's': opt.steps = prog_long("--steps", optarg, 1, 1L << 40); break;
+		case 'r': opt.lr = (float)prog_double("--lr", optarg, 0, 10); break;
+		case 'm': opt.min_lr = (float)prog_double("--min-lr", optarg, 0, 10); break;
+		case 'u':
+			opt.warmup = prog_long("--warmup", optarg, 0, 1L << 40);
+			opt.warmup_set = 1;
+			break;
+		case 'w': opt.wd = (float)prog_double("--wd", optarg, 0, 10); break;
+		case 'c': opt.clip = (float)prog_double("--clip", optarg, 0, 1e9); break;
+		case 'S': opt.seed = (uint64_t)prog_long("--seed", optarg, 0, LONG_MAX); break;
+		case 'v': opt.save_every = prog_long("--save-every", optarg, 1, 1L << 40); break;
+		case 'X': opt.stop_after = prog_long("--stop-after", optarg, 1, 1L << 40); break;
+		case 'f': opt.val_frac = (float)prog_double("--val-frac", optarg, 0, 0.9); break;
+		case 'E': opt.eval_every = prog_long("--eval-every", optarg, 1, 1L << 40); break;
+		case 'M': opt.metrics = optarg; break;
+		case 'P': opt.plot = optarg; break;
+		case 'j': opt.threads = (int)prog_long("--threads", optarg, 1, 1024); break;
+		case 'D':
+			if (vec_dtype_parse(optarg, &opt.dtype) < 0 || opt.dtype == VEC_BF16)
+				errx(EXIT_USAGE, "--dtype: want f32 or f16, not '%s'", optarg);
+			break;
+		case 'G': opt.dump_grads = optarg; break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (mode_train == !!opt.apply)
+		usage();
+	if (mode_train && !opt.out)
+		usage();
+	if (opt.cfg.queries > 0 && (opt.cfg.qdim % 4 || opt.cfg.qdim % opt.cfg.heads))
+		errx(EXIT_USAGE, "--qdim %d must be a multiple of 4 and of --heads %d", opt.cfg.qdim,
+		     opt.cfg.heads);
+	omp_set_num_threads(opt.threads);
+	openblas_set_num_threads(opt.threads);
+	if (opt.apply)
+		return apply(argc, argv);
+	static char *stdin_only[] = {"-", NULL};
+	if (argc == 0)
+		argc = 1, argv = stdin_only;
+	return train(argc, argv);
+}

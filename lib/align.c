@@ -1,0 +1,1124 @@
+/*
+ * align.c: the alignment model (heads, Q-Former) and its losses, forward and
+ * backward. Layers are in align_layers.c, checkpoints in align_io.c, the
+ * optimizer in optim.c. See align.h for the model and the buffer contract.
+ *
+ * Memory: align_model_alloc() makes one arena for the activations of the
+ * largest bag (Q-Former, one bag at a time) and of the largest batch
+ * (heads, losses); a training step allocates nothing. The Q-Former keeps
+ * only one bag's activations: the batch forward stores each bag's pooled
+ * feature, and the backward pass recomputes a bag's forward just before its
+ * backward (the last bag's activations are still there and are reused).
+ */
+#include "align.h"
+
+#include "error.h"
+
+#include <cblas.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- parameters ---- */
+
+static int add_param(struct align_model *m, const char *name, int rows, int cols, float decay)
+{
+	if (m->nparam >= ALIGN_MAX_PARAMS)
+		return eosin_error("align: too many parameter tensors");
+	struct align_param *p = &m->param[m->nparam];
+	snprintf(p->name, sizeof p->name, "%s", name);
+	p->rows = rows;
+	p->cols = cols;
+	p->count = (size_t)rows * (cols ? cols : 1);
+	p->offset = m->nfloats;
+	p->decay = decay;
+	m->nfloats += p->count;
+	return m->nparam++;
+}
+
+static void add_head(struct align_model *m, const char *side, int in, int *w1, int *b1, int *w2,
+                     int *b2)
+{
+	const struct align_config *c = &m->cfg;
+	char name[48];
+	*w2 = *b2 = -1;
+	if (c->hidden > 0) {
+		snprintf(name, sizeof name, "%s.fc1.weight", side);
+		*w1 = add_param(m, name, c->hidden, in, 1);
+		snprintf(name, sizeof name, "%s.fc1.bias", side);
+		*b1 = add_param(m, name, c->hidden, 0, 0);
+		snprintf(name, sizeof name, "%s.fc2.weight", side);
+		*w2 = add_param(m, name, c->dim, c->hidden, 1);
+		snprintf(name, sizeof name, "%s.fc2.bias", side);
+		*b2 = add_param(m, name, c->dim, 0, 0);
+	} else {
+		snprintf(name, sizeof name, "%s.fc1.weight", side);
+		*w1 = add_param(m, name, c->dim, in, 1);
+		snprintf(name, sizeof name, "%s.fc1.bias", side);
+		*b1 = add_param(m, name, c->dim, 0, 0);
+	}
+}
+
+int align_model_init(struct align_model *m, const struct align_config *cfg)
+{
+	memset(m, 0, sizeof *m);
+	m->cfg = *cfg;
+	const struct align_config *c = &m->cfg;
+	if (c->img_dim <= 0 || c->txt_dim <= 0 || c->dim <= 0 || c->hidden < 0 || c->queries < 0)
+		return eosin_error("align: bad model sizes");
+	if (c->queries > 0) {
+		if (c->qdim <= 0 || c->qdim % 4 || c->heads <= 0 || c->qdim % c->heads ||
+		    c->layers < 1 || c->layers > ALIGN_MAX_LAYERS || c->ffn <= 0)
+			return eosin_error("align: bad q-former sizes (qdim %d heads %d layers %d ffn %d)",
+			                   c->qdim, c->heads, c->layers, c->ffn);
+	}
+	if (c->w_region > 0 && c->queries > 0)
+		return eosin_error("align: the region loss pools regions by their mean patch and "
+		                   "cannot be used with a q-former");
+	m->p_scale = add_param(m, "logit_scale", 1, 0, 0);
+	int vin = c->queries > 0 ? c->qdim : c->img_dim;
+	add_head(m, "visual", vin, &m->p_vw1, &m->p_vb1, &m->p_vw2, &m->p_vb2);
+	add_head(m, "text", c->txt_dim, &m->p_tw1, &m->p_tb1, &m->p_tw2, &m->p_tb2);
+	m->p_queries = m->p_kvw = m->p_kvb = m->p_lnfw = m->p_lnfb = -1;
+	if (c->queries > 0) {
+		int W = c->qdim, F = c->ffn;
+		m->p_queries = add_param(m, "qformer.queries", c->queries, W, 0);
+		m->p_kvw = add_param(m, "qformer.kv_in.weight", W, c->img_dim, 1);
+		m->p_kvb = add_param(m, "qformer.kv_in.bias", W, 0, 0);
+		for (int l = 0; l < c->layers; l++) {
+			char n[48];
+#define P(field, suffix, r, cc, d)                                                           \
+	snprintf(n, sizeof n, "qformer.%d.%s", l, suffix);                                       \
+	m->blk[l].field = add_param(m, n, r, cc, d)
+			P(ln1w, "ln1.weight", W, 0, 0);
+			P(ln1b, "ln1.bias", W, 0, 0);
+			P(qkvw, "self.qkv.weight", 3 * W, W, 1);
+			P(qkvb, "self.qkv.bias", 3 * W, 0, 0);
+			P(sow, "self.out.weight", W, W, 1);
+			P(sob, "self.out.bias", W, 0, 0);
+			P(ln2w, "ln2.weight", W, 0, 0);
+			P(ln2b, "ln2.bias", W, 0, 0);
+			P(cqw, "cross.q.weight", W, W, 1);
+			P(cqb, "cross.q.bias", W, 0, 0);
+			P(ckvw, "cross.kv.weight", 2 * W, W, 1);
+			P(ckvb, "cross.kv.bias", 2 * W, 0, 0);
+			P(cow, "cross.out.weight", W, W, 1);
+			P(cob, "cross.out.bias", W, 0, 0);
+			P(ln3w, "ln3.weight", W, 0, 0);
+			P(ln3b, "ln3.bias", W, 0, 0);
+			P(f1w, "ffn.fc1.weight", F, W, 1);
+			P(f1b, "ffn.fc1.bias", F, 0, 0);
+			P(f2w, "ffn.fc2.weight", W, F, 1);
+			P(f2b, "ffn.fc2.bias", W, 0, 0);
+#undef P
+		}
+		m->p_lnfw = add_param(m, "qformer.ln_f.weight", W, 0, 0);
+		m->p_lnfb = add_param(m, "qformer.ln_f.bias", W, 0, 0);
+	}
+	m->p_iw1 = m->p_ib1 = m->p_iw2 = m->p_ib2 = -1;
+	if (c->w_itm > 0) {
+		int D = c->dim, Hi = c->hidden > 0 ? c->hidden : c->dim;
+		m->p_iw1 = add_param(m, "itm.fc1.weight", Hi, 2 * D, 1);
+		m->p_ib1 = add_param(m, "itm.fc1.bias", Hi, 0, 0);
+		m->p_iw2 = add_param(m, "itm.fc2.weight", 1, Hi, 1);
+		m->p_ib2 = add_param(m, "itm.fc2.bias", 1, 0, 0);
+	}
+	m->p_mqw = m->p_mqb = m->p_mkvw = m->p_mkvb = m->p_mow = m->p_mob = -1;
+	m->p_pw1 = m->p_pb1 = m->p_pw2 = m->p_pb2 = -1;
+	if (c->w_mrtva > 0) {
+		int D = c->dim, Hp = c->hidden > 0 ? c->hidden : c->dim;
+		m->p_mqw = add_param(m, "mm.q.weight", D, D, 1);
+		m->p_mqb = add_param(m, "mm.q.bias", D, 0, 0);
+		m->p_mkvw = add_param(m, "mm.kv.weight", 2 * D, D, 1);
+		m->p_mkvb = add_param(m, "mm.kv.bias", 2 * D, 0, 0);
+		m->p_mow = add_param(m, "mm.out.weight", D, D, 1);
+		m->p_mob = add_param(m, "mm.out.bias", D, 0, 0);
+		m->p_pw1 = add_param(m, "pred.fc1.weight", Hp, D, 1);
+		m->p_pb1 = add_param(m, "pred.fc1.bias", Hp, 0, 0);
+		m->p_pw2 = add_param(m, "pred.fc2.weight", D, Hp, 1);
+		m->p_pb2 = add_param(m, "pred.fc2.bias", D, 0, 0);
+	}
+	for (int i = 0; i < m->nparam; i++)
+		if (m->param[i].count == 0)
+			return eosin_error("align: empty parameter '%s'", m->param[i].name);
+	if (m->nparam >= ALIGN_MAX_PARAMS)
+		return -1;
+	m->params = calloc(m->nfloats, sizeof(float));
+	m->grads = calloc(m->nfloats, sizeof(float));
+	m->m = calloc(m->nfloats, sizeof(float));
+	m->v = calloc(m->nfloats, sizeof(float));
+	if (!m->params || !m->grads || !m->m || !m->v) {
+		align_model_free(m);
+		return eosin_error("align: out of memory for %zu parameters", m->nfloats);
+	}
+	return 0;
+}
+
+float *align_param_ptr(struct align_model *m, int idx)
+{
+	return idx < 0 ? NULL : m->params + m->param[idx].offset;
+}
+
+static float *gradp(struct align_model *m, int idx)
+{
+	return idx < 0 ? NULL : m->grads + m->param[idx].offset;
+}
+
+int align_param_find(const struct align_model *m, const char *name)
+{
+	for (int i = 0; i < m->nparam; i++)
+		if (!strcmp(m->param[i].name, name))
+			return i;
+	return -1;
+}
+
+/* splitmix64: small, seedable, the same everywhere */
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s)
+{
+	return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void align_model_randomize(struct align_model *m, uint64_t seed)
+{
+	uint64_t s = seed;
+	for (int i = 0; i < m->nparam; i++) {
+		struct align_param *p = &m->param[i];
+		float *x = m->params + p->offset;
+		const char *dot = strrchr(p->name, '.');
+		int is_ln = strstr(p->name, ".ln") != NULL;
+		if (i == m->p_scale) {
+			x[0] = logf(1.0f / m->cfg.temp_init);
+		} else if (i == m->p_queries) {
+			/* normal(0, 0.02) by Box-Muller */
+			for (size_t e = 0; e < p->count; e++) {
+				double u1 = uniform01(&s), u2 = uniform01(&s);
+				x[e] = (float)(0.02 * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2 * M_PI * u2));
+			}
+		} else if (is_ln && dot && !strcmp(dot, ".weight")) {
+			for (size_t e = 0; e < p->count; e++)
+				x[e] = 1.0f;
+		} else if (p->cols == 0) {
+			memset(x, 0, sizeof(float) * p->count); /* biases, LN shifts */
+		} else {
+			/* uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+			double a = 1.0 / sqrt((double)p->cols);
+			for (size_t e = 0; e < p->count; e++)
+				x[e] = (float)((2.0 * uniform01(&s) - 1.0) * a);
+		}
+	}
+}
+
+/* ---- activations ---- */
+
+struct head_act {
+	float *h1, *g, *y, *z, *norm; /* (N,Hd) (N,Hd) (N,D) (N,D) (N) */
+	float *dh, *dg, *dy, *dz;     /* gradients of the same shapes */
+};
+
+struct align_qf_act {
+	float *kv, *dkv;              /* (N,W) */
+	struct {
+		float *x_in, *ln1, *ln1m, *ln1r, *qkv, *satt, *sP, *x1;
+		float *ln2, *ln2m, *ln2r, *cq, *ckv, *catt, *cP, *x2;
+		float *ln3, *ln3m, *ln3r, *fh, *fg;
+	} l[ALIGN_MAX_LAYERS];
+	float *x_out, *lnf, *lnfm, *lnfr; /* (Q,W) (Q,W) (Q) (Q) */
+	float *dx, *dln, *dqkv, *datt, *dcq, *dckv, *dfh, *dfg; /* grads */
+	float *scratch;               /* (Q, max(N,Q)) */
+	float *pooled;                /* (W) when recomputing */
+	const struct align_bag *bag;  /* whose activations these are */
+};
+
+/* MR-PLIP multimodal encoder and predictor, for R items, K keyword rows,
+ * k = topk keywords per item, hidden Hp */
+struct align_mm_act {
+	float *mq, *dmq;          /* (R,D) queries Wq v */
+	float *mkv, *dmkv;        /* (K,2D) keys and values of every keyword */
+	float *g, *dg;            /* (R,k,2D) each item's top-k keys/values; (k,2D) */
+	float *att, *ascratch;    /* (R,k) attention; (k) */
+	float *mo, *dmo;          /* (R,D) attention output */
+	float *f, *df;            /* (R,D) text-guided feature f = v + Wo mo */
+	float *ph, *pg, *dph, *dpg; /* (R,Hp) predictor hidden, after GELU */
+	float *py, *dpy;          /* (R,D) predictor output */
+	float *nf, *nfn;          /* (R,D) f / |f|, (R) |f| */
+	float *np, *npn, *dnp;    /* (R,D) py / |py|, (R) |py|, (R,D) grad */
+	float *sims;              /* (K) */
+	int *topidx;              /* (R,k) */
+};
+
+/* image-text matching over P = 3R pairs */
+struct align_itm_act {
+	float *u, *du;            /* (P, 2D) fused pair features */
+	float *pre, *h, *dpre, *dh; /* (P, Hi) */
+	float *logit, *dlogit;    /* (P) */
+	int *pair;                /* (P, 2) image row, text row */
+};
+
+struct align_batch_act {
+	float *vin, *dvin;            /* (max_items, vin) */
+	float *tin;                   /* (max_items + max_kw, txt_dim) */
+	struct head_act vis, txt;
+	float *logits;                /* (2, max_items, max_items) */
+	float *nce;                   /* (2, max_kw) */
+	float *gnce;                  /* (2, max_regions, max_sents) */
+	int *rgid, *sgid;             /* (max_regions) (max_sents): bag of each row */
+	int *order;                   /* (max_kw) */
+};
+
+/* Carve n floats from the arena (or count them when base is NULL). */
+static float *carve(float *base, size_t *used, size_t n)
+{
+	float *p = base ? base + *used : NULL;
+	*used += (n + 15) & ~(size_t)15; /* 64-byte aligned pieces */
+	return p;
+}
+
+static void head_carve(struct head_act *h, float *base, size_t *used, int N, int Hd, int D)
+{
+	h->h1 = carve(base, used, (size_t)N * Hd);
+	h->g = carve(base, used, (size_t)N * Hd);
+	h->dh = carve(base, used, (size_t)N * Hd);
+	h->dg = carve(base, used, (size_t)N * Hd);
+	h->y = carve(base, used, (size_t)N * D);
+	h->z = carve(base, used, (size_t)N * D);
+	h->dy = carve(base, used, (size_t)N * D);
+	h->dz = carve(base, used, (size_t)N * D);
+	h->norm = carve(base, used, (size_t)N);
+}
+
+/* One bag's Q-Former activations and gradient scratch, for max_n patches */
+static void qf_carve(struct align_model *m, struct align_qf_act *q, float *base, size_t *usedp)
+{
+	const struct align_config *c = &m->cfg;
+	size_t used = *usedp;
+		int N = m->max_n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn;
+	q->kv = carve(base, &used, (size_t)N * W);
+	q->dkv = carve(base, &used, (size_t)N * W);
+	for (int l = 0; l < c->layers; l++) {
+		q->l[l].x_in = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln1 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln1m = carve(base, &used, Q);
+		q->l[l].ln1r = carve(base, &used, Q);
+		q->l[l].qkv = carve(base, &used, (size_t)Q * 3 * W);
+		q->l[l].satt = carve(base, &used, (size_t)Q * W);
+		q->l[l].sP = carve(base, &used, (size_t)H * Q * Q);
+		q->l[l].x1 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln2 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln2m = carve(base, &used, Q);
+		q->l[l].ln2r = carve(base, &used, Q);
+		q->l[l].cq = carve(base, &used, (size_t)Q * W);
+		q->l[l].ckv = carve(base, &used, (size_t)N * 2 * W);
+		q->l[l].catt = carve(base, &used, (size_t)Q * W);
+		q->l[l].cP = carve(base, &used, (size_t)H * Q * N);
+		q->l[l].x2 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln3 = carve(base, &used, (size_t)Q * W);
+		q->l[l].ln3m = carve(base, &used, Q);
+		q->l[l].ln3r = carve(base, &used, Q);
+		q->l[l].fh = carve(base, &used, (size_t)Q * F);
+		q->l[l].fg = carve(base, &used, (size_t)Q * F);
+	}
+	q->x_out = carve(base, &used, (size_t)Q * W);
+	q->lnf = carve(base, &used, (size_t)Q * W);
+	q->lnfm = carve(base, &used, Q);
+	q->lnfr = carve(base, &used, Q);
+	q->dx = carve(base, &used, (size_t)Q * W);
+	q->dln = carve(base, &used, (size_t)Q * W);
+	q->dqkv = carve(base, &used, (size_t)Q * 3 * W);
+	q->datt = carve(base, &used, (size_t)Q * W);
+	q->dcq = carve(base, &used, (size_t)Q * W);
+	q->dckv = carve(base, &used, (size_t)N * 2 * W);
+	q->dfh = carve(base, &used, (size_t)Q * F);
+	q->dfg = carve(base, &used, (size_t)Q * F);
+	q->scratch = carve(base, &used, (size_t)Q * (N > Q ? N : Q));
+	q->pooled = carve(base, &used, W);
+	*usedp = used;
+}
+
+static size_t arena_layout(struct align_model *m, float *base)
+{
+	const struct align_config *c = &m->cfg;
+	size_t used = 0;
+	struct align_batch_act *b = m->ba;
+	int R = m->max_items, K = m->max_kw;
+	int vin = c->queries > 0 ? c->qdim : c->img_dim;
+	int Hd = c->hidden > 0 ? c->hidden : 1;
+	int G = m->max_regions, S = m->max_sents;
+	b->vin = carve(base, &used, (size_t)(R + G) * vin);
+	b->dvin = carve(base, &used, (size_t)(R + G) * vin);
+	b->tin = carve(base, &used, (size_t)(R + K + S) * c->txt_dim);
+	head_carve(&b->vis, base, &used, R + G, Hd, c->dim);
+	head_carve(&b->txt, base, &used, R + K + S, Hd, c->dim);
+	b->gnce = carve(base, &used, 2 * (size_t)G * S);
+	b->logits = carve(base, &used, 2 * (size_t)R * R);
+	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
+	if (c->w_itm > 0) {
+		struct align_itm_act *t = m->itm;
+		int P = 3 * R, D = c->dim, Hi = c->hidden > 0 ? c->hidden : c->dim;
+		t->u = carve(base, &used, (size_t)P * 2 * D);
+		t->du = carve(base, &used, (size_t)P * 2 * D);
+		t->pre = carve(base, &used, (size_t)P * Hi);
+		t->h = carve(base, &used, (size_t)P * Hi);
+		t->dpre = carve(base, &used, (size_t)P * Hi);
+		t->dh = carve(base, &used, (size_t)P * Hi);
+		t->logit = carve(base, &used, P);
+		t->dlogit = carve(base, &used, P);
+	}
+	if (c->w_mrtva > 0) {
+		struct align_mm_act *a = m->mm;
+		int D = c->dim, k = c->topk, Hp = c->hidden > 0 ? c->hidden : c->dim, KK = K > 0 ? K : 1;
+		a->mq = carve(base, &used, (size_t)R * D);
+		a->dmq = carve(base, &used, (size_t)R * D);
+		a->mkv = carve(base, &used, (size_t)KK * 2 * D);
+		a->dmkv = carve(base, &used, (size_t)KK * 2 * D);
+		a->g = carve(base, &used, (size_t)R * k * 2 * D);
+		a->dg = carve(base, &used, (size_t)k * 2 * D);
+		a->att = carve(base, &used, (size_t)R * k);
+		a->ascratch = carve(base, &used, k);
+		a->mo = carve(base, &used, (size_t)R * D);
+		a->dmo = carve(base, &used, (size_t)R * D);
+		a->f = carve(base, &used, (size_t)R * D);
+		a->df = carve(base, &used, (size_t)R * D);
+		a->ph = carve(base, &used, (size_t)R * Hp);
+		a->pg = carve(base, &used, (size_t)R * Hp);
+		a->dph = carve(base, &used, (size_t)R * Hp);
+		a->dpg = carve(base, &used, (size_t)R * Hp);
+		a->py = carve(base, &used, (size_t)R * D);
+		a->dpy = carve(base, &used, (size_t)R * D);
+		a->nf = carve(base, &used, (size_t)R * D);
+		a->nfn = carve(base, &used, R);
+		a->np = carve(base, &used, (size_t)R * D);
+		a->npn = carve(base, &used, R);
+		a->dnp = carve(base, &used, (size_t)R * D);
+		a->sims = carve(base, &used, KK);
+	}
+	if (c->queries > 0)
+		for (int set = 0; set < m->qf_sets; set++)
+			qf_carve(m, &m->qf[set], base, &used);
+	return used;
+}
+
+int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_kw)
+{
+	if (max_n < 1 || max_items < 1 || max_kw < 0)
+		return eosin_error("align: bad activation sizes");
+	free(m->act);
+	free(m->qf);
+	if (m->ba) {
+		free(m->ba->order);
+		free(m->ba->rgid);
+		free(m->ba->sgid);
+	}
+	free(m->ba);
+	m->max_n = max_n;
+	m->max_items = max_items;
+	m->max_kw = max_kw;
+	/* Q-Former activations for every bag of a batch (one item per bag)
+	 * when they fit in ALIGN_ACT_BUDGET, else for one bag and recompute */
+	m->qf_sets = 1;
+	if (m->cfg.queries > 0) {
+		struct align_qf_act probe = {0};
+		size_t one = 0;
+		qf_carve(m, &probe, NULL, &one);
+		size_t fit = ALIGN_ACT_BUDGET / (one * sizeof(float));
+		m->qf_sets = max_items < (int)(fit > 0 ? fit : 1) ? max_items : (int)(fit > 0 ? fit : 1);
+		if (m->qf_sets_limit > 0 && m->qf_sets > m->qf_sets_limit)
+			m->qf_sets = m->qf_sets_limit;
+	}
+	m->qf = calloc((size_t)m->qf_sets, sizeof *m->qf);
+	m->ba = calloc(1, sizeof *m->ba);
+	m->ba->order = calloc((size_t)(max_kw > 0 ? max_kw : 1), sizeof(int));
+	m->ba->rgid = calloc((size_t)m->max_regions + 1, sizeof(int));
+	m->ba->sgid = calloc((size_t)m->max_sents + 1, sizeof(int));
+	if (m->mm)
+		free(m->mm->topidx);
+	free(m->mm);
+	m->mm = calloc(1, sizeof *m->mm);
+	if (m->itm)
+		free(m->itm->pair);
+	free(m->itm);
+	m->itm = calloc(1, sizeof *m->itm);
+	if (m->itm)
+		m->itm->pair = calloc((size_t)6 * max_items, sizeof(int));
+	if (!m->itm || !m->itm->pair)
+		return eosin_error("align: out of memory");
+	if (m->mm)
+		m->mm->topidx = calloc((size_t)max_items * (m->cfg.topk > 0 ? m->cfg.topk : 1),
+		                       sizeof(int));
+	if (!m->qf || !m->ba || !m->ba->order || !m->mm || !m->mm->topidx)
+		return eosin_error("align: out of memory");
+	m->act_floats = arena_layout(m, NULL);
+	m->act = aligned_alloc(64, m->act_floats * sizeof(float));
+	if (!m->act)
+		return eosin_error("align: out of memory for %zu activation floats", m->act_floats);
+	memset(m->act, 0, m->act_floats * sizeof(float));
+	arena_layout(m, m->act);
+	return 0;
+}
+
+void align_model_free(struct align_model *m)
+{
+	free(m->params);
+	free(m->grads);
+	free(m->m);
+	free(m->v);
+	free(m->act);
+	if (m->ba) {
+		free(m->ba->order);
+		free(m->ba->rgid);
+		free(m->ba->sgid);
+	}
+	free(m->ba);
+	free(m->qf);
+	if (m->mm)
+		free(m->mm->topidx);
+	free(m->mm);
+	m->mm = NULL;
+	if (m->itm)
+		free(m->itm->pair);
+	free(m->itm);
+	m->itm = NULL;
+	m->params = m->grads = m->m = m->v = m->act = NULL;
+	m->ba = NULL;
+	m->qf = NULL;
+}
+
+/* ---- heads: Linear, or Linear-GELU-Linear, then L2 norm ---- */
+
+static void head_forward(struct align_model *m, struct head_act *h, const float *x, int N, int C,
+                         int w1, int b1, int w2, int b2)
+{
+	int D = m->cfg.dim, Hd = m->cfg.hidden;
+	if (Hd > 0) {
+		linear_forward(h->h1, x, align_param_ptr(m, w1), align_param_ptr(m, b1), N, C, Hd);
+		gelu_forward(h->g, h->h1, (size_t)N * Hd);
+		linear_forward(h->y, h->g, align_param_ptr(m, w2), align_param_ptr(m, b2), N, Hd, D);
+	} else {
+		linear_forward(h->y, x, align_param_ptr(m, w1), align_param_ptr(m, b1), N, C, D);
+	}
+	l2norm_forward(h->z, h->norm, h->y, N, D);
+}
+
+/* h->dz (N,D) holds dloss/dz; dx (N,C) accumulates, may be NULL */
+static void head_backward(struct align_model *m, struct head_act *h, float *dx, const float *x,
+                          int N, int C, int w1, int b1, int w2, int b2)
+{
+	int D = m->cfg.dim, Hd = m->cfg.hidden;
+	memset(h->dy, 0, sizeof(float) * N * D);
+	l2norm_backward(h->dy, h->dz, h->z, h->norm, N, D);
+	if (Hd > 0) {
+		memset(h->dg, 0, sizeof(float) * N * Hd);
+		memset(h->dh, 0, sizeof(float) * N * Hd);
+		linear_backward(h->dg, gradp(m, w2), gradp(m, b2), h->dy, h->g, align_param_ptr(m, w2),
+		                N, Hd, D);
+		gelu_backward(h->dh, h->h1, h->dg, (size_t)N * Hd);
+		linear_backward(dx, gradp(m, w1), gradp(m, b1), h->dh, x, align_param_ptr(m, w1), N, C,
+		                Hd);
+	} else {
+		linear_backward(dx, gradp(m, w1), gradp(m, b1), h->dy, x, align_param_ptr(m, w1), N, C,
+		                D);
+	}
+}
+
+/* ---- Q-Former (pre-LN blocks) over one bag ---- */
+
+/* pooled (W) = mean over queries of LN_f(blocks(queries, kv(bag))) */
+static void qformer_forward(struct align_model *m, struct align_qf_act *a,
+                            const struct align_bag *bag, float *pooled)
+{
+	const struct align_config *c = &m->cfg;
+	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
+	linear_forward(a->kv, bag->img, align_param_ptr(m, m->p_kvw), align_param_ptr(m, m->p_kvb),
+	               N, c->img_dim, W);
+	if (bag->pos)
+		posenc2d_add(a->kv, bag->pos, bag->extent, N, W);
+	memcpy(a->l[0].x_in, align_param_ptr(m, m->p_queries), sizeof(float) * Q * W);
+	for (int l = 0; l < c->layers; l++) {
+		__typeof__(a->l[0]) *L = &a->l[l];
+		__typeof__(m->blk[0]) *B = &m->blk[l];
+		float *x_out = l + 1 < c->layers ? a->l[l + 1].x_in : a->x_out;
+		/* x1 = x + SelfAttn(LN1(x)) */
+		layernorm_forward(L->ln1, L->ln1m, L->ln1r, L->x_in, align_param_ptr(m, B->ln1w),
+		                  align_param_ptr(m, B->ln1b), Q, W);
+		linear_forward(L->qkv, L->ln1, align_param_ptr(m, B->qkvw), align_param_ptr(m, B->qkvb),
+		               Q, W, 3 * W);
+		attention_forward(L->satt, L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W,
+		                  3 * W, Q, Q, H, hd);
+		linear_forward(L->x1, L->satt, align_param_ptr(m, B->sow), align_param_ptr(m, B->sob), Q,
+		               W, W);
+		for (int e = 0; e < Q * W; e++)
+			L->x1[e] += L->x_in[e];
+		/* x2 = x1 + CrossAttn(LN2(x1), kv) */
+		layernorm_forward(L->ln2, L->ln2m, L->ln2r, L->x1, align_param_ptr(m, B->ln2w),
+		                  align_param_ptr(m, B->ln2b), Q, W);
+		linear_forward(L->cq, L->ln2, align_param_ptr(m, B->cqw), align_param_ptr(m, B->cqb), Q,
+		               W, W);
+		linear_forward(L->ckv, a->kv, align_param_ptr(m, B->ckvw), align_param_ptr(m, B->ckvb),
+		               N, W, 2 * W);
+		attention_forward(L->catt, L->cP, L->cq, W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H,
+		                  hd);
+		linear_forward(L->x2, L->catt, align_param_ptr(m, B->cow), align_param_ptr(m, B->cob), Q,
+		               W, W);
+		for (int e = 0; e < Q * W; e++)
+			L->x2[e] += L->x1[e];
+		/* x_out = x2 + FFN(LN3(x2)) */
+		layernorm_forward(L->ln3, L->ln3m, L->ln3r, L->x2, align_param_ptr(m, B->ln3w),
+		                  align_param_ptr(m, B->ln3b), Q, W);
+		linear_forward(L->fh, L->ln3, align_param_ptr(m, B->f1w), align_param_ptr(m, B->f1b), Q,
+		               W, F);
+		gelu_forward(L->fg, L->fh, (size_t)Q * F);
+		linear_forward(x_out, L->fg, align_param_ptr(m, B->f2w), align_param_ptr(m, B->f2b), Q, F,
+		               W);
+		for (int e = 0; e < Q * W; e++)
+			x_out[e] += L->x2[e];
+	}
+	layernorm_forward(a->lnf, a->lnfm, a->lnfr, a->x_out, align_param_ptr(m, m->p_lnfw),
+	                  align_param_ptr(m, m->p_lnfb), Q, W);
+	for (int w = 0; w < W; w++) {
+		float s = 0.0f;
+		for (int q = 0; q < Q; q++)
+			s += a->lnf[q * W + w];
+		pooled[w] = s / Q;
+	}
+	a->bag = bag;
+}
+
+/* dpooled (W): accumulate the bag's parameter gradients */
+static void qformer_backward(struct align_model *m, struct align_qf_act *a,
+                             const struct align_bag *bag, const float *dpooled)
+{
+	const struct align_config *c = &m->cfg;
+	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
+	size_t QW = (size_t)Q * W;
+	/* dlnf (Q,W): the mean spreads dpooled evenly; dx (Q,W) = d x_out */
+	for (int q = 0; q < Q; q++)
+		for (int w = 0; w < W; w++)
+			a->dln[q * W + w] = dpooled[w] / Q;
+	memset(a->dx, 0, sizeof(float) * QW);
+	memset(a->dkv, 0, sizeof(float) * (size_t)N * W);
+	layernorm_backward(a->dx, gradp(m, m->p_lnfw), gradp(m, m->p_lnfb), a->dln, a->x_out,
+	                   align_param_ptr(m, m->p_lnfw), a->lnfm, a->lnfr, Q, W);
+	for (int l = c->layers - 1; l >= 0; l--) {
+		__typeof__(a->l[0]) *L = &a->l[l];
+		__typeof__(m->blk[0]) *B = &m->blk[l];
+		/* FFN: dx (d x_out) flows to x2 by the residual and through the FFN */
+		memset(a->dfg, 0, sizeof(float) * Q * F);
+		memset(a->dfh, 0, sizeof(float) * Q * F);
+		memset(a->dln, 0, sizeof(float) * QW);
+		linear_backward(a->dfg, gradp(m, B->f2w), gradp(m, B->f2b), a->dx, L->fg,
+		                align_param_ptr(m, B->f2w), Q, F, W);
+		gelu_backward(a->dfh, L->fh, a->dfg, (size_t)Q * F);
+		linear_backward(a->dln, gradp(m, B->f1w), gradp(m, B->f1b), a->dfh, L->ln3,
+		                align_param_ptr(m, B->f1w), Q, W, F);
+		layernorm_backward(a->dx, gradp(m, B->ln3w), gradp(m, B->ln3b), a->dln, L->x2,
+		                   align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
+		/* cross-attention: dx is now d x2 */
+		memset(a->datt, 0, sizeof(float) * QW);
+		memset(a->dcq, 0, sizeof(float) * QW);
+		memset(a->dckv, 0, sizeof(float) * (size_t)N * 2 * W);
+		memset(a->dln, 0, sizeof(float) * QW);
+		linear_backward(a->datt, gradp(m, B->cow), gradp(m, B->cob), a->dx, L->catt,
+		                align_param_ptr(m, B->cow), Q, W, W);
+		attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq, W,
+		                   L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
+		linear_backward(a->dkv, gradp(m, B->ckvw), gradp(m, B->ckvb), a->dckv, a->kv,
+		                align_param_ptr(m, B->ckvw), N, W, 2 * W);
+		linear_backward(a->dln, gradp(m, B->cqw), gradp(m, B->cqb), a->dcq, L->ln2,
+		                align_param_ptr(m, B->cqw), Q, W, W);
+		layernorm_backward(a->dx, gradp(m, B->ln2w), gradp(m, B->ln2b), a->dln, L->x1,
+		                   align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
+		/* self-attention: dx is now d x1 */
+		memset(a->datt, 0, sizeof(float) * QW);
+		memset(a->dqkv, 0, sizeof(float) * QW * 3);
+		memset(a->dln, 0, sizeof(float) * QW);
+		linear_backward(a->datt, gradp(m, B->sow), gradp(m, B->sob), a->dx, L->satt,
+		                align_param_ptr(m, B->sow), Q, W, W);
+		attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt, L->sP,
+		                   L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W, Q, Q, H, hd);
+		linear_backward(a->dln, gradp(m, B->qkvw), gradp(m, B->qkvb), a->dqkv, L->ln1,
+		                align_param_ptr(m, B->qkvw), Q, W, 3 * W);
+		layernorm_backward(a->dx, gradp(m, B->ln1w), gradp(m, B->ln1b), a->dln, L->x_in,
+		                   align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
+	}
+	float *dq = gradp(m, m->p_queries);
+	for (size_t e = 0; e < QW; e++)
+		dq[e] += a->dx[e];
+	/* the positional encoding is a constant: dkv goes straight to kv_in */
+	linear_backward(NULL, gradp(m, m->p_kvw), gradp(m, m->p_kvb), a->dkv, bag->img,
+	                align_param_ptr(m, m->p_kvw), N, c->img_dim, W);
+}
+
+/* ---- the batch: items, heads, losses ---- */
+
+/* Does the bag give one item per patch (an MR-PLIP bag with a caption per
+ * patch, no Q-Former) or one for the whole bag? */
+static int per_patch(const struct align_model *m, const struct align_bag *bag)
+{
+	return m->cfg.queries == 0 && bag->ntxt == bag->n && bag->n > 1;
+}
+
+int align_bag_items(const struct align_model *m, const struct align_bag *bag)
+{
+	return per_patch(m, bag) ? bag->n : 1;
+}
+
+/* Image-side input rows of one bag into vin (items, vin_dim); the bag's
+ * place in its batch picks the Q-Former activation set. */
+static void bag_visual_input(struct align_model *m, const struct align_bag *bag, int slot,
+                             float *vin)
+{
+	const struct align_config *c = &m->cfg;
+	if (c->queries > 0) {
+		qformer_forward(m, &m->qf[slot % m->qf_sets], bag, vin);
+	} else if (per_patch(m, bag)) {
+		memcpy(vin, bag->img, sizeof(float) * bag->n * c->img_dim);
+	} else {
+		int C = c->img_dim;
+		memset(vin, 0, sizeof(float) * C);
+		for (int i = 0; i < bag->n; i++) /* row by row, along memory */
+			for (int d = 0; d < C; d++)
+				vin[d] += bag->img[(size_t)i * C + d];
+		for (int d = 0; d < C; d++)
+			vin[d] /= bag->n;
+	}
+}
+
+/* ---- MR-PLIP: multimodal encoder + MRTVA (SimSiam, parent vs child) ---- */
+
+static int mrtva_bag(const struct align_model *m, const struct align_bag *bag)
+{
+	return bag->kw && bag->nkw > 0 && bag->parent && per_patch(m, bag);
+}
+
+/* Over the items of bags with keywords and parents: forward, loss, and the
+ * gradients into b->vis.dz, b->txt.dz (keyword rows) and the parameters,
+ * all scaled by w. Returns the mean loss over (child, parent) pairs. */
+static float mrtva_forward_backward(struct align_model *m, const struct align_bag *bags,
+                                    int nbags, int R, float w)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	struct align_mm_act *a = m->mm;
+	int D = c->dim, Hp = c->hidden > 0 ? c->hidden : c->dim, k = c->topk;
+	float *Wq = align_param_ptr(m, m->p_mqw), *Wkv = align_param_ptr(m, m->p_mkvw);
+	float *Wo = align_param_ptr(m, m->p_mow);
+	/* forward, bag by bag (items r.., keyword rows kr..) */
+	int r = 0, kr = R, npairs = 0;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		int with_kw = bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0);
+		if (mrtva_bag(m, bag)) {
+			int n = items, M = bag->nkw, kk = k < M ? k : M;
+			const float *v = b->vis.z + (size_t)r * D, *zk = b->txt.z + (size_t)kr * D;
+			linear_forward(a->mq + (size_t)r * D, v, Wq, align_param_ptr(m, m->p_mqb), n, D, D);
+			linear_forward(a->mkv + (size_t)(kr - R) * 2 * D, zk, Wkv,
+			               align_param_ptr(m, m->p_mkvb), M, D, 2 * D);
+			for (int p = 0; p < n; p++) {
+				int it = r + p, *top = a->topidx + (size_t)it * k;
+				for (int j = 0; j < M; j++) {
+					float d = 0.0f;
+					for (int e = 0; e < D; e++)
+						d += v[(size_t)p * D + e] * zk[(size_t)j * D + e];
+					a->sims[j] = d;
+				}
+				for (int t = 0; t < kk; t++) { /* top-k, ties by index */
+					int best = -1;
+					for (int j = 0; j < M; j++) {
+						int used = 0;
+						for (int u = 0; u < t; u++)
+							used |= top[u] == j;
+						if (!used && (best < 0 || a->sims[j] > a->sims[best]))
+							best = j;
+					}
+					top[t] = best;
+				}
+				float *g = a->g + (size_t)it * k * 2 * D;
+				for (int t = 0; t < kk; t++)
+					memcpy(g + (size_t)t * 2 * D, a->mkv + (size_t)(kr - R + top[t]) * 2 * D,
+					       sizeof(float) * 2 * D);
+				attention_forward(a->mo + (size_t)it * D, a->att + (size_t)it * k,
+				                  a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
+				                  D);
+				if (bag->parent[p] >= 0 && bag->parent[p] < n && bag->parent[p] != p)
+					npairs++;
+			}
+			linear_forward(a->f + (size_t)r * D, a->mo + (size_t)r * D, Wo,
+			               align_param_ptr(m, m->p_mob), n, D, D);
+			for (size_t e = 0; e < (size_t)n * D; e++)
+				a->f[(size_t)r * D + e] += v[e];
+			linear_forward(a->ph + (size_t)r * Hp, a->f + (size_t)r * D,
+			               align_param_ptr(m, m->p_pw1), align_param_ptr(m, m->p_pb1), n, D, Hp);
+			gelu_forward(a->pg + (size_t)r * Hp, a->ph + (size_t)r * Hp, (size_t)n * Hp);
+			linear_forward(a->py + (size_t)r * D, a->pg + (size_t)r * Hp,
+			               align_param_ptr(m, m->p_pw2), align_param_ptr(m, m->p_pb2), n, Hp, D);
+			l2norm_forward(a->nf + (size_t)r * D, a->nfn + r, a->f + (size_t)r * D, n, D);
+			l2norm_forward(a->np + (size_t)r * D, a->npn + r, a->py + (size_t)r * D, n, D);
+		}
+		r += items;
+		if (with_kw)
+			kr += bag->nkw;
+	}
+	if (npairs == 0)
+		return 0.0f;
+	/* loss and d(np): -1/2 [np_c . sg(nf_p) + np_p . sg(nf_c)] per pair */
+	double loss = 0.0;
+	float scale = w / npairs;
+	const float *nf = m->mrtva_fixed_targets ? m->mrtva_fixed_targets : a->nf;
+	r = 0;
+	memset(a->dnp, 0, sizeof(float) * R * D);
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		if (mrtva_bag(m, bag))
+			for (int p = 0; p < items; p++) {
+				int q = bag->parent[p];
+				if (q < 0 || q >= items || q == p)
+					continue;
+				const float *npc = a->np + (size_t)(r + p) * D, *npp = a->np + (size_t)(r + q) * D;
+				const float *nfc = nf + (size_t)(r + p) * D, *nfp = nf + (size_t)(r + q) * D;
+				float s1 = 0.0f, s2 = 0.0f;
+				for (int e = 0; e < D; e++) {
+					s1 += npc[e] * nfp[e];
+					s2 += npp[e] * nfc[e];
+					a->dnp[(size_t)(r + p) * D + e] -= 0.5f * scale * nfp[e];
+					a->dnp[(size_t)(r + q) * D + e] -= 0.5f * scale * nfc[e];
+				}
+				loss += -0.5 * (s1 + s2);
+			}
+		r += items;
+	}
+	/* backward, bag by bag */
+	r = 0, kr = R;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		int with_kw = bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0);
+		if (mrtva_bag(m, bag)) {
+			int n = items, M = bag->nkw, kk = k < M ? k : M;
+			size_t rD = (size_t)r * D, rH = (size_t)r * Hp;
+			memset(a->dpy + rD, 0, sizeof(float) * n * D);
+			memset(a->dpg + rH, 0, sizeof(float) * n * Hp);
+			memset(a->dph + rH, 0, sizeof(float) * n * Hp);
+			memset(a->df + rD, 0, sizeof(float) * n * D);
+			memset(a->dmo + rD, 0, sizeof(float) * n * D);
+			memset(a->dmq + rD, 0, sizeof(float) * n * D);
+			memset(a->dmkv + (size_t)(kr - R) * 2 * D, 0, sizeof(float) * M * 2 * D);
+			l2norm_backward(a->dpy + rD, a->dnp + rD, a->np + rD, a->npn + r, n, D);
+			linear_backward(a->dpg + rH, gradp(m, m->p_pw2), gradp(m, m->p_pb2), a->dpy + rD,
+			                a->pg + rH, align_param_ptr(m, m->p_pw2), n, Hp, D);
+			gelu_backward(a->dph + rH, a->ph + rH, a->dpg + rH, (size_t)n * Hp);
+			linear_backward(a->df + rD, gradp(m, m->p_pw1), gradp(m, m->p_pb1), a->dph + rH,
+			                a->f + rD, align_param_ptr(m, m->p_pw1), n, D, Hp);
+			/* f = v + Wo mo */
+			for (size_t e = 0; e < (size_t)n * D; e++)
+				b->vis.dz[rD + e] += a->df[rD + e];
+			linear_backward(a->dmo + rD, gradp(m, m->p_mow), gradp(m, m->p_mob), a->df + rD,
+			                a->mo + rD, Wo, n, D, D);
+			for (int p = 0; p < n; p++) {
+				int it = r + p, *top = a->topidx + (size_t)it * k;
+				float *g = a->g + (size_t)it * k * 2 * D;
+				memset(a->dg, 0, sizeof(float) * kk * 2 * D);
+				attention_backward(a->dmq + (size_t)it * D, a->dg, a->dg + D, a->ascratch,
+				                   a->dmo + (size_t)it * D, a->att + (size_t)it * k,
+				                   a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
+				                   D);
+				for (int t = 0; t < kk; t++) {
+					float *dst = a->dmkv + (size_t)(kr - R + top[t]) * 2 * D;
+					for (int e = 0; e < 2 * D; e++)
+						dst[e] += a->dg[(size_t)t * 2 * D + e];
+				}
+			}
+			linear_backward(b->vis.dz + rD, gradp(m, m->p_mqw), gradp(m, m->p_mqb), a->dmq + rD,
+			                b->vis.z + rD, Wq, n, D, D);
+			linear_backward(b->txt.dz + (size_t)kr * D, gradp(m, m->p_mkvw),
+			                gradp(m, m->p_mkvb), a->dmkv + (size_t)(kr - R) * 2 * D,
+			                b->txt.z + (size_t)kr * D, Wkv, M, D, 2 * D);
+		}
+		r += items;
+		if (with_kw)
+			kr += bag->nkw;
+	}
+	return (float)(loss / npairs);
+}
+
+const float *align_mrtva_targets(const struct align_model *m)
+{
+	return m->mm ? m->mm->nf : NULL;
+}
+
+/* ---- image-text matching with hard negatives ---- */
+
+/* zi, zt (R, D) unit rows; sims (R, R) scratch. Pairs: (i, i) true, (i, j*)
+ * with j* the most similar other text of image i, (i*, j) likewise for text
+ * j; the choice is a constant for the gradient. dzi, dzt accumulate. */
+static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt, float *sims,
+                                  const float *zi, const float *zt, int R, float w)
+{
+	struct align_itm_act *t = m->itm;
+	int D = m->cfg.dim, Hi = m->cfg.hidden > 0 ? m->cfg.hidden : m->cfg.dim, P = 3 * R;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, D, 1.0f, zi, D, zt, D, 0.0f, sims,
+	            R);
+	for (int i = 0; i < R && !m->itm_keep_negatives; i++) {
+		int bt = -1, bi = -1; /* hardest text for image i, hardest image for text i */
+		for (int j = 0; j < R; j++) {
+			if (j == i)
+				continue;
+			if (bt < 0 || sims[(size_t)i * R + j] > sims[(size_t)i * R + bt])
+				bt = j;
+			if (bi < 0 || sims[(size_t)j * R + i] > sims[(size_t)bi * R + i])
+				bi = j;
+		}
+		t->pair[2 * i] = i, t->pair[2 * i + 1] = i;
+		t->pair[2 * (R + i)] = i, t->pair[2 * (R + i) + 1] = bt;
+		t->pair[2 * (2 * R + i)] = bi, t->pair[2 * (2 * R + i) + 1] = i;
+	}
+	for (int p = 0; p < P; p++) {
+		const float *a = zi + (size_t)t->pair[2 * p] * D, *b = zt + (size_t)t->pair[2 * p + 1] * D;
+		float *u = t->u + (size_t)p * 2 * D;
+		for (int e = 0; e < D; e++) {
+			u[e] = a[e] * b[e];
+			u[D + e] = a[e] - b[e];
+		}
+	}
+	linear_forward(t->pre, t->u, align_param_ptr(m, m->p_iw1), align_param_ptr(m, m->p_ib1), P,
+	               2 * D, Hi);
+	gelu_forward(t->h, t->pre, (size_t)P * Hi);
+	linear_forward(t->logit, t->h, align_param_ptr(m, m->p_iw2), align_param_ptr(m, m->p_ib2), P,
+	               Hi, 1);
+	double loss = 0.0;
+	for (int p = 0; p < P; p++) {
+		float x = t->logit[p], y = p < R ? 1.0f : 0.0f;
+		/* softplus(x) - y x, stable */
+		loss += (x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))) - y * x;
+		t->dlogit[p] = w * (1.0f / (1.0f + expf(-x)) - y) / P;
+	}
+	memset(t->dh, 0, sizeof(float) * P * Hi);
+	memset(t->dpre, 0, sizeof(float) * P * Hi);
+	memset(t->du, 0, sizeof(float) * P * 2 * D);
+	linear_backward(t->dh, gradp(m, m->p_iw2), gradp(m, m->p_ib2), t->dlogit, t->h,
+	                align_param_ptr(m, m->p_iw2), P, Hi, 1);
+	gelu_backward(t->dpre, t->pre, t->dh, (size_t)P * Hi);
+	linear_backward(t->du, gradp(m, m->p_iw1), gradp(m, m->p_ib1), t->dpre, t->u,
+	                align_param_ptr(m, m->p_iw1), P, 2 * D, Hi);
+	for (int p = 0; p < P; p++) {
+		int ia = t->pair[2 * p], ib = t->pair[2 * p + 1];
+		const float *a = zi + (size_t)ia * D, *b = zt + (size_t)ib * D;
+		const float *du = t->du + (size_t)p * 2 * D;
+		for (int e = 0; e < D; e++) {
+			dzi[(size_t)ia * D + e] += du[e] * b[e] + du[D + e];
+			dzt[(size_t)ib * D + e] += du[e] * a[e] - du[D + e];
+		}
+	}
+	return (float)(loss / P);
+}
+
+/* PathFLIP region bags: region ids and sentences, no Q-Former */
+static int region_bag(const struct align_model *m, const struct align_bag *bag)
+{
+	return m->cfg.queries == 0 && bag->region && bag->nregions > 0 && bag->sent &&
+	       bag->nsent > 0;
+}
+
+static float clamped_scale(const struct align_model *m, int *clamped)
+{
+	float s = m->params[m->param[m->p_scale].offset];
+	*clamped = 0;
+	if (s > ALIGN_SCALE_MAX) {
+		*clamped = 1;
+		s = ALIGN_SCALE_MAX;
+	} else if (s < 0.0f) {
+		*clamped = 1;
+		s = 0.0f;
+	}
+	return s;
+}
+
+int align_step_grads(struct align_model *m, const struct align_bag *bags, int nbags,
+                     int backward, struct align_losses *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim, D = c->dim;
+	int R = 0, K = 0;
+	for (int i = 0; i < nbags; i++) {
+		if (bags[i].n > m->max_n)
+			return eosin_error("align: bag of %d patches, activations made for %d", bags[i].n,
+			                   m->max_n);
+		R += align_bag_items(m, &bags[i]);
+		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bags[i].kw && per_patch(m, &bags[i]))
+			K += bags[i].nkw;
+	}
+	int G = 0, S = 0;
+	for (int i = 0; i < nbags && c->w_region > 0; i++)
+		if (region_bag(m, &bags[i])) {
+			G += bags[i].nregions;
+			S += bags[i].nsent;
+		}
+	if (R > m->max_items || K > m->max_kw || G > m->max_regions || S > m->max_sents)
+		return eosin_error("align: batch of %d items, %d keywords, %d regions, %d sentences, "
+		                   "made for %d, %d, %d, %d", R, K, G, S, m->max_items, m->max_kw,
+		                   m->max_regions, m->max_sents);
+	if (R < 2)
+		return eosin_error("align: a batch needs at least 2 items, got %d", R);
+	memset(m->grads, 0, sizeof(float) * m->nfloats);
+	/* gather: image inputs (R, vin), caption rows then keyword rows (R+K, txt) */
+	int r = 0, k = R;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		bag_visual_input(m, bag, i, b->vin + (size_t)r * vin_dim);
+		memcpy(b->tin + (size_t)r * c->txt_dim, bag->txt,
+		       sizeof(float) * items * c->txt_dim);
+		r += items;
+		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bag->kw && per_patch(m, bag)) {
+			memcpy(b->tin + (size_t)k * c->txt_dim, bag->kw,
+			       sizeof(float) * bag->nkw * c->txt_dim);
+			k += bag->nkw;
+		}
+	}
+	/* regions: mean patch of each region after the items (G, vin); their
+	 * sentences after the keywords (S, txt) */
+	int g = R, sr = R + K;
+	for (int i = 0; i < nbags && c->w_region > 0; i++) {
+		const struct align_bag *bag = &bags[i];
+		if (!region_bag(m, bag))
+			continue;
+		int C = c->img_dim;
+		for (int q = 0; q < bag->nregions; q++) {
+			float *row = b->vin + (size_t)(g + q) * vin_dim;
+			int cnt = 0;
+			memset(row, 0, sizeof(float) * C);
+			for (int p = 0; p < bag->n; p++)
+				if (bag->region[p] == q) {
+					for (int d = 0; d < C; d++)
+						row[d] += bag->img[(size_t)p * C + d];
+					cnt++;
+				}
+			for (int d = 0; d < C && cnt > 0; d++)
+				row[d] /= cnt;
+			b->rgid[g + q - R] = i;
+		}
+		g += bag->nregions;
+		memcpy(b->tin + (size_t)sr * c->txt_dim, bag->sent, sizeof(float) * bag->nsent * c->txt_dim);
+		for (int j = 0; j < bag->nsent; j++)
+			b->sgid[sr + j - R - K] = i;
+		sr += bag->nsent;
+	}
+	head_forward(m, &b->vis, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
+	head_forward(m, &b->txt, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
+	             m->p_tb2);
+	memset(b->vis.dz, 0, sizeof(float) * (R + G) * D);
+	memset(b->txt.dz, 0, sizeof(float) * (R + K + S) * D);
+	int clamped;
+	float ls = clamped_scale(m, &clamped);
+	float *dls = gradp(m, m->p_scale);
+	struct align_losses L = {0};
+	L.items = R;
+	if (c->w_itc > 0) {
+		L.itc = infonce_forward_backward(b->vis.dz, b->txt.dz, dls, b->logits, b->vis.z,
+		                                 b->txt.z, ls, clamped, R, D, c->w_itc);
+		L.total += c->w_itc * L.itc;
+	}
+	if (c->w_cvta > 0 && K > 0) {
+		/* every patch of a bag with keywords is an anchor; mean over anchors */
+		int anchors = 0;
+		for (int i = 0; i < nbags; i++)
+			if (bags[i].kw && per_patch(m, &bags[i]))
+				anchors += bags[i].n;
+		float w = c->w_cvta / anchors;
+		double sum = 0.0;
+		r = 0, k = R;
+		for (int i = 0; i < nbags; i++) {
+			const struct align_bag *bag = &bags[i];
+			int items = align_bag_items(m, bag);
+			if (bag->kw && per_patch(m, bag)) {
+				for (int p = 0; p < items; p++)
+					sum += multipos_nce_forward_backward(
+					    b->vis.dz + (size_t)(r + p) * D, b->txt.dz + (size_t)k * D, dls, b->nce,
+					    b->order, b->vis.z + (size_t)(r + p) * D, b->txt.z + (size_t)k * D, ls,
+					    clamped, bag->nkw, D, c->topk, w);
+				k += bag->nkw;
+			}
+			r += items;
+		}
+		L.cvta = (float)(sum / anchors);
+		L.total += c->w_cvta * L.cvta;
+	}
+	if (c->w_mrtva > 0) {
+		L.mrtva = mrtva_forward_backward(m, bags, nbags, R, c->w_mrtva);
+		L.total += c->w_mrtva * L.mrtva;
+	}
+	if (c->w_itm > 0) {
+		L.itm = itm_forward_backward(m, b->vis.dz, b->txt.dz, b->logits, b->vis.z, b->txt.z, R,
+		                             c->w_itm);
+		L.total += c->w_itm * L.itm;
+	}
+	if (c->w_region > 0 && G > 0 && S > 0) {
+		L.region = groupnce_forward_backward(
+		    b->vis.dz + (size_t)R * D, b->txt.dz + (size_t)(R + K) * D, dls, b->gnce,
+		    b->vis.z + (size_t)R * D, b->txt.z + (size_t)(R + K) * D, b->rgid, b->sgid, ls,
+		    clamped, G, S, D, c->w_region);
+		L.total += c->w_region * L.region;
+	}
+	if (out)
+		*out = L;
+	if (!backward)
+		return 0;
+	memset(b->dvin, 0, sizeof(float) * (R + G) * vin_dim);
+	head_backward(m, &b->vis, b->dvin, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
+	              m->p_vb2);
+	head_backward(m, &b->txt, NULL, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1,
+	              m->p_tw2, m->p_tb2);
+	if (c->queries > 0) {
+		/* last bag first: with fewer activation sets than bags, its
+		 * activations are the ones still in place */
+		for (int i = nbags - 1; i >= 0; i--) {
+			struct align_qf_act *a = &m->qf[i % m->qf_sets];
+			if (a->bag != &bags[i]) /* recompute what another bag overwrote */
+				qformer_forward(m, a, &bags[i], a->pooled);
+			qformer_backward(m, a, &bags[i], b->dvin + (size_t)i * vin_dim);
+		}
+	}
+	return 0;
+}
+
+/* ---- inference ---- */
+
+int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim;
+	int items = align_bag_items(m, bag);
+	if (bag->n > m->max_n || items > m->max_items)
+		return eosin_error("align: bag of %d patches, activations made for %d", bag->n,
+		                   m->max_n);
+	bag_visual_input(m, bag, 0, b->vin);
+	head_forward(m, &b->vis, b->vin, items, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
+	memcpy(out, b->vis.z, sizeof(float) * items * c->dim);
+	return 0;
+}
+
+int align_embed_text(struct align_model *m, const float *txt, int rows, float *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int chunk = m->max_items + m->max_kw;
+	for (int r = 0; r < rows; r += chunk) {
+		int n = rows - r < chunk ? rows - r : chunk;
+		head_forward(m, &b->txt, txt + (size_t)r * c->txt_dim, n, c->txt_dim, m->p_tw1,
+		             m->p_tb1, m->p_tw2, m->p_tb2);
+		memcpy(out + (size_t)r * c->dim, b->txt.z, sizeof(float) * n * c->dim);
+	}
+	return 0;
+}

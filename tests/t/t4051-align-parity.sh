@@ -1,0 +1,77 @@
+#!/bin/sh
+# eosin-align against its PyTorch autograd reference (tests/parity/align_ref.py,
+# float64): the same initial weights (read from the C run's --dump-grads
+# checkpoint) and the same batch (all training bags: --batch above their
+# count). Step 0: loss and every parameter's gradient within 1e-4 relative
+# (max |dC - dTorch| / max |dTorch| per tensor). Then 20 AdamW steps
+# (warmup + cosine, clipping, weight decay): every step's loss within 1e-3.
+. "$(dirname "$0")/../lib.sh"
+
+PY=
+for p in python3 /usr/bin/python3; do
+	if command -v "$p" >/dev/null && "$p" -c 'import torch' 2>/dev/null; then PY=$p; break; fi
+done
+[ -n "$PY" ] || test_skip_all 'python3-torch missing'
+GEN="$ROOT/tests/parity/align_gen.py"
+REF="$ROOT/tests/parity/align_ref.py"
+TRAIN="--batch 64 --steps 20 --warmup 3 --lr 1e-2 --wd 0.05 --clip 1.0 --threads 1"
+SAME="--steps 20 --warmup 3 --lr 1e-2 --wd 0.05 --clip 1.0"
+
+# parity NAME BAGS MODEL-FLAGS...
+parity() {
+	name=$1 bags=$2
+	shift 2
+	# shellcheck disable=SC2086
+	eosin-align --train --out "$name.st" "$@" $TRAIN --dump-grads "$name.grads.st" \
+		--metrics "$name.jsonl" "$bags.mpk" 2>/dev/null &&
+	# shellcheck disable=SC2086
+	"$PY" "$REF" check "$name.grads.st" "$bags.jsonl" "$name.jsonl" $SAME >"$name.out"
+	st=$?
+	grep -E "^(loss|gradients|losses)" "$name.out"
+	return $st
+}
+
+test_expect_success 'bags for the parity runs' '
+	python3 "$GEN" --bags 12 --val-every 4 --seed 5 >slide.jsonl &&
+	eosin-cat -r slide.jsonl >slide.mpk &&
+	python3 "$GEN" --method mrplip --bags 10 --n 5 --val-every 5 --seed 5 >mr.jsonl &&
+	eosin-cat -r mr.jsonl >mr.mpk &&
+	python3 "$GEN" --method region --bags 12 --n 9 --val-every 4 --seed 5 >region.jsonl &&
+	eosin-cat -r region.jsonl >region.mpk
+'
+
+test_expect_success 'linear heads + ITC match PyTorch' '
+	parity lin slide --dim 16
+'
+
+test_expect_success 'MLP heads + ITC match PyTorch' '
+	parity mlp slide --dim 16 --hidden 24
+'
+
+test_expect_success 'Q-Former (2 layers, 2 heads, 2-D positions) + ITC matches PyTorch' '
+	parity qf slide --dim 16 --hidden 24 --queries 3 --qdim 16 --heads 2 --qformer-layers 2 --ffn 32 &&
+	grep -q "ok   qformer.1.cross.kv.weight" qf.out
+'
+
+test_expect_success 'per-patch items + ITC + CVTA match PyTorch' '
+	parity cvta mr --dim 16 --hidden 12 --loss itc=1,cvta=0.5 --topk 2
+'
+
+test_expect_success 'ITC + CVTA + multimodal encoder + MRTVA (MR-PLIP) match PyTorch' '
+	parity mrplip mr --dim 16 --hidden 12 --loss itc=1,cvta=0.5,mrtva=0.7 --topk 2
+'
+
+test_expect_success 'ITC + region-level NCE (PathFLIP) match PyTorch' '
+	parity pathflip region --dim 16 --hidden 12 --loss itc=1,region=0.8
+'
+
+test_expect_success 'ITC + image-text matching with hard negatives match PyTorch' '
+	parity itm mr --dim 16 --hidden 12 --loss itc=1,itm=0.5
+'
+
+test_expect_success 'the reference fails when the gradients differ (a check that can fail)' '
+	test_must_fail "$PY" "$REF" check lin.grads.st slide.jsonl mlp.jsonl $SAME >wrong.out &&
+	grep -q "^losses.*worst relative difference [1-9]" wrong.out
+'
+
+test_done
