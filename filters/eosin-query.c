@@ -32,6 +32,9 @@
 	"       eosin-query --heatmap OUT.png --query FILE [--slide SLIDE] [--size PX] "       \
 	"[--alpha A] [--field NAME] [file ...]\n"
 
+#define DEFAULT_NPROBE 16
+#define DEFAULT_EF 64
+
 static void usage(void)
 {
 	fputs(SYNOPSIS, stderr);
@@ -976,9 +979,16 @@ int main(int argc, char **argv)
 	if (index_path) {
 		if (archive_read(&arch, index_path) < 0)
 			die_lib();
+		/* FAISS's own defaults (nprobe 1, efSearch 16) trade too much
+		 * recall away; ours are stated in eosin-query(1). */
+		if (!nprobe && eosin_faiss_is_ivf(arch.faiss))
+			nprobe = DEFAULT_NPROBE;
 		if (nprobe && archive_set_param(&arch, "nprobe", (double)nprobe) < 0)
 			die_lib();
 		if (ef && archive_set_param(&arch, "efSearch", (double)ef) < 0)
+			die_lib();
+		if (!ef && strstr(arch.factory, "HNSW") && !eosin_faiss_is_ivf(arch.faiss) &&
+		    archive_set_param(&arch, "efSearch", topk > DEFAULT_EF ? topk : DEFAULT_EF) < 0)
 			die_lib();
 		if (!field_given && strcmp(arch.field, field))
 			field = arch.field;
