@@ -45,9 +45,11 @@ test_expect_success 'normalised (cosine) and L2 indices equal brute force' '
 	$V compare-hits hits.json brute.tsv 1e-4
 '
 
-# Floors: measured 1.000 (IVF, nprobe 16 of 32 lists) and 1.000 (HNSW,
-# efSearch 64) on these clustered vectors; the floors leave room for FAISS's
-# k-means to change between versions, not for a broken search.
+# Measured on these 2000 clustered vectors, 20 queries (FAISS 1.7.3):
+# IVF32,Flat at the default nprobe 16: 0.985 (nprobe 1: 0.61); HNSW16 at the
+# default efSearch 64: 0.96 (merged shards: 0.96); IVF16,PQ8x4: 0.455.
+# Floors: 0.95 (IVF), 0.9 (HNSW), 0.3 (PQ): room for FAISS's k-means and graph
+# to change between versions, none for a broken search.
 test_expect_success 'IVF and HNSW recall@10 at default settings' '
 	$V brute base.json q.json 10 ip >brute.tsv &&
 	eosin-index --out ivf.faiss --factory IVF32,Flat --seed 3 base.mpk 2>/dev/null &&
@@ -60,15 +62,15 @@ test_expect_success 'IVF and HNSW recall@10 at default settings' '
 	eosin-index --out hnsw.faiss --factory HNSW16 base.mpk 2>/dev/null &&
 	eosin-query --index hnsw.faiss -k 10 q.mpk | eosin-cat >hnsw.json &&
 	r=$($V recall hnsw.json brute.tsv) && echo "HNSW recall@10 $r" &&
-	awk -v r=$r "BEGIN { exit !(r >= 0.95) }"
+	awk -v r=$r "BEGIN { exit !(r >= 0.9) }"
 '
 
 test_expect_success 'IVF-PQ builds, trains on a seeded sample, searches' '
-	eosin-index --out pq.faiss --factory IVF16,PQ4x4 --train-sample 1500 --seed 7 base.mpk 2>/dev/null &&
+	eosin-index --out pq.faiss --factory IVF16,PQ8x4 --train-sample 1500 --seed 7 base.mpk 2>/dev/null &&
 	eosin-query --index pq.faiss -k 10 q.mpk | eosin-cat >pq.json &&
-	r=$($V recall pq.json brute.tsv) && echo "IVF16,PQ4x4 recall@10 $r" &&
+	r=$($V recall pq.json brute.tsv) && echo "IVF16,PQ8x4 recall@10 $r" &&
 	awk -v r=$r "BEGIN { exit !(r >= 0.3) }" &&
-	eosin-index --out pq2.faiss --factory IVF16,PQ4x4 --train-sample 1500 --seed 7 base.mpk 2>/dev/null &&
+	eosin-index --out pq2.faiss --factory IVF16,PQ8x4 --train-sample 1500 --seed 7 base.mpk 2>/dev/null &&
 	cmp pq.faiss pq2.faiss
 '
 
@@ -121,7 +123,7 @@ test_expect_success 'HNSW shards merge by re-adding' '
 	eosin-index --merge --out hm.faiss h1.faiss h2.faiss 2>/dev/null &&
 	eosin-query --index hm.faiss -k 10 q.mpk | eosin-cat >hm.json &&
 	r=$($V recall hm.json brute.tsv) && echo "merged HNSW recall@10 $r" &&
-	awk -v r=$r "BEGIN { exit !(r >= 0.95) }"
+	awk -v r=$r "BEGIN { exit !(r >= 0.9) }"
 '
 
 test_expect_success 'dimension mismatch names input, record, id and field' '
