@@ -50,7 +50,7 @@ def make(d):
     with open(d + "/patches.json", "w") as f:
         for i in range(90):
             c = CLASSES[i % 3] if i < 84 else "ADI"  # ADI: no prompt
-            slide = "slide%d" % (i % 4)
+            slide = "slide%d" % (i % 6)  # one class per slide (ADI aside)
             base = centre[c] if c in centre else [rng.gauss(0, 1) for _ in range(DIM)]
             v = [x + 2.2 * rng.gauss(0, 1) for x in base]
             rec = {"k": "patch", "v": 1, "id": "%s/p%d" % (slide, i), "slide": slide,

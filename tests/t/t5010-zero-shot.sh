@@ -23,7 +23,7 @@ test_expect_success 'zero-shot labels, scores, slide pooling and metrics match t
 	grep "records: n 84  accuracy" err &&
 	eosin-cat out.mpk >out.json &&
 	test $(grep -c "\"k\":\"patch\"" out.json) = 91 &&
-	test $(grep -c "\"k\":\"zeroshot\"" out.json) = 4 &&
+	test $(grep -c "\"k\":\"zeroshot\"" out.json) = 6 &&
 	$Z check-zs . out.json m.json 5
 '
 
