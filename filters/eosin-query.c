@@ -1052,6 +1052,7 @@ int main(int argc, char **argv)
 		}
 		fprintf(stderr, "eosin-query: %s: %zu tiles of '%s', similarity %.4f .. %.4f\n",
 		        heat_out, heat.n, path, lo, hi);
+		free(heat_caption);
 	}
 	prog_close_output(&out);
 	if (index_path)
