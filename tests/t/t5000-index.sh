@@ -190,4 +190,14 @@ test_expect_success 'write errors and usage' '
 	grep "cannot set .nprobe. on index .HNSW16." err
 '
 
+test_expect_success 'usage() and the manuals SYNOPSIS agree' '
+	for p in eosin-index eosin-query; do
+		test_exit_code 2 $p --help 2>u.txt &&
+		sed -e "s/^usage: //" -e "s/^       //" u.txt >actual &&
+		sed -n "/^\.SH SYNOPSIS/,/^\.SH/p" "$ROOT/man/man1/$p.1" | sed -n "/^\.nf/,/^\.fi/p" |
+			sed -e "/^\.nf/d" -e "/^\.fi/d" >expect &&
+		test_cmp expect actual || return 1
+	done
+'
+
 test_done
