@@ -6,7 +6,8 @@
 #       clustered float32 vectors: DIR/base.mpk (eosin records, joint_emb),
 #       DIR/base.f32, DIR/queries.mpk, DIR/queries.f32
 #   query_faiss.py h5 DIR FILE.h5 ...
-#       the feature bags' rows as base (every row) and queries (every 4th row)
+#       the feature bags' rows as base (every row) and queries (every row,
+#       ten times: enough queries that search time dominates)
 #   query_faiss.py truth DIR K        exact top-K by inner product: DIR/truth.i64
 #   query_faiss.py search INDEX QUERIES.f32 K NPROBE EF
 #       load the index, search, print "load SECONDS search SECONDS"; writes the
@@ -57,7 +58,7 @@ def h5(d, *files):
             key = "feats" if "feats" in h else "features"
             rows.append(np.asarray(h[key], dtype="float32"))
     xb = np.concatenate(rows)
-    xq = xb[::4].copy()
+    xq = np.tile(xb, (10, 1))
     xb.tofile(d + "/base.f32")
     xq.tofile(d + "/queries.f32")
     write_mpk(d + "/base.mpk", xb, "b", "patch")

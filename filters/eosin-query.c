@@ -23,7 +23,7 @@
 
 #define SYNOPSIS                                                                               \
 	"usage: eosin-query --index ARCHIVE [-k K] [--nprobe N] [--ef N] [--field NAME] "       \
-	"[file ...]\n"                                                                         \
+	"[--stats] [file ...]\n"                                                               \
 	"       eosin-query --zero-shot PROMPTS [--logit-scale S] [--slide-pool topk:K] "      \
 	"[--metrics FILE] [--field NAME] [file ...]\n"                                         \
 	"       eosin-query --expand-classes CLASSES\n"                                        \
@@ -134,7 +134,9 @@ static struct archive arch;
 static int topk = 10;
 static float *batch_x;
 static struct query *batch_q;
-static int batch_n, batch_cap = 256;
+static int batch_n, batch_cap = 16384; /* queries per FAISS search call */
+static double search_seconds;           /* --stats: time inside FAISS search */
+static uint64_t nsearched;
 
 static void flush_queries(void)
 {
@@ -144,8 +146,11 @@ static void flush_queries(void)
 	int64_t *ids = malloc((size_t)batch_n * topk * sizeof(int64_t));
 	if (!scores || !ids)
 		errx(1, "out of memory");
+	double t0 = prog_now();
 	if (archive_search(&arch, batch_n, batch_x, topk, scores, ids) < 0)
 		die_lib();
+	search_seconds += prog_now() - t0;
+	nsearched += (uint64_t)batch_n;
 	struct recb b;
 	recb_init(&b);
 	for (int q = 0; q < batch_n; q++) {
@@ -916,7 +921,7 @@ int main(int argc, char **argv)
 	const char *heat_out = NULL, *heat_query = NULL, *slide = NULL;
 	long nprobe = 0, ef = 0, size = 1024;
 	double alpha = 0.5;
-	int retrieval = 0;
+	int retrieval = 0, stats = 0;
 	static const struct option opts[] = {
 	    {"index", required_argument, 0, 'i'},  {"nprobe", required_argument, 0, 'p'},
 	    {"ef", required_argument, 0, 'e'},     {"field", required_argument, 0, 'F'},
@@ -927,7 +932,8 @@ int main(int argc, char **argv)
 	    {"txt-field", required_argument, 0, 'T'}, {"heatmap", required_argument, 0, 'H'},
 	    {"query", required_argument, 0, 'q'},  {"slide", required_argument, 0, 's'},
 	    {"size", required_argument, 0, 'S'},   {"alpha", required_argument, 0, 'a'},
-	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+	    {"stats", no_argument, 0, 'X'},        {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
@@ -954,6 +960,7 @@ int main(int argc, char **argv)
 		case 's': slide = optarg; break;
 		case 'S': size = prog_long("--size", optarg, 16, 16384); break;
 		case 'a': alpha = prog_double("--alpha", optarg, 0, 1); break;
+		case 'X': stats = 1; break;
 		default: usage();
 		}
 	}
@@ -1055,6 +1062,10 @@ int main(int argc, char **argv)
 		free(heat_caption);
 	}
 	prog_close_output(&out);
+	if (index_path && stats)
+		fprintf(stderr, "eosin-query: %" PRIu64 " queries searched in %.4f s (%.1f queries/s)\n",
+		        nsearched, search_seconds,
+		        search_seconds > 0 ? (double)nsearched / search_seconds : 0.0);
 	if (index_path)
 		archive_release(&arch);
 	return 0;
