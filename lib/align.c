@@ -500,7 +500,7 @@ static void head_forward(struct align_model *m, struct head_act *h, const float 
 	int D = m->cfg.dim, Hd = m->cfg.hidden;
 	if (Hd > 0) {
 		linear_forward(h->h1, x, align_param_ptr(m, w1), align_param_ptr(m, b1), N, C, Hd);
-		gelu_forward(h->g, h->h1, (size_t)N * Hd);
+		align_gelu_forward(h->g, h->h1, (size_t)N * Hd);
 		linear_forward(h->y, h->g, align_param_ptr(m, w2), align_param_ptr(m, b2), N, Hd, D);
 	} else {
 		linear_forward(h->y, x, align_param_ptr(m, w1), align_param_ptr(m, b1), N, C, D);
@@ -520,7 +520,7 @@ static void head_backward(struct align_model *m, struct head_act *h, float *dx, 
 		memset(h->dh, 0, sizeof(float) * N * Hd);
 		linear_backward(h->dg, gradp(m, w2), gradp(m, b2), h->dy, h->g, align_param_ptr(m, w2),
 		                N, Hd, D);
-		gelu_backward(h->dh, h->h1, h->dg, (size_t)N * Hd);
+		align_gelu_backward(h->dh, h->h1, h->dg, (size_t)N * Hd);
 		linear_backward(dx, gradp(m, w1), gradp(m, b1), h->dh, x, align_param_ptr(m, w1), N, C,
 		                Hd);
 	} else {
@@ -547,41 +547,41 @@ static void qformer_forward(struct align_model *m, struct align_qf_act *a,
 		__typeof__(m->blk[0]) *B = &m->blk[l];
 		float *x_out = l + 1 < c->layers ? a->l[l + 1].x_in : a->x_out;
 		/* x1 = x + SelfAttn(LN1(x)) */
-		layernorm_forward(L->ln1, L->ln1m, L->ln1r, L->x_in, align_param_ptr(m, B->ln1w),
+		align_layernorm_forward(L->ln1, L->ln1m, L->ln1r, L->x_in, align_param_ptr(m, B->ln1w),
 		                  align_param_ptr(m, B->ln1b), Q, W);
 		linear_forward(L->qkv, L->ln1, align_param_ptr(m, B->qkvw), align_param_ptr(m, B->qkvb),
 		               Q, W, 3 * W);
-		attention_forward(L->satt, L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W,
+		align_attention_forward(L->satt, L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W,
 		                  3 * W, Q, Q, H, hd);
 		linear_forward(L->x1, L->satt, align_param_ptr(m, B->sow), align_param_ptr(m, B->sob), Q,
 		               W, W);
 		for (int e = 0; e < Q * W; e++)
 			L->x1[e] += L->x_in[e];
 		/* x2 = x1 + CrossAttn(LN2(x1), kv) */
-		layernorm_forward(L->ln2, L->ln2m, L->ln2r, L->x1, align_param_ptr(m, B->ln2w),
+		align_layernorm_forward(L->ln2, L->ln2m, L->ln2r, L->x1, align_param_ptr(m, B->ln2w),
 		                  align_param_ptr(m, B->ln2b), Q, W);
 		linear_forward(L->cq, L->ln2, align_param_ptr(m, B->cqw), align_param_ptr(m, B->cqb), Q,
 		               W, W);
 		linear_forward(L->ckv, a->kv, align_param_ptr(m, B->ckvw), align_param_ptr(m, B->ckvb),
 		               N, W, 2 * W);
-		attention_forward(L->catt, L->cP, L->cq, W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H,
+		align_attention_forward(L->catt, L->cP, L->cq, W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H,
 		                  hd);
 		linear_forward(L->x2, L->catt, align_param_ptr(m, B->cow), align_param_ptr(m, B->cob), Q,
 		               W, W);
 		for (int e = 0; e < Q * W; e++)
 			L->x2[e] += L->x1[e];
 		/* x_out = x2 + FFN(LN3(x2)) */
-		layernorm_forward(L->ln3, L->ln3m, L->ln3r, L->x2, align_param_ptr(m, B->ln3w),
+		align_layernorm_forward(L->ln3, L->ln3m, L->ln3r, L->x2, align_param_ptr(m, B->ln3w),
 		                  align_param_ptr(m, B->ln3b), Q, W);
 		linear_forward(L->fh, L->ln3, align_param_ptr(m, B->f1w), align_param_ptr(m, B->f1b), Q,
 		               W, F);
-		gelu_forward(L->fg, L->fh, (size_t)Q * F);
+		align_gelu_forward(L->fg, L->fh, (size_t)Q * F);
 		linear_forward(x_out, L->fg, align_param_ptr(m, B->f2w), align_param_ptr(m, B->f2b), Q, F,
 		               W);
 		for (int e = 0; e < Q * W; e++)
 			x_out[e] += L->x2[e];
 	}
-	layernorm_forward(a->lnf, a->lnfm, a->lnfr, a->x_out, align_param_ptr(m, m->p_lnfw),
+	align_layernorm_forward(a->lnf, a->lnfm, a->lnfr, a->x_out, align_param_ptr(m, m->p_lnfw),
 	                  align_param_ptr(m, m->p_lnfb), Q, W);
 	for (int w = 0; w < W; w++) {
 		float s = 0.0f;
@@ -605,7 +605,7 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 			a->dln[q * W + w] = dpooled[w] / Q;
 	memset(a->dx, 0, sizeof(float) * QW);
 	memset(a->dkv, 0, sizeof(float) * (size_t)N * W);
-	layernorm_backward(a->dx, gradp(m, m->p_lnfw), gradp(m, m->p_lnfb), a->dln, a->x_out,
+	align_layernorm_backward(a->dx, gradp(m, m->p_lnfw), gradp(m, m->p_lnfb), a->dln, a->x_out,
 	                   align_param_ptr(m, m->p_lnfw), a->lnfm, a->lnfr, Q, W);
 	for (int l = c->layers - 1; l >= 0; l--) {
 		__typeof__(a->l[0]) *L = &a->l[l];
@@ -616,10 +616,10 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 		memset(a->dln, 0, sizeof(float) * QW);
 		linear_backward(a->dfg, gradp(m, B->f2w), gradp(m, B->f2b), a->dx, L->fg,
 		                align_param_ptr(m, B->f2w), Q, F, W);
-		gelu_backward(a->dfh, L->fh, a->dfg, (size_t)Q * F);
+		align_gelu_backward(a->dfh, L->fh, a->dfg, (size_t)Q * F);
 		linear_backward(a->dln, gradp(m, B->f1w), gradp(m, B->f1b), a->dfh, L->ln3,
 		                align_param_ptr(m, B->f1w), Q, W, F);
-		layernorm_backward(a->dx, gradp(m, B->ln3w), gradp(m, B->ln3b), a->dln, L->x2,
+		align_layernorm_backward(a->dx, gradp(m, B->ln3w), gradp(m, B->ln3b), a->dln, L->x2,
 		                   align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
 		/* cross-attention: dx is now d x2 */
 		memset(a->datt, 0, sizeof(float) * QW);
@@ -628,13 +628,13 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 		memset(a->dln, 0, sizeof(float) * QW);
 		linear_backward(a->datt, gradp(m, B->cow), gradp(m, B->cob), a->dx, L->catt,
 		                align_param_ptr(m, B->cow), Q, W, W);
-		attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq, W,
+		align_attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq, W,
 		                   L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
 		linear_backward(a->dkv, gradp(m, B->ckvw), gradp(m, B->ckvb), a->dckv, a->kv,
 		                align_param_ptr(m, B->ckvw), N, W, 2 * W);
 		linear_backward(a->dln, gradp(m, B->cqw), gradp(m, B->cqb), a->dcq, L->ln2,
 		                align_param_ptr(m, B->cqw), Q, W, W);
-		layernorm_backward(a->dx, gradp(m, B->ln2w), gradp(m, B->ln2b), a->dln, L->x1,
+		align_layernorm_backward(a->dx, gradp(m, B->ln2w), gradp(m, B->ln2b), a->dln, L->x1,
 		                   align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
 		/* self-attention: dx is now d x1 */
 		memset(a->datt, 0, sizeof(float) * QW);
@@ -642,11 +642,11 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 		memset(a->dln, 0, sizeof(float) * QW);
 		linear_backward(a->datt, gradp(m, B->sow), gradp(m, B->sob), a->dx, L->satt,
 		                align_param_ptr(m, B->sow), Q, W, W);
-		attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt, L->sP,
+		align_attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt, L->sP,
 		                   L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W, Q, Q, H, hd);
 		linear_backward(a->dln, gradp(m, B->qkvw), gradp(m, B->qkvb), a->dqkv, L->ln1,
 		                align_param_ptr(m, B->qkvw), Q, W, 3 * W);
-		layernorm_backward(a->dx, gradp(m, B->ln1w), gradp(m, B->ln1b), a->dln, L->x_in,
+		align_layernorm_backward(a->dx, gradp(m, B->ln1w), gradp(m, B->ln1b), a->dln, L->x_in,
 		                   align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
 	}
 	float *dq = gradp(m, m->p_queries);
@@ -746,7 +746,7 @@ static float mrtva_forward_backward(struct align_model *m, const struct align_ba
 				for (int t = 0; t < kk; t++)
 					memcpy(g + (size_t)t * 2 * D, a->mkv + (size_t)(kr - R + top[t]) * 2 * D,
 					       sizeof(float) * 2 * D);
-				attention_forward(a->mo + (size_t)it * D, a->att + (size_t)it * k,
+				align_attention_forward(a->mo + (size_t)it * D, a->att + (size_t)it * k,
 				                  a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
 				                  D);
 				if (bag->parent[p] >= 0 && bag->parent[p] < n && bag->parent[p] != p)
@@ -758,7 +758,7 @@ static float mrtva_forward_backward(struct align_model *m, const struct align_ba
 				a->f[(size_t)r * D + e] += v[e];
 			linear_forward(a->ph + (size_t)r * Hp, a->f + (size_t)r * D,
 			               align_param_ptr(m, m->p_pw1), align_param_ptr(m, m->p_pb1), n, D, Hp);
-			gelu_forward(a->pg + (size_t)r * Hp, a->ph + (size_t)r * Hp, (size_t)n * Hp);
+			align_gelu_forward(a->pg + (size_t)r * Hp, a->ph + (size_t)r * Hp, (size_t)n * Hp);
 			linear_forward(a->py + (size_t)r * D, a->pg + (size_t)r * Hp,
 			               align_param_ptr(m, m->p_pw2), align_param_ptr(m, m->p_pb2), n, Hp, D);
 			l2norm_forward(a->nf + (size_t)r * D, a->nfn + r, a->f + (size_t)r * D, n, D);
@@ -816,7 +816,7 @@ static float mrtva_forward_backward(struct align_model *m, const struct align_ba
 			l2norm_backward(a->dpy + rD, a->dnp + rD, a->np + rD, a->npn + r, n, D);
 			linear_backward(a->dpg + rH, gradp(m, m->p_pw2), gradp(m, m->p_pb2), a->dpy + rD,
 			                a->pg + rH, align_param_ptr(m, m->p_pw2), n, Hp, D);
-			gelu_backward(a->dph + rH, a->ph + rH, a->dpg + rH, (size_t)n * Hp);
+			align_gelu_backward(a->dph + rH, a->ph + rH, a->dpg + rH, (size_t)n * Hp);
 			linear_backward(a->df + rD, gradp(m, m->p_pw1), gradp(m, m->p_pb1), a->dph + rH,
 			                a->f + rD, align_param_ptr(m, m->p_pw1), n, D, Hp);
 			/* f = v + Wo mo */
@@ -828,7 +828,7 @@ static float mrtva_forward_backward(struct align_model *m, const struct align_ba
 				int it = r + p, *top = a->topidx + (size_t)it * k;
 				float *g = a->g + (size_t)it * k * 2 * D;
 				memset(a->dg, 0, sizeof(float) * kk * 2 * D);
-				attention_backward(a->dmq + (size_t)it * D, a->dg, a->dg + D, a->ascratch,
+				align_attention_backward(a->dmq + (size_t)it * D, a->dg, a->dg + D, a->ascratch,
 				                   a->dmo + (size_t)it * D, a->att + (size_t)it * k,
 				                   a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
 				                   D);
@@ -892,7 +892,7 @@ static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt,
 	}
 	linear_forward(t->pre, t->u, align_param_ptr(m, m->p_iw1), align_param_ptr(m, m->p_ib1), P,
 	               2 * D, Hi);
-	gelu_forward(t->h, t->pre, (size_t)P * Hi);
+	align_gelu_forward(t->h, t->pre, (size_t)P * Hi);
 	linear_forward(t->logit, t->h, align_param_ptr(m, m->p_iw2), align_param_ptr(m, m->p_ib2), P,
 	               Hi, 1);
 	double loss = 0.0;
@@ -907,7 +907,7 @@ static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt,
 	memset(t->du, 0, sizeof(float) * P * 2 * D);
 	linear_backward(t->dh, gradp(m, m->p_iw2), gradp(m, m->p_ib2), t->dlogit, t->h,
 	                align_param_ptr(m, m->p_iw2), P, Hi, 1);
-	gelu_backward(t->dpre, t->pre, t->dh, (size_t)P * Hi);
+	align_gelu_backward(t->dpre, t->pre, t->dh, (size_t)P * Hi);
 	linear_backward(t->du, gradp(m, m->p_iw1), gradp(m, m->p_ib1), t->dpre, t->u,
 	                align_param_ptr(m, m->p_iw1), P, 2 * D, Hi);
 	for (int p = 0; p < P; p++) {

@@ -171,12 +171,12 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int N, int C, int OC);
 /* tanh-approximated GELU, elementwise over n */
-void gelu_forward(float *out, const float *inp, size_t n);
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void align_gelu_forward(float *out, const float *inp, size_t n);
+void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 /* LayerNorm over the last dim C of (N,C); mean, rstd (N) saved; eps 1e-5 */
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+void align_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C);
-void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+void align_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C);
 /* out (N,C) = inp / max(|inp|, 1e-12) row-wise; norm (N) saved */
 void l2norm_forward(float *out, float *norm, const float *inp, int N, int C);
@@ -185,10 +185,10 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 /* Multi-head scaled dot-product attention core, H heads of width hd.
  * q (Tq, ldq), k (Tk, ldk), v (Tk, ldv): head h uses columns [h*hd, (h+1)*hd).
  * out (Tq, H*hd); att (H, Tq, Tk) softmax probabilities saved. */
-void attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
+void align_attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
                        const float *v, int ldv, int Tq, int Tk, int H, int hd);
 /* dq, dk, dv accumulate (same strides as q, k, v); scratch (Tq, Tk). */
-void attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
                         const float *att, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int H, int hd);
 /* 2-D sinusoidal encoding added to x (N, C), C % 4 == 0: first C/2 columns

@@ -54,7 +54,7 @@ static inline float tanh_fast(float u)
 	return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f);
 }
 
-void gelu_forward(float *out, const float *inp, size_t n)
+void align_gelu_forward(float *out, const float *inp, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
@@ -63,7 +63,7 @@ void gelu_forward(float *out, const float *inp, size_t n)
 	}
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
@@ -74,7 +74,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 	}
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+void align_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
                        const float *b, int N, int C)
 {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
@@ -96,7 +96,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 	}
 }
 
-void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+void align_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int N, int C)
 {
 	/* dw, db: sums over rows, done column-parallel so threads never share */
@@ -179,7 +179,7 @@ static void softmax_rows(float *a, int rows, int cols)
 	}
 }
 
-void attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
+void align_attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
                        const float *v, int ldv, int Tq, int Tk, int H, int hd)
 {
 	float scale = 1.0f / sqrtf((float)hd);
@@ -193,7 +193,7 @@ void attention_forward(float *out, float *att, const float *q, int ldq, const fl
 	}
 }
 
-void attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
+void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, const float *dout,
                         const float *att, const float *q, int ldq, const float *k, int ldk,
                         const float *v, int ldv, int Tq, int Tk, int H, int hd)
 {

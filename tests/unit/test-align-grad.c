@@ -102,7 +102,7 @@ struct gelu_ctx { float *out, *inp, *R; size_t n; };
 static double gelu_loss(void *p)
 {
 	struct gelu_ctx *c = p;
-	gelu_forward(c->out, c->inp, c->n);
+	align_gelu_forward(c->out, c->inp, c->n);
 	return dot(c->out, c->R, c->n);
 }
 static void check_gelu(void)
@@ -110,7 +110,7 @@ static void check_gelu(void)
 	struct gelu_ctx c = {.n = 40};
 	c.inp = randv(40, 3), c.R = randv(40, 1), c.out = zeros(40);
 	float *d = zeros(40);
-	gelu_backward(d, c.inp, c.R, c.n);
+	align_gelu_backward(d, c.inp, c.R, c.n);
 	fd_check("gelu dinp", c.inp, d, 40, gelu_loss, &c, 1000);
 	free(c.inp), free(c.R), free(c.out), free(d);
 }
@@ -119,7 +119,7 @@ struct ln_ctx { float *out, *mean, *rstd, *inp, *w, *b, *R; int N, C; };
 static double ln_loss(void *p)
 {
 	struct ln_ctx *c = p;
-	layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
+	align_layernorm_forward(c->out, c->mean, c->rstd, c->inp, c->w, c->b, c->N, c->C);
 	return dot(c->out, c->R, (size_t)c->N * c->C);
 }
 static void check_layernorm(void)
@@ -129,7 +129,7 @@ static void check_layernorm(void)
 	c.out = zeros(32), c.mean = zeros(4), c.rstd = zeros(4);
 	float *di = zeros(32), *dw = zeros(8), *db = zeros(8);
 	ln_loss(&c);
-	layernorm_backward(di, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
+	align_layernorm_backward(di, dw, db, c.R, c.inp, c.w, c.mean, c.rstd, c.N, c.C);
 	fd_check("layernorm dinp", c.inp, di, 32, ln_loss, &c, 1000);
 	fd_check("layernorm dweight", c.w, dw, 8, ln_loss, &c, 1000);
 	fd_check("layernorm dbias", c.b, db, 8, ln_loss, &c, 1000);
@@ -160,7 +160,7 @@ struct att_ctx { float *out, *att, *q, *k, *v, *R; int ldq, ldk, ldv, Tq, Tk, H,
 static double att_loss(void *p)
 {
 	struct att_ctx *c = p;
-	attention_forward(c->out, c->att, c->q, c->ldq, c->k, c->ldk, c->v, c->ldv, c->Tq, c->Tk,
+	align_attention_forward(c->out, c->att, c->q, c->ldq, c->k, c->ldk, c->v, c->ldv, c->Tq, c->Tk,
 	                  c->H, c->hd);
 	return dot(c->out, c->R, (size_t)c->Tq * c->H * c->hd);
 }
@@ -173,7 +173,7 @@ static void check_attention(void)
 	c.R = randv(Tq * C, 1), c.out = zeros(Tq * C), c.att = zeros(H * Tq * Tk);
 	float *dq = zeros(Tq * C), *dk = zeros(Tk * C), *dv = zeros(Tk * C), *s = zeros(Tq * Tk);
 	att_loss(&c);
-	attention_backward(dq, dk, dv, s, c.R, c.att, c.q, C, c.k, C, c.v, C, Tq, Tk, H, hd);
+	align_attention_backward(dq, dk, dv, s, c.R, c.att, c.q, C, c.k, C, c.v, C, Tq, Tk, H, hd);
 	fd_check("cross-attention dq", c.q, dq, Tq * C, att_loss, &c, 1000);
 	fd_check("cross-attention dk", c.k, dk, Tk * C, att_loss, &c, 1000);
 	fd_check("cross-attention dv", c.v, dv, Tk * C, att_loss, &c, 1000);
@@ -188,7 +188,7 @@ static void check_attention(void)
 	d.R = randv(T * C, 1), d.out = zeros(T * C), d.att = zeros(H * T * T);
 	s = zeros(T * T);
 	att_loss(&d);
-	attention_backward(dqkv, dqkv + C, dqkv + 2 * C, s, d.R, d.att, qkv, 3 * C, qkv + C, 3 * C,
+	align_attention_backward(dqkv, dqkv + C, dqkv + 2 * C, s, d.R, d.att, qkv, 3 * C, qkv + C, 3 * C,
 	                   qkv + 2 * C, 3 * C, T, T, H, hd);
 	fd_check("self-attention dqkv", qkv, dqkv, T * 3 * C, att_loss, &d, 1000);
 	free(qkv), free(dqkv), free(d.R), free(d.out), free(d.att), free(s);
