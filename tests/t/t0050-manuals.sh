@@ -17,15 +17,18 @@ test_expect_success 'every program has a section-1 page' '
 	done
 '
 
-# The SYNOPSIS block (between .nf and .fi) against usage(), which prints
-# "usage: LINE" and continuation lines indented with spaces.
+# The SYNOPSIS as man renders it (unwrapped, formatting gone) against what
+# usage() prints ("usage: LINE" and indented continuation lines), both with
+# lines joined and spaces squeezed.
 test_expect_success 'SYNOPSIS is what usage() prints' '
 	for f in "$ROOT"/filters/*.c; do
 		p=$(basename "$f" .c)
-		sed -n "/^\.SH SYNOPSIS/,/^\.SH/p" "$ROOT/man/man1/$p.1" |
-			grep -v "^\." | sed -e "s/\\\\-/-/g" -e "s/\\\\e/\\\\/g" -e "s/^ *//" >man.txt
+		LC_ALL=C.UTF-8 MANWIDTH=2000 man -l "$ROOT/man/man1/$p.1" 2>/dev/null |
+			sed -n "/^SYNOPSIS/,/^[A-Z]/p" | sed -e "1d" -e "\$d" |
+			tr -s " \n" "  " | sed -e "s/^ //" -e "s/ $//" >man.txt
 		{ "$p" --help 2>&1 >/dev/null; true; } |
-			sed -n -e "s/^usage: //p" -e "s/^  *//p" | grep -v "^commands:" >usage.txt
+			sed -n -e "s/^usage: //p" -e "s/^  *//p" | grep -v "^commands:" |
+			tr -s " \n" "  " | sed -e "s/^ //" -e "s/ $//" >usage.txt
 		test_cmp man.txt usage.txt || { echo "in $p" >&2; return 1; }
 	done
 '
