@@ -100,15 +100,6 @@ $(BUILD)/tests/test-fuzz-%: tests/fuzz/fuzz-%.c tests/fuzz/driver.c $(LIBEOSIN)
 	@mkdir -p $(@D) $(BUILD)/deps
 	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -MF $(BUILD)/deps/$(@F).d -o $@ $< tests/fuzz/driver.c $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
-FUZZ_CC ?= clang
-fuzz: deps
-	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) \
-	    SANITIZE=fuzzer-no-link,address,undefined build-fuzz/libeosin.a
-	@for f in $(FUZZ); do n=$$(basename $$f .c); \
-	  echo "  FUZZ  build-fuzz/$$n"; \
-	  $(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ilib -Ibuild-fuzz/gen \
-	    $(PKG_CFLAGS) -o build-fuzz/$$n $$f build-fuzz/libeosin.a -fopenmp $(PKG_LIBS) $(LDLIBS) || exit 1; done
-
 check: all
 	@tools/install-deps test
 	@$(MAKE) --no-print-directory test-only
@@ -127,13 +118,13 @@ bench: all
 # libFuzzer: the library built by clang with fuzzer-no-link and the
 # sanitizers in build-fuzz/, each tests/fuzz/fuzz-NAME.c linked against it.
 FUZZ_SAN := fuzzer-no-link,address,undefined
-fuzz:
+fuzz: deps
 	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang CXX=clang++ OPT=-O1 \
 		SANITIZE=$(FUZZ_SAN) build-fuzz/libeosin.a
 	@mkdir -p build-fuzz/bin
 	@for f in tests/fuzz/fuzz-*.c; do \
 		echo "  FUZZ  build-fuzz/bin/$$(basename $$f .c)"; \
-		clang -g -O1 -std=c11 -D_GNU_SOURCE -Ilib -fsanitize=fuzzer,address,undefined \
+		clang -g -O1 -std=c11 -D_GNU_SOURCE -Ilib -Ibuild-fuzz/gen -Itests/unit $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
 			-o build-fuzz/bin/$$(basename $$f .c) $$f build-fuzz/libeosin.a \
 			-fopenmp $(PKG_LIBS) $(LDLIBS) || exit 1; \
 	done

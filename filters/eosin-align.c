@@ -609,12 +609,12 @@ static int train(int argc, char **argv)
 
 /* ---- apply ---- */
 
-/* joint_emb (rows, dim) as an embedding map (eosin-common(5)), always with
- * its n. (recb_vec() miscounts the map's pairs when n is 1.) */
-static void pack_joint_emb(struct recb *b, const float *z, int rows, int dim, const char *model,
-                           const char *hash)
+/* A joint-space embedding (rows, dim) as an embedding map (eosin-common(5))
+ * under `key`, always with its n, so that a one-row bag still says so. */
+static void pack_joint_emb(struct recb *b, const char *key, const float *z, int rows, int dim,
+                           const char *model, const char *hash)
 {
-	recb_key(b, F_COMMON_JOINT_EMB);
+	recb_key(b, key);
 	msgpack_packer *pk = &b->pk;
 	msgpack_pack_map(pk, 6);
 	const char *dn = vec_dtype_name(opt.dtype);
@@ -657,7 +657,7 @@ static int apply(int argc, char **argv)
 	align_hash(&m, hash);
 	const char *slash = strrchr(opt.apply, '/');
 	snprintf(model, sizeof model, "eosin-align:%s", slash ? slash + 1 : opt.apply);
-	float *img = NULL, *txt = NULL, *z = NULL, *pos = NULL;
+	float *img = NULL, *txt = NULL, *z = NULL, *zt = NULL, *pos = NULL;
 	struct stream_writer w;
 	if (stream_writer_init(&w, 1, "<stdout>") < 0)
 		die_lib();
@@ -753,12 +753,35 @@ static int apply(int argc, char **argv)
 				if (align_embed_bag(&m, &ab, z) < 0)
 					die_lib();
 			}
-			static const char *const skip[] = {F_COMMON_JOINT_EMB, NULL};
+			/* A record with an image side and a caption (a captioned
+			 * bag, a tile with its caption) gets both projections, so
+			 * that eosin-query --eval-retrieval can pair them. */
+			int both = use_img && ht == 0 && (int)vt.dim == c->txt_dim;
+			int trows = both ? (int)vt.n : 0;
+			if (both) {
+				txt = realloc(txt, sizeof(float) * trows * c->txt_dim);
+				zt = realloc(zt, sizeof(float) * trows * c->dim);
+				if (trows > cap_n) {
+					cap_n = trows;
+					if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
+						die_lib();
+				}
+				if (vec_to_f32(&vt, txt) < 0) {
+					warnx("%s: record %" PRIu64 " (id '%s'): field 'txt_emb': %s", r.name,
+					      rec.number, record_id(&rec, idbuf, sizeof idbuf), eosin_errmsg());
+					failed = 1;
+					break;
+				}
+				align_embed_text(&m, txt, trows, zt);
+			}
+			static const char *const skip[] = {F_COMMON_JOINT_EMB, F_COMMON_JOINT_TXT_EMB, NULL};
 			char kind[64];
 			snprintf(kind, sizeof kind, "%.*s", (int)rec.kind_len, rec.kind);
 			recb_begin(&b, kind, (int)rec.version);
 			recb_copy_fields(&b, &rec, skip);
-			pack_joint_emb(&b, z, rows, c->dim, model, hash);
+			pack_joint_emb(&b, F_COMMON_JOINT_EMB, z, rows, c->dim, model, hash);
+			if (both)
+				pack_joint_emb(&b, F_COMMON_JOINT_TXT_EMB, zt, trows, c->dim, model, hash);
 			if (recb_write(&b, &w) < 0)
 				die_lib();
 		}
@@ -769,7 +792,7 @@ static int apply(int argc, char **argv)
 		stream_reader_release(&r);
 	}
 	recb_release(&b);
-	free(img), free(txt), free(z), free(pos);
+	free(img), free(txt), free(z), free(zt), free(pos);
 	align_model_free(&m);
 	prog_close_output(&w);
 	return failed;
