@@ -643,6 +643,17 @@ void recb_hdr(struct recb *b, const char *prog, int argc, char **argv)
 {
 	char when[32];
 	time_t now = time(NULL);
+	/* Reproducible outputs (https://reproducible-builds.org): a build that
+	 * sets SOURCE_DATE_EPOCH gets that time in every hdr, so the same
+	 * inputs give byte-identical files. */
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	if (sde && *sde) {
+		char *end;
+		errno = 0;
+		long long t = strtoll(sde, &end, 10);
+		if (!*end && !errno && t >= 0)
+			now = (time_t)t;
+	}
 	struct tm tm;
 	gmtime_r(&now, &tm);
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);

@@ -144,8 +144,8 @@ int recb_write(struct recb *b, struct stream_writer *w);
 /* The finished record's bytes (map header + body) into a malloc'd buffer. */
 int recb_finish(struct recb *b, char **out, size_t *outlen);
 
-/* Start an hdr record for this program: prog, version, args, time.
- * Add more fields (model, hash, ...) with recb_* before writing. */
+/* Start an hdr record for this program: prog, version, args, time (now,
+ * or SOURCE_DATE_EPOCH when that is set to whole seconds). Add more fields (model, hash, ...) with recb_* before writing. */
 void recb_hdr(struct recb *b, const char *prog, int argc, char **argv);
 
 #endif
