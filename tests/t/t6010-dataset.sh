@@ -26,7 +26,7 @@ test_expect_success 'a whole build: tiles, text, embeddings, bags, head, index, 
 		done
 	done &&
 	test -s one/ds/head.safetensors && test -s one/ds/index.faiss &&
-	jq -e ".i2t.r1 != null or .r1 != null or .n != null" one/ds/eval.json >/dev/null ||
+	jq -e ".n == 3 and .image_to_text[\"R@1\"] >= 0 and .text_to_image[\"R@10\"] == 1" one/ds/eval.json >/dev/null ||
 	{ cat one/ds/eval.json; exit 1; }
 '
 
