@@ -688,10 +688,21 @@ int main(int argc, char **argv)
 		warnx("%s", E.text.config_source);
 		char vpath[4096];
 		if (!vocab && safetensors_meta(&E.txt.st, "vocab")) {
-			char *dup = strdup(text_model);
-			snprintf(vpath, sizeof vpath, "%s/%s", dirname(dup),
-			         safetensors_meta(&E.txt.st, "vocab"));
-			free(dup);
+			/* The path eosin-make-model recorded: absolute, or relative
+			 * to the model's folder. Failing that, a file of the same name
+			 * beside the model (the two moved together). */
+			const char *mv = safetensors_meta(&E.txt.st, "vocab");
+			char *dup = strdup(text_model), *dup2 = strdup(mv);
+			if (mv[0] == '/')
+				snprintf(vpath, sizeof vpath, "%s", mv);
+			else
+				snprintf(vpath, sizeof vpath, "%s/%s", dirname(dup), mv);
+			if (access(vpath, R_OK) != 0) {
+				free(dup);
+				dup = strdup(text_model);
+				snprintf(vpath, sizeof vpath, "%s/%s", dirname(dup), basename(dup2));
+			}
+			free(dup), free(dup2);
 			vocab = vpath;
 		}
 		if (!vocab)

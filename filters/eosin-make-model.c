@@ -363,14 +363,20 @@ int main(int argc, char **argv)
 	meta[nm++] = name ? name : def_name;
 	meta[nm++] = vit ? "timm_config" : "clip_config";
 	meta[nm++] = cfg;
+	/* The vocabulary's absolute path, so that eosin-encode finds it from
+	 * any folder (and, if it moved with the model, by its name beside it). */
+	char *vocab_abs = NULL;
 	if (vocab) {
+		if (!(vocab_abs = realpath(vocab, NULL)))
+			err(1, "%s", vocab);
 		meta[nm++] = "vocab";
-		meta[nm++] = vocab;
+		meta[nm++] = vocab_abs;
 	}
 	meta[nm] = NULL;
 	if (safetensors_write(out, L.t, L.n, meta) < 0)
 		die_lib();
 	free(cfg);
+	free(vocab_abs);
 	for (size_t i = 0; i < L.n; i++) {
 		free((char *)L.t[i].name);
 		free(L.data[i]);
