@@ -22,7 +22,11 @@ test_failures=0
 test_prereqs=" "
 
 test_set_prereq() { test_prereqs="$test_prereqs$1 "; }
-test_have_prereq() { case "$test_prereqs" in *" $1 "*) return 0 ;; esac; return 1; }
+test_have_prereq() {
+	[ "$1" = TORCH ] && [ -z "$torch_checked" ] && check_torch
+	case "$test_prereqs" in *" $1 "*) return 0 ;; esac
+	return 1
+}
 
 test_skip_all() {
 	echo "1..0 # SKIP $1"
@@ -88,4 +92,16 @@ test_exit_code() {
 jqf() { jq -r "$1"; }
 
 [ -d "$SHARED" ] && test_set_prereq SHARED
-command -v python3 >/dev/null && python3 -c 'import torch' 2>/dev/null && test_set_prereq TORCH
+# TORCH is checked when a test first asks for it (importing torch takes
+# seconds). Debian's python3-torch lives in /usr/bin/python3; a python3
+# earlier on PATH (pyenv, a venv) may lack it. TORCH_PY is the one that has it.
+TORCH_PY=
+torch_checked=
+check_torch() {
+	torch_checked=1
+	for TORCH_PY in /usr/bin/python3 python3; do
+		command -v $TORCH_PY >/dev/null && $TORCH_PY -c 'import torch' 2>/dev/null &&
+			{ test_set_prereq TORCH; export TORCH_PY; return; }
+	done
+	TORCH_PY=
+}
