@@ -72,13 +72,7 @@ test_expect_success 'killed mid-way, then run again: the same bytes as one build
 test_expect_success 'tile shards merged with eosin-index --merge = one index of all tiles' '
 	dataset_make one "$S" tiles >log 2>&1 && cat log &&
 	test $(ls one/ds/shards/*.faiss | wc -l) = 3 &&
-	for s in a b c; do
-		eosin-cat --base64 --kind tile one/ds/emb/$s.mpk | eosin-cat -r || exit 1
-	done | eosin-align --apply one/ds/head.safetensors >all.mpk 2>/dev/null &&
-	eosin-index --out all.faiss --factory Flat --normalize all.mpk 2>/dev/null &&
-	eosin-query --index all.faiss -k 5 all.mpk 2>/dev/null | eosin-cat --kind hit >hits1 &&
-	eosin-query --index one/ds/tiles.faiss -k 5 all.mpk 2>/dev/null | eosin-cat --kind hit >hits2 &&
-	test -s hits1 && test_cmp hits1 hits2
+	merged_equals_one one/ds a b c
 '
 
 test_done

@@ -95,13 +95,7 @@ test_expect_success 'train once, tile shards by fan-out, merged: = one index of 
 	test $(ls w/ds/shards/*.faiss | wc -l) = 4 &&
 	(cd w && make -s --no-print-directory -f "$ROOT/pipelines/dataset.mk" OUT=ds \
 		SLIDES="$(cat list)" $DATASET_VARS FETCH_FLAGS=--doc "$Q" "$E" "$B" "$A" tiles) 2>/dev/null &&
-	for s in a b c d; do
-		eosin-cat --base64 --kind tile w/ds/emb/$s.mpk | eosin-cat -r || exit 1
-	done | eosin-align --apply w/ds/head.safetensors >all.mpk 2>/dev/null &&
-	eosin-index --out all.faiss --factory Flat --normalize all.mpk 2>/dev/null &&
-	eosin-query --index all.faiss -k 4 all.mpk 2>/dev/null | eosin-cat --kind hit >hits1 &&
-	eosin-query --index w/ds/tiles.faiss -k 4 all.mpk 2>/dev/null | eosin-cat --kind hit >hits2 &&
-	test -s hits1 && test_cmp hits1 hits2
+	merged_equals_one w/ds a b c d
 '
 
 test_done
