@@ -33,8 +33,12 @@ test_expect_success 'fixtures: four slides, one of them truncated' '
 	cp f/reports/a.txt f/reports/d.txt
 '
 
-test_expect_success 'usage errors exit 2' '
+test_expect_success 'usage errors exit 2; the usage is the SYNOPSIS of eosin-pipelines(7)' '
 	test_exit_code 2 "$ROOT/pipelines/fanout" 2>err && grep "^usage: fanout" err &&
+	if command -v man >/dev/null; then
+		MANWIDTH=250 man -l "$ROOT/man/man7/eosin-pipelines.7" 2>/dev/null >page &&
+		grep -F "$(sed "s|^usage: fanout|pipelines/fanout|" err)" page
+	fi &&
 	test_exit_code 2 "$ROOT/pipelines/fanout" -t nonsense w/list ds &&
 	test_exit_code 2 "$ROOT/pipelines/fanout" nolist ds
 '
