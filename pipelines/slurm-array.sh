@@ -17,7 +17,7 @@
 #SBATCH --mem=8G
 #SBATCH --output=%x-%A_%a.log
 set -eu
-[ $# -ge 2 ] || { echo "usage: slurm-array.sh LIST OUT [MAKEVARS...]" >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: slurm-array.sh LIST OUT [VAR=VALUE ...]" >&2; exit 2; }
 list=$1 out=$2
 shift 2
 i=${SLURM_ARRAY_TASK_ID:?not running as a Slurm array task (SLURM_ARRAY_TASK_ID unset)}
