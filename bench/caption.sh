@@ -75,16 +75,28 @@ server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/
 median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 calc() { echo "$1" | bc -l; }
 
-# run NAME [options]: one run of the client; appends "wall cpu" (seconds)
-# to $T/NAME. Fails unless every tile got its text.
+# run NAME [options]: one run of the client; appends "wall cpu wait"
+# (seconds) to $T/NAME, wait being the time the client was ready to run but
+# waited for a CPU (the kernel's schedstat, read every 20 ms while it runs:
+# what other work on a shared machine costs it). Fails unless every tile
+# got its text.
 run() {
 	name=$1; shift
+	rm -f "$T/pid"
 	t0=$(date +%s.%N)
-	/usr/bin/time -f "%U %S" -o "$T/cpu" eosin-caption-fetch --vlm "$URL" --model bench \
-		--inflight $INFLIGHT "$@" <"$T/tiles.mpk" >/dev/null 2>"$T/err"
+	/usr/bin/time -f "%U %S" -o "$T/cpu" sh -c 'echo $$ >"$0"; exec "$@"' "$T/pid" \
+		eosin-caption-fetch --vlm "$URL" --model bench --inflight $INFLIGHT "$@" \
+		<"$T/tiles.mpk" >/dev/null 2>"$T/err" &
+	timer=$!
+	while [ ! -s "$T/pid" ]; do sleep 0.01; done
+	read -r pid <"$T/pid"
+	wait_ns=0
+	while read -r _ ns _ 2>/dev/null <"/proc/$pid/schedstat"; do wait_ns=$ns; sleep 0.02; done
+	wait $timer || { cat "$T/err" >&2; exit 1; }
 	t1=$(date +%s.%N)
 	grep -q "failed 0," "$T/err" || { cat "$T/err" >&2; exit 1; }
-	echo "$(calc "$t1 - $t0") $(awk '{print $1 + $2}' "$T/cpu")" >>"$T/$name"
+	echo "$(calc "$t1 - $t0") $(awk '{print $1 + $2}' "$T/cpu") $(calc "$wait_ns / 1000000000")" \
+		>>"$T/$name"
 }
 
 load0=$(cut -d " " -f 1-3 /proc/loadavg)
@@ -96,8 +108,10 @@ s0=$(server_cpu)
 for r in $(seq "$RUNS"); do
 	reset
 	run delay
-	stat_of max_active >>"$T/active"
-	stat_of connections >>"$T/conns"
+	curl -s "http://127.0.0.1:$PORT/stats" >"$T/stats"
+	for k in max_active connections late_ms turnaround_ms; do
+		jq -r ".$k" "$T/stats" >>"$T/$k"
+	done
 done
 s1=$(server_cpu)
 
@@ -121,6 +135,9 @@ done
 bound=$(calc "$INFLIGHT / $DELAY")
 d=$(cut -d " " -f 1 "$T/delay" | median)
 dcpu=$(cut -d " " -f 2 "$T/delay" | median)
+dwait=$(cut -d " " -f 3 "$T/delay" | median)
+late=$(median <"$T/late_ms")
+turn=$(median <"$T/turnaround_ms")
 nd=$(cut -d " " -f 1 "$T/nodelay" | median)
 ndcpu=$(cut -d " " -f 2 "$T/nodelay" | median)
 w=$(cut -d " " -f 1 "$T/warm" | median)
@@ -138,8 +155,15 @@ printf '%-46s %12s %9.0f µs %8s\n' "  client CPU per request (user + sys)" - \
 printf '%-46s %12s %9.1f µs %8s\n' "  server CPU per request" - \
 	"$(calc "($s1 - $s0) / ($RUNS * $N) * 1000000")" -
 printf '%-46s %12s %12s %8s\n' "  most requests waiting at the server" $INFLIGHT \
-	"$(median <"$T/active")" -
-printf '%-46s %12s %12s %8s\n' "  connections opened per run" $INFLIGHT "$(median <"$T/conns")" -
+	"$(median <"$T/max_active")" -
+printf '%-46s %12s %12s %8s\n' "  connections opened per run" $INFLIGHT \
+	"$(median <"$T/connections")" -
+printf '%-46s %9.1f ms %9.1f ms %8s\n' "  round trip: delay + server slack + client" \
+	"$(calc "$DELAY * 1000")" "$(calc "$DELAY * 1000 + $late + $turn")" -
+printf '%-46s %12s %9.1f ms %8s\n' "    server slack (answer after its due time)" - "$late" -
+printf '%-46s %12s %9.1f ms %8s\n' "    client (answer in to next request in)" - "$turn" -
+printf '%-46s %12s %10.2f s %8s\n' "  client wall time per run" - "$d" -
+printf '%-46s %12s %10.2f s %8s\n' "  of which waiting for a CPU (run queue)" - "$dwait" -
 printf '%-46s %12s %10.0f/s %8s\n' "server answers at once: requests/s (ceiling)" - \
 	"$(calc "$N / $nd")" -
 printf '%-46s %12s %9.0f µs %8s\n' "  client CPU per request (user + sys)" - \

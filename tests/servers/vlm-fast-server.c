@@ -19,9 +19,15 @@
  * or 400 when the request is not valid. Faults are vlm-server.py's job.
  *
  * GET /stats: {"requests", "answered", "bad", "active", "max_active",
- * "connections"} (chat requests, good answers, invalid requests, requests
- * waiting for their answer now and at most, connections accepted);
- * POST /reset zeroes them (active excepted).
+ * "connections", "late_ms", "turnaround_ms"}: chat requests, good answers,
+ * invalid requests, requests waiting for their answer now and at most,
+ * connections accepted; the mean time answers left after their due time
+ * (this server's slack), and the mean time from an answer to the next
+ * request on its connection having arrived whole (the client's share of
+ * each round trip, with the transfer). With 64 connections busy and a
+ * 50 ms delay, requests/s = 64 / (0.05 s + late + turnaround).
+ * POST /reset zeroes them (active excepted). GET /last: the body of the last
+ * chat request, as it came (for tests of what the client sends).
  *
  * Usage: vlm-fast-server [--port N] [--port-file F] [--delay S] [--check]
  * --port 0 (default) takes a free port; --port-file F receives it (written
@@ -65,6 +71,7 @@ struct conn {
 	int retired;           /* on srv.closed */
 	struct timespec due;   /* when the waiting answer may go */
 	struct conn *queue_next;
+	struct timespec sent;  /* when the last answer went; 0 before any */
 };
 
 static struct {
@@ -74,12 +81,23 @@ static struct {
 	struct conn *queue_head, *queue_tail;
 	struct conn *closed;   /* closed, freed after this round of events */
 	long requests, answered, bad, active, max_active, connections;
+	double late;           /* seconds answers went after their due time, summed */
+	double turnaround;     /* seconds from an answer to the next request on
+	                        * its connection, summed over `turns` */
+	long turns;
+	char *last;            /* the last chat request's body (GET /last) */
+	size_t last_len;
 } srv;
 
 static const char fast_answer[] =
     "{\"id\":\"cmpl-test\",\"object\":\"chat.completion\",\"model\":\"test-vlm\","
     "\"choices\":[{\"index\":0,\"finish_reason\":\"stop\","
     "\"message\":{\"role\":\"assistant\",\"content\":\"Fast answer.\"}}]}";
+
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + 1e-9 * (double)(b->tv_nsec - a->tv_nsec);
+}
 
 static void usage(void)
 {
@@ -263,7 +281,16 @@ out:
 /* Answer one chat request (queued for --delay). */
 static void chat(struct conn *c, const char *body, size_t len)
 {
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
 	srv.requests++;
+	srv.last = xrealloc(srv.last, len + 1);
+	memcpy(srv.last, body, len);
+	srv.last_len = len;
+	if (c->sent.tv_sec) {
+		srv.turnaround += seconds_between(&c->sent, &now);
+		srv.turns++;
+	}
 	if (!srv.check) {
 		set_answer(c, 200, "OK", fast_answer, sizeof fast_answer - 1);
 		srv.answered++;
@@ -289,7 +316,7 @@ static void chat(struct conn *c, const char *body, size_t len)
 	}
 	if (srv.delay <= 0)
 		return; /* the caller writes it now */
-	clock_gettime(CLOCK_MONOTONIC, &c->due);
+	c->due = now;
 	long ns = (long)(srv.delay * 1e9);
 	c->due.tv_sec += ns / 1000000000 + (c->due.tv_nsec + ns % 1000000000) / 1000000000;
 	c->due.tv_nsec = (c->due.tv_nsec + ns % 1000000000) % 1000000000;
@@ -325,6 +352,8 @@ static void release_due(void)
 			srv.queue_tail = NULL;
 		srv.active--;
 		c->waiting = 0;
+		srv.late += seconds_between(&c->due, &now);
+		c->sent = now;
 		if (c->fd < 0) {
 			conn_close(c);  /* the client left before its answer */
 			continue;
@@ -369,9 +398,11 @@ static void stats_answer(struct conn *c)
 	char s[512];
 	int n = snprintf(s, sizeof s,
 	                 "{\"requests\": %ld, \"answered\": %ld, \"bad\": %ld, \"active\": %ld, "
-	                 "\"max_active\": %ld, \"connections\": %ld}",
+	                 "\"max_active\": %ld, \"connections\": %ld, \"late_ms\": %.3f, "
+	                 "\"turnaround_ms\": %.3f}",
 	                 srv.requests, srv.answered, srv.bad, srv.active, srv.max_active,
-	                 srv.connections);
+	                 srv.connections, srv.answered ? 1e3 * srv.late / (double)srv.answered : 0,
+	                 srv.turns ? 1e3 * srv.turnaround / (double)srv.turns : 0);
 	set_answer(c, 200, "OK", s, (size_t)n);
 }
 
@@ -429,8 +460,11 @@ static void serve(struct conn *c)
 			chat(c, body, body_len);
 		} else if (!strncmp(c->in, "GET /stats ", 11)) {
 			stats_answer(c);
+		} else if (!strncmp(c->in, "GET /last ", 10)) {
+			set_answer(c, 200, "OK", srv.last ? srv.last : "{}", srv.last ? srv.last_len : 2);
 		} else if (!strncmp(c->in, "POST /reset ", 12)) {
-			srv.requests = srv.answered = srv.bad = srv.connections = 0;
+			srv.requests = srv.answered = srv.bad = srv.connections = srv.turns = 0;
+			srv.late = srv.turnaround = 0;
 			srv.max_active = srv.active;
 			set_answer(c, 200, "OK", "{}", 2);
 		} else if (!strncmp(c->in, "GET /v1/models ", 15)) {
