@@ -109,9 +109,10 @@ for r in $(seq "$RUNS"); do
 	reset
 	run delay
 	curl -s "http://127.0.0.1:$PORT/stats" >"$T/stats"
-	for k in max_active connections late_ms turnaround_ms; do
+	for k in max_active late_ms turnaround_ms; do
 		jq -r ".$k" "$T/stats" >>"$T/$k"
 	done
+	jq -r ".connections - 1" "$T/stats" >>"$T/connections"  # less the one asking
 done
 s1=$(server_cpu)
 
