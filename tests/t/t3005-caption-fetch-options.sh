@@ -2,8 +2,8 @@
 # eosin-caption-fetch options the other t30NN tests leave out: what a --vlm
 # request holds (--system, --max-tokens, --low-prompt, --high-prompt,
 # --high-mag), a key from --api-key-env, every --url template field
-# ({slide}, {id}, {mag}, {x}, {y}) over file:// and http://, and the manual's
-# example against the project's test server.
+# ({slide}, {id}, {mag}, {x}, {y}) over file:// and http://, a rerun after
+# a Ctrl-C, and the manual's example against the project's test server.
 . "$(dirname "$0")/../lib.sh"
 test_have_prereq SHARED || test_skip_all 'needs ../shared/data (tiles, captions)'
 command -v python3 >/dev/null || test_skip_all 'needs python3'
@@ -89,6 +89,25 @@ test_expect_success '--url with {id}, file:// and http://' '
 	eosin-caption-fetch --url "http://127.0.0.1:$NGINX_PORT/id/{id}.txt" <in.mpk >j.mpk 2>/dev/null &&
 	check_tiles j.mpk &&
 	grep -q "GET /id/T1%2F5x%2F0_0.txt" "$TRASH/nginx/access.log"
+'
+
+# A shell starts background jobs with SIGINT ignored; env gives it back.
+test_expect_success 'after a Ctrl-C (SIGINT) mid-run, a rerun asks only what is not cached' '
+	start_fast_vlm --check --delay 0.05 &&
+	make_tiles 40 S9 >big.json && eosin-cat -r big.json >big.mpk &&
+	{ env --default-signal=INT eosin-caption-fetch --vlm "$VLM" --model m --cache ci \
+		--inflight 1 <big.mpk >/dev/null 2>/dev/null & pid=$!; } &&
+	i=0 && while [ -z "$(find ci -type f -name "[0-9a-f]*" 2>/dev/null)" ] && [ $i -lt 200 ]; do
+		sleep 0.05; i=$((i + 1)); done &&
+	kill -INT $pid; wait $pid; status=$? &&
+	test $status = 130 &&
+	have=$(find ci -type f -name "[0-9a-f]*" | wc -l) &&
+	test $have -gt 0 && test $have -lt 40 &&
+	vlm_reset &&
+	eosin-caption-fetch --vlm "$VLM" --model m --cache ci <big.mpk >big.out 2>big.err &&
+	check_captions big.json big.out &&
+	test "$(vlm_stat requests)" = $((40 - have)) &&
+	grep "asked $((40 - have)), cached $have," big.err
 '
 
 test_expect_success 'the manual'"'"'s example with the test server runs' '
