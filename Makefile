@@ -37,6 +37,7 @@ FILTERS  := $(sort $(wildcard filters/*.c))
 UNIT     := $(sort $(wildcard tests/unit/test-*.c))
 FUZZ     := $(sort $(wildcard tests/fuzz/fuzz-*.c))
 PROGRAMS := $(patsubst filters/%.c,$(BUILD)/bin/%,$(FILTERS))
+SERVERS  := $(patsubst tests/servers/%.c,$(BUILD)/servers/%,$(sort $(wildcard tests/servers/*.c)))
 UNITBINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT)) \
             $(patsubst tests/fuzz/fuzz-%.c,$(BUILD)/tests/test-fuzz-%,$(FUZZ))
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_C)) \
@@ -54,7 +55,7 @@ all: deps
 deps:
 	@tools/install-deps
 
-programs: $(PROGRAMS) $(UNITBINS) $(MAN5)
+programs: $(PROGRAMS) $(UNITBINS) $(SERVERS) $(MAN5)
 
 # Flags from pkg-config, computed once per make run (after deps ran).
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -91,6 +92,11 @@ $(BUILD)/bin/%: filters/%.c $(LIBEOSIN)
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/tap.h $(LIBEOSIN)
 	@mkdir -p $(@D) $(BUILD)/deps
 	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -MF $(BUILD)/deps/$(@F).d -o $@ $< $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
+
+# Test servers (tests/servers/NAME.c), started by tests and benchmarks.
+$(BUILD)/servers/%: tests/servers/%.c $(LIBEOSIN)
+	@mkdir -p $(@D) $(BUILD)/deps
+	@echo '  LINK  $@'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -MF $(BUILD)/deps/$(@F).d -o $@ $< $(LIBEOSIN) $(LDFLAGS) $(PKG_LIBS) $(LDLIBS)
 
 # Fuzz targets (tests/fuzz/fuzz-NAME.c define LLVMFuzzerTestOneInput). The
 # suite runs each through tests/fuzz/driver.c over seeds and random

@@ -578,25 +578,24 @@ static void request_done(void *ctx, void *user, const struct fetch_answer *a)
 	free(rq);
 }
 
-/* Ask for text under key (cache, memo, a request in flight, or a new
- * request with body); the slot finishes now or when the answer comes. */
-static void ask(struct slot *s, const char *key, const char *url, char *body, size_t len)
+/* Text under key without a new request: from recent answers, a request
+ * in flight (the slot waits on it), the cache, or the deadline's error.
+ * 1 if so, 0 when the key must be asked. */
+static int ask_known(struct slot *s, const char *key)
 {
 	const char *m = hget(&g.memo, key);
 	if (m) {
 		g.shared++;
-		free(body);
 		slot_finish(s, m, strlen(m), NULL);
-		return;
+		return 1;
 	}
 	struct request *rq = hget(&g.inflight, key);
 	if (rq) {
 		g.shared++;
-		free(body);
 		s->req = rq;
 		s->req_next = rq->waiters;
 		rq->waiters = s;
-		return;
+		return 1;
 	}
 	if (g.have_cache) {
 		char *text;
@@ -606,19 +605,24 @@ static void ask(struct slot *s, const char *key, const char *url, char *body, si
 			warn_lib();
 		if (hit == 1) {
 			g.cached++;
-			free(body);
 			memo_add(key, text, n);
 			slot_finish(s, text, n, NULL);
 			free(text);
-			return;
+			return 1;
 		}
 	}
 	if (g.expired) {
-		free(body);
 		slot_finish(s, NULL, 0, "deadline");
-		return;
+		return 1;
 	}
-	rq = calloc(1, sizeof *rq);
+	return 0;
+}
+
+/* Ask url for the text under key (POST body, taken, when not NULL); the
+ * slot finishes when the answer comes. Call after ask_known() said 0. */
+static void ask(struct slot *s, const char *key, const char *url, char *body, size_t len)
+{
+	struct request *rq = calloc(1, sizeof *rq);
 	if (!rq)
 		errx(1, "out of memory");
 	snprintf(rq->key, sizeof rq->key, "%s", key);
@@ -670,10 +674,8 @@ static void caption_tile(struct slot *s, const struct record *rec)
 	const void *parts[] = {"vlm", opt.vlm, p->prefix, jpeg};
 	size_t lens[] = {3, strlen(opt.vlm), p->prefix_len, n};
 	cache_key(key, 4, parts, lens);
-	if (hget(&g.memo, key) || hget(&g.inflight, key) || g.expired) {
-		ask(s, key, opt.vlm, NULL, 0);
-		return;
-	}
+	if (ask_known(s, key))
+		return;  /* no request body needed */
 	size_t b64 = 4 * ((n + 2) / 3);
 	size_t len = p->prefix_len + b64 + sizeof request_suffix - 1;
 	char *body = malloc(len + 1);
@@ -791,7 +793,8 @@ static void fetch_text(struct slot *s, const struct record *rec, const char *par
 	size_t lens[] = {3, strlen(url)};
 	cache_key(key, 2, parts, lens);
 	s->source = url;
-	ask(s, key, url, NULL, 0);
+	if (!ask_known(s, key))
+		ask(s, key, url, NULL, 0);
 }
 
 static void handle_record(const struct record *rec, uint64_t number)

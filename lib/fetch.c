@@ -489,20 +489,28 @@ int fetch_pump(struct fetch *f, double max_wait, int fd, int *fd_ready)
 		return eosin_error("libcurl: %s", curl_multi_strerror(mc));
 	if (fd >= 0 && fd_ready)
 		*fd_ready = extra.revents != 0;
-	int running;
-	mc = curl_multi_perform(f->multi, &running);
-	if (mc != CURLM_OK)
-		return eosin_error("libcurl: %s", curl_multi_strerror(mc));
-	CURLMsg *m;
-	int left;
-	while ((m = curl_multi_info_read(f->multi, &left))) {
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		struct fetch_job *j = NULL;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-		finish(f, j, m->data.result);
+	/* Transfers that finished free their slots for queued requests; those
+	 * are started and, in a second round, sent at once, not at the next
+	 * pump, which may come only after the caller has read more input. */
+	for (int round = 0; round < 2; round++) {
+		int running;
+		mc = curl_multi_perform(f->multi, &running);
+		if (mc != CURLM_OK)
+			return eosin_error("libcurl: %s", curl_multi_strerror(mc));
+		CURLMsg *m;
+		int left;
+		while ((m = curl_multi_info_read(f->multi, &left))) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			struct fetch_job *j = NULL;
+			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+			finish(f, j, m->data.result);
+		}
+		long started = f->stats.requests;
+		start_ready(f);
+		if (f->stats.requests == started)
+			break;
 	}
-	start_ready(f);
 	return 0;
 }
 

@@ -4,6 +4,7 @@
 #
 #   make_tiles N SLIDE[,SLIDE...] > tiles.json   tile records as JSON lines
 #   start_vlm [server options]      sets VLM_PORT, VLM_PID
+#   start_fast_vlm [options]        the same with $BUILD/servers/vlm-fast-server
 #   vlm_stat NAME                   a counter from the server's /stats
 #   vlm_reset                       zero the counters when the server is idle
 #   start_nginx ROOT                sets NGINX_PORT; access log $TRASH/nginx/access.log
@@ -56,6 +57,20 @@ wait_file() {
 start_vlm() {
 	rm -f "$TRASH/vlm.port"
 	$PY "$SERVERS/vlm-server.py" --port-file "$TRASH/vlm.port" "$@" \
+		>"$TRASH/vlm.log" 2>&1 &
+	VLM_PID=$!
+	echo $VLM_PID >>"$TRASH/pids"
+	wait_file "$TRASH/vlm.port" || { cat "$TRASH/vlm.log" >&2; return 1; }
+	VLM_PORT=$(cat "$TRASH/vlm.port")
+	VLM="http://127.0.0.1:$VLM_PORT/v1/chat/completions"
+}
+
+# start_fast_vlm [--delay S] [--check]: the C server of the benchmarks
+# (no faults; /stats has requests, answered, bad, active, max_active and
+# connections).
+start_fast_vlm() {
+	rm -f "$TRASH/vlm.port"
+	"$BUILD/servers/vlm-fast-server" --port-file "$TRASH/vlm.port" "$@" \
 		>"$TRASH/vlm.log" 2>&1 &
 	VLM_PID=$!
 	echo $VLM_PID >>"$TRASH/pids"
