@@ -11,6 +11,7 @@
  * ahead of the writer, so memory follows the window, never the slide, and
  * the bytes out are the same for any --threads.
  */
+#include "png.h"
 #include "prog.h"
 #include "quadtree.h"
 #include "schema_fields.h"
@@ -22,7 +23,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <turbojpeg.h>
-#include <vips/vips.h>
 
 #define SYNOPSIS                                                                                   \
 	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "           \
@@ -470,8 +470,23 @@ static char *preview_name(const char *pattern, const char *slide_id)
 	return out;
 }
 
+/* The outline of the w x h rectangle at (left, top), one pixel wide,
+ * clipped to the image. */
+static void outline(uint8_t *rgb, int iw, int ih, int left, int top, int w, int h,
+                    const uint8_t colour[3])
+{
+	for (int y = top; y < top + h; y++) {
+		if (y < 0 || y >= ih)
+			continue;
+		int edge = y == top || y == top + h - 1;
+		for (int x = left; x < left + w; x++)
+			if (x >= 0 && x < iw && (edge || x == left || x == left + w - 1))
+				memcpy(rgb + ((size_t)y * iw + x) * 3, colour, 3);
+	}
+}
+
 /* The thumbnail with tissue tinted green and every depth-0 tile outlined
- * in blue, as PNG. */
+ * in blue (2 px), as PNG. */
 static int write_preview(const char *file, const uint8_t *thumb, const struct tissue_mask *m,
                          const struct plan *plan)
 {
@@ -489,12 +504,7 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 		} else
 			memcpy(q, p, 3);
 	}
-	VipsImage *img =
-	    vips_image_new_from_memory_copy(rgb, n * 3, m->w, m->h, 3, VIPS_FORMAT_UCHAR);
-	free(rgb);
-	if (!img)
-		goto fail;
-	double blue[3] = {0, 0, 255};
+	static const uint8_t blue[3] = {0, 0, 255};
 	for (int64_t i = 0; i < plan->n; i++) {
 		const struct plan_tile *t = &plan->tiles[i];
 		if (t->depth != 0)
@@ -502,22 +512,11 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 		int left = (int)floor(t->x / m->dsx), top = (int)floor(t->y / m->dsy);
 		int w = (int)ceil(t->extent / m->dsx), h = (int)ceil(t->extent / m->dsy);
 		for (int k = 0; k < 2 && w - 2 * k > 0 && h - 2 * k > 0; k++)
-			if (vips_draw_rect(img, blue, 3, left + k, top + k, w - 2 * k, h - 2 * k,
-			                   NULL)) {
-				g_object_unref(img);
-				goto fail;
-			}
+			outline(rgb, m->w, m->h, left + k, top + k, w - 2 * k, h - 2 * k, blue);
 	}
-	int ret = vips_pngsave(img, file, NULL);
-	g_object_unref(img);
-	if (ret)
-		goto fail;
-	return 0;
-fail:
-	eosin_error("preview '%s': %s", file,
-	            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
-	vips_error_clear();
-	return -1;
+	int ret = png_write_rgb(file, rgb, m->w, m->h);
+	free(rgb);
+	return ret < 0 ? eosin_error_prefix("preview") : 0;
 }
 
 /* ---- one slide ---- */
@@ -719,14 +718,6 @@ int main(int argc, char **argv)
 		o.threads = n > 0 ? (int)n : 1;
 	}
 
-	if (VIPS_INIT(program_invocation_short_name))
-		errx(1, "cannot start libvips: %s", vips_error_buffer());
-	/* Parallelism is ours (one tile per worker); libvips evaluates each
-	 * small image on the calling thread, and caches nothing: the images
-	 * it resamples wrap buffers that are freed right after. */
-	vips_concurrency_set(1);
-	vips_cache_set_max(0);
-
 	struct stream_writer w;
 	if (stream_writer_init(&w, 1, "<stdout>") < 0)
 		die_lib();
@@ -750,12 +741,10 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			warn_lib();
 			stream_writer_close(&w);
-			vips_shutdown();
 			return 1;
 		}
 		failed |= r;
 	}
 	prog_close_output(&w);
-	vips_shutdown();
 	return failed ? 1 : 0;
 }

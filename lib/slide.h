@@ -15,8 +15,7 @@
  *              when it gives a plausible mpp (0.05 .. 50); TIFF writers put
  *              72 dpi or 1 px/mm there by default, which is no scan
  *   objective  openslide.objective-power P: 10 / P
- * otherwise the slide is refused. libvips must be initialised (VIPS_INIT)
- * before slide_read_box() or slide_thumbnail() are called.
+ * otherwise the slide is refused.
  */
 #ifndef EOSIN_SLIDE_H
 #define EOSIN_SLIDE_H
