@@ -36,6 +36,14 @@ test_expect_success FIXTURES 'Aperio pyramid (YCbCr JPEG, 3 levels read): same t
 	tiles d.mpk >d.json && tiles o.mpk >o.json && test_cmp o.json d.json
 '
 
+test_expect_success FIXTURES 'Aperio pyramid, direct: 1 and 3 threads give the same bytes' '
+	eosin-tile --grid --mags 10,20,40 --px 128 --min-tissue 0.2 --cache-mb 0 --threads 1 \
+	    "$FIX/aperio.svs" >t1.mpk &&
+	eosin-tile --grid --mags 10,20,40 --px 128 --min-tissue 0.2 --cache-mb 0 --threads 3 \
+	    "$FIX/aperio.svs" >t3.mpk &&
+	tiles t1.mpk >t1.json && tiles t3.mpk >t3.json && test_cmp t1.json t3.json
+'
+
 test_expect_success FIXTURES 'generic tiled TIFF: same tiles' '
 	eosin-tile --grid --mags 10,20 --px 128 --min-tissue 0.2 "$FIX/generic-cm.tif" >d.mpk &&
 	eosin-tile --grid --mags 10,20 --px 128 --min-tissue 0.2 --openslide-only \
