@@ -5,7 +5,10 @@
 # box: --min-tissue 0), the same JPEG quality and chroma subsampling.
 # Prints medians of RUNS runs (default 5): wall seconds, tiles/s by wall
 # clock and by CPU time (user + sys, robust when other work shares the
-# machine), eosin-tile with 1 and 2 threads.
+# machine), eosin-tile with 1 and 2 threads. Runs interleave (baseline,
+# 1 thread, 2 threads, repeat) so that load from other work falls on all
+# three alike. Wall-clock scaling needs 2 idle cores; on a busy machine
+# the CPU-time figures are the steadier ones.
 #
 #   bench/tile.sh [SLIDE]     (default ../shared/data/slides/cmu-1-small-region.svs)
 #   RUNS=7 REPEAT=5 MAGS=10,20 PX=256 bench/tile.sh
@@ -65,7 +68,10 @@ END {
 	for (i = 1; i <= 3; i++)
 		printf "%-32s %9.2f %9.2f %12.1f %12.1f\n", label[k[i]], wall[k[i]], cpu[k[i]],
 		    n / wall[k[i]], n / cpu[k[i]]
-	printf "ratio eosin-tile 1 thread / baseline: %.2fx wall, %.2fx cpu\n",
+	printf "speed-up vs baseline, 1 thread:  %.2fx wall, %.2fx cpu\n",
 	    wall["base"] / wall["t1"], cpu["base"] / cpu["t1"]
-	printf "scaling 2 threads / 1 thread: %.2fx wall\n", wall["t1"] / wall["t2"]
+	printf "speed-up vs baseline, 2 threads: %.2fx wall, %.2fx cpu\n",
+	    wall["base"] / wall["t2"], cpu["base"] / cpu["t2"]
+	printf "scaling 2 threads / 1 thread: %.2fx wall (cpu time %.2fx of 1 thread)\n",
+	    wall["t1"] / wall["t2"], cpu["t2"] / cpu["t1"]
 }' "$tmp/med"

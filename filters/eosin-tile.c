@@ -11,6 +11,7 @@
  * ahead of the writer, so memory follows the window, never the slide, and
  * the bytes out are the same for any --threads.
  */
+#include "png.h"
 #include "prog.h"
 #include "quadtree.h"
 #include "schema_fields.h"
@@ -22,13 +23,12 @@
 #include <math.h>
 #include <pthread.h>
 #include <turbojpeg.h>
-#include <vips/vips.h>
 
 #define SYNOPSIS                                                                                   \
 	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "           \
 	"[--seed N] [--min-tissue F] [--quality Q] [--mpp UM | --base-mag M] "                     \
-	"[--allow-upsample] [--tolerance F] [--threads N] [--cache-mb N] [--slide-id ID] "         \
-	"[--preview FILE] slide ...\n"
+	"[--allow-upsample] [--tolerance F] [--threads N] [--cache-mb N] [--openslide-only] "     \
+	"[--slide-id ID] [--preview FILE] slide ...\n"
 
 #define WINDOW_PER_THREAD 4
 #define MAX_MAGS (QUADTREE_MAX_DEPTH + 1)
@@ -62,6 +62,7 @@ struct options {
 	double tolerance;
 	int threads;
 	long cache_mb; /* level-0 copies up to this size, MiB (0: none) */
+	int openslide_only; /* no direct JPEG tile decoding */
 	const char *slide_id;
 	const char *preview;
 };
@@ -265,10 +266,26 @@ static void tile_id(char *buf, size_t size, const char *slide_id, double mag, in
 	snprintf(buf, size, "%s/%gx/%lld_%lld", slide_id, mag, (long long)x, (long long)y);
 }
 
+/* What one worker reuses from tile to tile. The JPEG buffer is
+ * tjBufSize() bytes, the most any tile can take, so the encoder never
+ * allocates (a fresh buffer of a few hundred KiB per tile is a fresh
+ * mmap, and page faults, each time). */
+struct worker_state {
+	tjhandle tj;
+	uint8_t *rgb; /* (px, px, 3) */
+	unsigned char *jpeg;
+	unsigned long jpeg_cap;
+	struct slide_scratch sc;
+	struct recb b;
+};
+
 /* Read, resample, encode and pack tile i; the record into *rec. */
-static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb, struct slide_scratch *sc,
-                     struct recb *b, char **rec, size_t *len)
+static int make_tile(struct job *j, int64_t i, struct worker_state *ws, char **rec, size_t *len)
 {
+	tjhandle tj = ws->tj;
+	uint8_t *rgb = ws->rgb;
+	struct slide_scratch *sc = &ws->sc;
+	struct recb *b = &ws->b;
 	const struct options *o = j->o;
 	const struct slide *s = j->s;
 	const struct plan_tile *t = &j->plan->tiles[i];
@@ -276,15 +293,14 @@ static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb, struct
 	double mag = o->mags[t->mag_index];
 	if (slide_read_box(s, t->level, t->x, t->y, t->extent, o->px, rgb, sc) < 0)
 		return -1;
-	unsigned char *jpeg = NULL;
-	unsigned long jpeg_len = 0;
+	unsigned char *jpeg = ws->jpeg;
+	unsigned long jpeg_len = ws->jpeg_cap;
 	int subsamp = o->quality >= 90 ? TJSAMP_444 : TJSAMP_420;
+	/* the accurate integer DCT, as libjpeg's own default (turbojpeg's
+	 * compressor defaults to the fast one) */
 	if (tjCompress2(tj, rgb, o->px, 0, o->px, TJPF_RGB, &jpeg, &jpeg_len, subsamp, o->quality,
-	                0) != 0) {
-		eosin_error("jpeg encoding: %s", tjGetErrorStr2(tj));
-		tjFree(jpeg);
-		return -1;
-	}
+	                TJFLAG_ACCURATEDCT | TJFLAG_NOREALLOC) != 0)
+		return eosin_error("jpeg encoding: %s", tjGetErrorStr2(tj));
 	char id[1024];
 	tile_id(id, sizeof id, j->slide_id, mag, t->x, t->y);
 	double level_px = (double)t->extent / s->ds[t->level];
@@ -314,18 +330,19 @@ static int make_tile(struct job *j, int64_t i, tjhandle tj, uint8_t *rgb, struct
 	recb_bool(b, F_TILE_UPSAMPLED, level_px < o->px * (1 - o->tolerance));
 	recb_int(b, F_TILE_QUALITY, o->quality);
 	recb_bin(b, F_TILE_JPEG, jpeg, jpeg_len);
-	tjFree(jpeg);
 	return recb_finish(b, rec, len);
 }
 
 static void *worker(void *arg)
 {
 	struct job *j = arg;
-	tjhandle tj = tjInitCompress();
-	uint8_t *rgb = malloc((size_t)j->o->px * j->o->px * 3);
-	struct slide_scratch sc = {0};
-	struct recb b;
-	recb_init(&b);
+	int px = j->o->px;
+	struct worker_state ws = {0};
+	ws.tj = tjInitCompress();
+	ws.rgb = malloc((size_t)px * px * 3);
+	ws.jpeg_cap = tjBufSize(px, px, TJSAMP_444); /* the largest of all samplings */
+	ws.jpeg = tjAlloc((int)ws.jpeg_cap);
+	recb_init(&ws.b);
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		while (!j->stop && j->next_claim < j->plan->n &&
@@ -343,10 +360,10 @@ static void *worker(void *arg)
 		char *rec = NULL;
 		size_t len = 0;
 		int ret;
-		if (!tj || !rgb)
+		if (!ws.tj || !ws.rgb || !ws.jpeg)
 			ret = eosin_error("out of memory");
 		else
-			ret = make_tile(j, i, tj, rgb, &sc, &b, &rec, &len);
+			ret = make_tile(j, i, &ws, &rec, &len);
 
 		pthread_mutex_lock(&j->lock);
 		sl->rec = ret < 0 ? NULL : rec;
@@ -357,11 +374,12 @@ static void *worker(void *arg)
 		pthread_cond_broadcast(&j->done);
 		pthread_mutex_unlock(&j->lock);
 	}
-	recb_release(&b);
-	slide_scratch_release(&sc);
-	free(rgb);
-	if (tj)
-		tjDestroy(tj);
+	recb_release(&ws.b);
+	slide_scratch_release(&ws.sc);
+	free(ws.rgb);
+	tjFree(ws.jpeg);
+	if (ws.tj)
+		tjDestroy(ws.tj);
 	return NULL;
 }
 
@@ -452,8 +470,23 @@ static char *preview_name(const char *pattern, const char *slide_id)
 	return out;
 }
 
+/* The outline of the w x h rectangle at (left, top), one pixel wide,
+ * clipped to the image. */
+static void outline(uint8_t *rgb, int iw, int ih, int left, int top, int w, int h,
+                    const uint8_t colour[3])
+{
+	for (int y = top; y < top + h; y++) {
+		if (y < 0 || y >= ih)
+			continue;
+		int edge = y == top || y == top + h - 1;
+		for (int x = left; x < left + w; x++)
+			if (x >= 0 && x < iw && (edge || x == left || x == left + w - 1))
+				memcpy(rgb + ((size_t)y * iw + x) * 3, colour, 3);
+	}
+}
+
 /* The thumbnail with tissue tinted green and every depth-0 tile outlined
- * in blue, as PNG. */
+ * in blue (2 px), as PNG. */
 static int write_preview(const char *file, const uint8_t *thumb, const struct tissue_mask *m,
                          const struct plan *plan)
 {
@@ -471,12 +504,7 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 		} else
 			memcpy(q, p, 3);
 	}
-	VipsImage *img =
-	    vips_image_new_from_memory_copy(rgb, n * 3, m->w, m->h, 3, VIPS_FORMAT_UCHAR);
-	free(rgb);
-	if (!img)
-		goto fail;
-	double blue[3] = {0, 0, 255};
+	static const uint8_t blue[3] = {0, 0, 255};
 	for (int64_t i = 0; i < plan->n; i++) {
 		const struct plan_tile *t = &plan->tiles[i];
 		if (t->depth != 0)
@@ -484,22 +512,11 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 		int left = (int)floor(t->x / m->dsx), top = (int)floor(t->y / m->dsy);
 		int w = (int)ceil(t->extent / m->dsx), h = (int)ceil(t->extent / m->dsy);
 		for (int k = 0; k < 2 && w - 2 * k > 0 && h - 2 * k > 0; k++)
-			if (vips_draw_rect(img, blue, 3, left + k, top + k, w - 2 * k, h - 2 * k,
-			                   NULL)) {
-				g_object_unref(img);
-				goto fail;
-			}
+			outline(rgb, m->w, m->h, left + k, top + k, w - 2 * k, h - 2 * k, blue);
 	}
-	int ret = vips_pngsave(img, file, NULL);
-	g_object_unref(img);
-	if (ret)
-		goto fail;
-	return 0;
-fail:
-	eosin_error("preview '%s': %s", file,
-	            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
-	vips_error_clear();
-	return -1;
+	int ret = png_write_rgb(file, rgb, m->w, m->h);
+	free(rgb);
+	return ret < 0 ? eosin_error_prefix("preview") : 0;
 }
 
 /* ---- one slide ---- */
@@ -520,6 +537,11 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 	struct slide s;
 	if (slide_open(&s, path, o->override_mpp) < 0) {
 		warn_lib();
+		return 1;
+	}
+	if (!o->openslide_only && slide_use_direct(&s) < 0) {
+		warn_lib();
+		slide_close(&s);
 		return 1;
 	}
 	char *slide_id = o->slide_id ? strdup(o->slide_id) : slide_id_of(path);
@@ -623,6 +645,7 @@ int main(int argc, char **argv)
 		O_TOLERANCE,
 		O_THREADS,
 		O_CACHE_MB,
+		O_OPENSLIDE_ONLY,
 		O_SLIDE_ID,
 		O_PREVIEW
 	};
@@ -641,6 +664,7 @@ int main(int argc, char **argv)
 	    {"tolerance", required_argument, 0, O_TOLERANCE},
 	    {"threads", required_argument, 0, O_THREADS},
 	    {"cache-mb", required_argument, 0, O_CACHE_MB},
+	    {"openslide-only", no_argument, 0, O_OPENSLIDE_ONLY},
 	    {"slide-id", required_argument, 0, O_SLIDE_ID},
 	    {"preview", required_argument, 0, O_PREVIEW},
 	    {"help", no_argument, 0, 'h'},
@@ -663,6 +687,7 @@ int main(int argc, char **argv)
 		case O_TOLERANCE: o.tolerance = prog_double("--tolerance", optarg, 0, 0.5); break;
 		case O_THREADS: o.threads = (int)prog_long("--threads", optarg, 1, 1024); break;
 		case O_CACHE_MB: o.cache_mb = prog_long("--cache-mb", optarg, 0, 1L << 20); break;
+		case O_OPENSLIDE_ONLY: o.openslide_only = 1; break;
 		case O_SLIDE_ID: o.slide_id = optarg; break;
 		case O_PREVIEW: o.preview = optarg; break;
 		default: usage();
@@ -693,14 +718,6 @@ int main(int argc, char **argv)
 		o.threads = n > 0 ? (int)n : 1;
 	}
 
-	if (VIPS_INIT(program_invocation_short_name))
-		errx(1, "cannot start libvips: %s", vips_error_buffer());
-	/* Parallelism is ours (one tile per worker); libvips evaluates each
-	 * small image on the calling thread, and caches nothing: the images
-	 * it resamples wrap buffers that are freed right after. */
-	vips_concurrency_set(1);
-	vips_cache_set_max(0);
-
 	struct stream_writer w;
 	if (stream_writer_init(&w, 1, "<stdout>") < 0)
 		die_lib();
@@ -724,12 +741,10 @@ int main(int argc, char **argv)
 		if (r < 0) {
 			warn_lib();
 			stream_writer_close(&w);
-			vips_shutdown();
 			return 1;
 		}
 		failed |= r;
 	}
 	prog_close_output(&w);
-	vips_shutdown();
 	return failed ? 1 : 0;
 }

@@ -1,15 +1,15 @@
 /*
  * slide.c: OpenSlide reading, resolution and resampling. See slide.h.
  *
- * Why OpenSlide directly for tiles and libvips only to resample: one
- * openslide_t shared by all threads reads any box at any level with one
- * call, shares one decoded-tile cache, and gives exact level-0 placement;
- * going through vips_openslideload per tile would reopen or re-wrap the
- * slide for every patch and add a pipeline per region. The thumbnail is
- * read through the same handle, block by block, and box-averaged as it
- * goes: memory follows the thumbnail, and on small slides it leaves
- * OpenSlide's tile cache warm for the tiles (libvips' loader would open a
- * second handle and decode every tile a second time).
+ * Where pixels come from, fastest first: the level-0 copy (small slides,
+ * decoded once); the JPEG tiles of Aperio and generic TIFF levels decoded
+ * directly (lib/tiffjpeg.c: the same pixels as OpenSlide, without its
+ * ARGB conversion and cairo compositing); OpenSlide's read_region for
+ * everything else (JPEG 2000 SVS, other vendors), through one openslide_t
+ * shared by all threads. The thumbnail is read block by block and
+ * box-averaged as it goes, so memory follows the thumbnail. Resampling is
+ * lib/resample.c: libvips spends more building a pipeline per tile than
+ * the arithmetic costs.
  */
 #include "slide.h"
 
@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <vips/vips.h>
+#include <sys/mman.h>
 
 const char *mpp_source_name(enum mpp_source src)
 {
@@ -95,6 +95,8 @@ void slide_close(struct slide *s)
 	free(s->height);
 	free(s->ds);
 	free(s->level0);
+	if (s->ndirect > 0)
+		tiffjpeg_close(&s->direct);
 	memset(s, 0, sizeof *s);
 }
 
@@ -153,6 +155,27 @@ int slide_open(struct slide *s, const char *path, double override_mpp)
 	return 0;
 }
 
+int slide_use_direct(struct slide *s)
+{
+	const char *vendor = openslide_get_property_value(s->osr, OPENSLIDE_PROPERTY_NAME_VENDOR);
+	if (s->ndirect > 0)
+		return s->ndirect;
+	/* formats whose levels OpenSlide 3.4.1 reads tile by tile through
+	 * libtiff, with no overlaps or offsets of their own */
+	if (!vendor || (strcmp(vendor, "aperio") && strcmp(vendor, "generic-tiff")))
+		return 0;
+	int n = tiffjpeg_open(&s->direct, s->path, s->nlevels, s->width, s->height);
+	if (n < 0)
+		return -1;
+	s->ndirect = n;
+	return n;
+}
+
+static int is_direct(const struct slide *s, int level)
+{
+	return s->ndirect > 0 && s->direct.levels[level].direct;
+}
+
 int slide_level_for(const struct slide *s, double target_mpp, double tolerance)
 {
 	int best = 0;
@@ -179,59 +202,12 @@ static void argb_to_rgb_on_white(const uint32_t *argb, size_t n, uint8_t *rgb)
 	}
 }
 
-/* Resample an RGB w x h buffer by scale and cut or pad it to exactly
- * px x px into out. */
-static int resample_to(const uint8_t *in, int w, int h, double scale, int px, uint8_t *out)
-{
-	if (w == px && h == px) {
-		memcpy(out, in, (size_t)px * px * 3);
-		return 0;
-	}
-	VipsImage *img =
-	    vips_image_new_from_memory(in, (size_t)w * h * 3, w, h, 3, VIPS_FORMAT_UCHAR);
-	VipsImage *t[3] = {NULL, NULL, NULL};
-	int ret = -1;
-	if (!img)
-		goto done;
-	if (vips_resize(img, &t[0], scale, "kernel", VIPS_KERNEL_LANCZOS3, NULL))
-		goto done;
-	/* rint(w * scale) can be px + 1 (w is the level size rounded up); a
-	 * shortfall cannot happen as w * scale >= px, but pad by copying the
-	 * edge rather than trust it. */
-	if (t[0]->Xsize < px || t[0]->Ysize < px) {
-		if (vips_embed(t[0], &t[1], 0, 0, px, px, "extend", VIPS_EXTEND_COPY, NULL))
-			goto done;
-	} else if (vips_crop(t[0], &t[1], 0, 0, px, px, NULL))
-		goto done;
-	if (vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
-		goto done;
-	size_t size = 0;
-	void *mem = vips_image_write_to_memory(t[2], &size);
-	if (!mem || size != (size_t)px * px * 3) {
-		g_free(mem);
-		goto done;
-	}
-	memcpy(out, mem, size);
-	g_free(mem);
-	ret = 0;
-done:
-	if (ret < 0) {
-		eosin_error("resampling %dx%d to %dx%d: %s", w, h, px, px,
-		            vips_error_buffer()[0] ? vips_error_buffer() : "libvips failed");
-		vips_error_clear();
-	}
-	for (int i = 0; i < 3; i++)
-		if (t[i])
-			g_object_unref(t[i]);
-	if (img)
-		g_object_unref(img);
-	return ret;
-}
-
 void slide_scratch_release(struct slide_scratch *sc)
 {
 	free(sc->argb);
 	free(sc->rgb);
+	resampler_release(&sc->resampler);
+	tiffjpeg_decoder_release(&sc->decoder);
 	memset(sc, 0, sizeof *sc);
 }
 
@@ -239,11 +215,16 @@ static int scratch_reserve(struct slide_scratch *sc, size_t pixels)
 {
 	if (pixels <= sc->cap)
 		return 0;
-	slide_scratch_release(sc);
+	free(sc->argb);
+	free(sc->rgb);
 	sc->argb = malloc(pixels * 4);
 	sc->rgb = malloc(pixels * 3);
 	if (!sc->argb || !sc->rgb) {
-		slide_scratch_release(sc);
+		free(sc->argb);
+		free(sc->rgb);
+		sc->argb = NULL;
+		sc->rgb = NULL;
+		sc->cap = 0;
 		return eosin_error("out of memory");
 	}
 	sc->cap = pixels;
@@ -281,13 +262,48 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 		return 1;
 	if ((double)w * (double)h * 3 > (double)budget)
 		return 0;
-	uint8_t *img = malloc((size_t)(w * h * 3));
-	if (!img)
+	/* in 2 MiB pages where the kernel allows it (transparent huge pages
+	 * on madvise): tens of MiB filled once, and faulting them in 4 KiB at
+	 * a time costs about as much as decoding them */
+	size_t bytes = (size_t)(w * h * 3), huge = (size_t)2 << 20;
+	void *mem = NULL;
+	if (posix_memalign(&mem, huge, (bytes + huge - 1) / huge * huge) != 0)
 		return 0; /* not an error: tiles are read through OpenSlide */
-	const int64_t bl = 1024;
-	int64_t nbx = (w + bl - 1) / bl, nby = (h + bl - 1) / bl;
+	madvise(mem, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+	uint8_t *img = mem;
 	int failed = 0;
 	char err[512] = "";
+	if (is_direct(s, 0)) {
+		/* one band of tiles per step: whole tiles decode in place */
+		int64_t th = s->direct.levels[0].th, bands = s->direct.levels[0].down;
+#pragma omp parallel num_threads(threads > 0 ? threads : 1)
+		{
+			struct tiffjpeg_decoder d = {0};
+#pragma omp for schedule(dynamic)
+			for (int64_t b = 0; b < bands; b++) {
+				int64_t y0 = b * th, rh = h - y0 < th ? h - y0 : th;
+				if (tiffjpeg_read_region(&s->direct, &d, 0, 0, y0, w, rh,
+				                         img + (size_t)(y0 * w * 3)) < 0) {
+#pragma omp critical
+					{
+						if (!failed)
+							snprintf(err, sizeof err, "%s",
+							         eosin_errmsg());
+						failed = 1;
+					}
+				}
+			}
+			tiffjpeg_decoder_release(&d);
+		}
+		if (failed) {
+			free(img);
+			return eosin_error("'%s': reading level 0: %s", s->path, err);
+		}
+		s->level0 = img;
+		return 1;
+	}
+	const int64_t bl = 1024;
+	int64_t nbx = (w + bl - 1) / bl, nby = (h + bl - 1) / bl;
 #pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
 	for (int64_t b = 0; b < nbx * nby; b++) {
 		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
@@ -329,25 +345,46 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 		return eosin_error("'%s': bad read (level %d, extent %lld)", s->path, level,
 		                   (long long)extent);
 	double side = (double)extent / s->ds[level]; /* level px, maybe fractional */
-	int64_t n = (int64_t)ceil(side - 1e-6);
-	if (n < 1)
-		n = 1;
-	if (n > 32768)
+	/* direct levels: read from the whole level pixel lx, ly at or before
+	 * the box's corner, and tell the resampler the rest (ox, oy) */
+	double ox = 0, oy = 0;
+	int64_t lx = 0, ly = 0;
+	int direct = !(level == 0 && s->level0) && is_direct(s, level);
+	if (direct) {
+		double fx = (double)x / s->ds[level], fy = (double)y / s->ds[level];
+		lx = (int64_t)floor(fx);
+		ly = (int64_t)floor(fy);
+		ox = fx - (double)lx;
+		oy = fy - (double)ly;
+	}
+	int64_t nx = (int64_t)ceil(ox + side - 1e-6), ny = (int64_t)ceil(oy + side - 1e-6);
+	nx = nx < 1 ? 1 : nx;
+	ny = ny < 1 ? 1 : ny;
+	if (nx > 32768 || ny > 32768)
 		return eosin_error("'%s': a %lld px square region at level %d is too large to read",
-		                   s->path, (long long)n, level);
-	if (scratch_reserve(sc, (size_t)(n * n)) < 0)
+		                   s->path, (long long)nx, level);
+	if (scratch_reserve(sc, (size_t)(nx * ny)) < 0)
 		return -1;
 	if (level == 0 && s->level0) {
-		crop_level0(s, x, y, n, sc->rgb);
+		crop_level0(s, x, y, nx, sc->rgb);
+	} else if (direct) {
+		if (tiffjpeg_read_region(&s->direct, &sc->decoder, level, lx, ly, nx, ny, sc->rgb) <
+		    0)
+			return eosin_error_prefix("'%s': reading level %d at (%lld, %lld)", s->path,
+			                          level, (long long)x, (long long)y);
 	} else {
-		openslide_read_region(s->osr, sc->argb, x, y, level, n, n);
+		openslide_read_region(s->osr, sc->argb, x, y, level, nx, ny);
 		const char *oerr = openslide_get_error(s->osr);
 		if (oerr)
 			return eosin_error("'%s': reading level %d at (%lld, %lld): %s", s->path,
 			                   level, (long long)x, (long long)y, oerr);
-		argb_to_rgb_on_white(sc->argb, (size_t)(n * n), sc->rgb);
+		argb_to_rgb_on_white(sc->argb, (size_t)(nx * ny), sc->rgb);
 	}
-	if (resample_to(sc->rgb, (int)n, (int)n, (double)px / side, px, rgb) < 0)
+	/* side is at most 1e-6 over what was read: clip it to the region */
+	double sx = ox + side > (double)nx ? (double)nx - ox : side;
+	double sy = oy + side > (double)ny ? (double)ny - oy : side;
+	if (resample_rgb(&sc->resampler, sc->rgb, (int)nx, (int)ny, (size_t)nx * 3, ox, oy, sx, sy,
+	                 rgb, px, px) < 0)
 		return eosin_error_prefix("'%s'", s->path);
 	return 0;
 }
@@ -403,19 +440,27 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 			src = s->level0 + (size_t)((by * lw + bx) * 3);
 			stride = (size_t)lw * 3;
 		} else {
-			argb = malloc((size_t)(rw * rh * 4));
+			int ok = 0;
 			block = malloc((size_t)(rw * rh * 3));
-			if (argb && block) {
+			if (block && is_direct(s, level)) {
+				struct tiffjpeg_decoder d = {0};
+				ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh,
+				                          block) == 0;
+				if (!ok)
+					oerr = eosin_errmsg();
+				tiffjpeg_decoder_release(&d);
+			} else if (block && (argb = malloc((size_t)(rw * rh * 4)))) {
 				/* read_region takes level-0 coordinates */
 				openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
 				                      (int64_t)(by * s->ds[level]), level, rw, rh);
 				oerr = openslide_get_error(s->osr);
+				ok = !oerr;
 				argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
 			}
 			free(argb);
 			src = block;
 			stride = (size_t)rw * 3;
-			if (!block || oerr) {
+			if (!ok) {
 #pragma omp critical
 				{
 					if (!failed)

@@ -15,11 +15,13 @@
  *              when it gives a plausible mpp (0.05 .. 50); TIFF writers put
  *              72 dpi or 1 px/mm there by default, which is no scan
  *   objective  openslide.objective-power P: 10 / P
- * otherwise the slide is refused. libvips must be initialised (VIPS_INIT)
- * before slide_read_box() or slide_thumbnail() are called.
+ * otherwise the slide is refused.
  */
 #ifndef EOSIN_SLIDE_H
 #define EOSIN_SLIDE_H
+
+#include "resample.h"
+#include "tiffjpeg.h"
 
 #include <openslide.h>
 #include <stddef.h>
@@ -50,12 +52,21 @@ struct slide {
 	double base_mpp;         /* um per level-0 px */
 	enum mpp_source mpp_source;
 	uint8_t *level0; /* (height[0], width[0], 3) RGB on white, or NULL */
+	struct tiffjpeg direct; /* levels whose JPEG tiles are decoded here */
+	int ndirect;            /* how many; 0: everything through OpenSlide */
 };
 
 /* Open path and resolve its resolution (override_mpp > 0 wins). On -1
  * the message names the path; *s needs no slide_close(). */
 int slide_open(struct slide *s, const char *path, double override_mpp);
 void slide_close(struct slide *s);
+
+/* Decode the JPEG tiles of Aperio and generic tiled TIFF levels directly
+ * (lib/tiffjpeg.h) instead of through OpenSlide: the same pixels with a
+ * fraction of the work. Returns how many levels are read so (0: none, the
+ * slide is read through OpenSlide as before), -1 out of memory. Call
+ * after slide_open(), before sharing the slide between threads. */
+int slide_use_direct(struct slide *s);
 
 /* Read all of level 0 into memory (slide.level0) when its RGB takes at
  * most budget bytes, with up to `threads` threads. Small and single-level
@@ -77,14 +88,19 @@ struct slide_scratch {
 	uint32_t *argb;
 	uint8_t *rgb;
 	size_t cap; /* pixels both hold */
+	struct resampler resampler;
+	struct tiffjpeg_decoder decoder;
 };
 void slide_scratch_release(struct slide_scratch *sc);
 
-/* Read the level-0 box [x, x+extent)^2 from `level` and resample it with
- * libvips (lanczos3) to exactly px x px, composited on white where the
- * slide is transparent (outside its scanned area). rgb is px*px*3 bytes,
- * row-major RGB. Memory: one level region, (extent/ds)^2 * 7 bytes, kept
- * in sc for the next call. */
+/* Read the level-0 box [x, x+extent)^2 from `level` and resample it
+ * (lib/resample.h: Lanczos-3) to exactly px x px, composited on white
+ * where the slide is transparent (outside its scanned area). rgb is
+ * px*px*3 bytes, row-major RGB. A direct level is read from the whole
+ * level pixel at or before x / ds, and the resampler is told the
+ * fractional rest, so the box keeps its exact level-0 place. Memory: one
+ * level region, (extent/ds + 1)^2 * 7 bytes, kept in sc for the next
+ * call. */
 int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
                    uint8_t *rgb, struct slide_scratch *sc);
 

@@ -1,0 +1,236 @@
+/*
+ * tiffjpeg.c: JPEG tiles of tiled TIFF slides, decoded directly. See
+ * tiffjpeg.h.
+ */
+#include "tiffjpeg.h"
+
+#include "error.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <tiffio.h>
+
+static void level_release(struct tiffjpeg_level *l)
+{
+	free(l->size);
+	memset(l, 0, sizeof *l);
+}
+
+void tiffjpeg_close(struct tiffjpeg *t)
+{
+	for (int i = 0; i < t->nlevels; i++)
+		level_release(&t->levels[i]);
+	free(t->levels);
+	free(t->path);
+	memset(t, 0, sizeof *t);
+}
+
+/* The current directory as level l, when it is a JPEG tile pyramid level
+ * of the right size. 1 taken, 0 not, -1 out of memory. */
+static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h)
+{
+	uint32_t iw = 0, ih = 0, tw = 0, th = 0;
+	uint16_t compression = 0, bits = 0, spp = 0, planar = 0, photometric = 0;
+	if (!TIFFIsTiled(tif) || !TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &iw) ||
+	    !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &ih) || iw != w || ih != h ||
+	    !TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw) ||
+	    !TIFFGetField(tif, TIFFTAG_TILELENGTH, &th) || tw == 0 || th == 0 || tw > 16384 ||
+	    th > 16384 || !TIFFGetField(tif, TIFFTAG_COMPRESSION, &compression) ||
+	    compression != COMPRESSION_JPEG ||
+	    !TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bits) || bits != 8 ||
+	    !TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp) || spp != 3 ||
+	    !TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar) ||
+	    planar != PLANARCONFIG_CONTIG || !TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) ||
+	    (photometric != PHOTOMETRIC_YCBCR && photometric != PHOTOMETRIC_RGB))
+		return 0;
+	int64_t across = ((int64_t)iw + tw - 1) / tw, down = ((int64_t)ih + th - 1) / th;
+	if ((int64_t)TIFFNumberOfTiles(tif) != across * down)
+		return 0;
+	uint64_t *size = NULL;
+	if (!TIFFGetField(tif, TIFFTAG_TILEBYTECOUNTS, &size) || !size)
+		return 0;
+	size_t n = (size_t)(across * down);
+	l->size = malloc(n * sizeof *l->size);
+	if (!l->size)
+		return -1;
+	memcpy(l->size, size, n * sizeof *l->size);
+	l->w = w;
+	l->h = h;
+	l->tw = (int)tw;
+	l->th = (int)th;
+	l->across = across;
+	l->down = down;
+	l->ycbcr = photometric == PHOTOMETRIC_YCBCR;
+	l->dir = TIFFCurrentDirectory(tif);
+	l->direct = 1;
+	return 1;
+}
+
+static void quiet_handler(const char *module, const char *fmt, va_list ap)
+{
+	(void)module;
+	(void)fmt;
+	(void)ap;
+}
+
+void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d)
+{
+	if (d->tif)
+		TIFFClose(d->tif);
+	free(d->tile);
+	memset(d, 0, sizeof *d);
+}
+
+static int reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return 0;
+	uint8_t *p = realloc(*buf, need);
+	if (!p)
+		return eosin_error("out of memory");
+	*buf = p;
+	*cap = need;
+	return 0;
+}
+
+/* Decode tile i to tw x th RGB at dst (rows pitch bytes apart), through
+ * the thread's own TIFF handle. */
+static int decode_tile(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level, int64_t i,
+                       uint8_t *dst, size_t pitch)
+{
+	const struct tiffjpeg_level *l = &t->levels[level];
+	size_t row = (size_t)l->tw * 3, bytes = row * (size_t)l->th;
+	if (l->size[i] == 0) { /* no data: transparent in OpenSlide, white here */
+		for (int y = 0; y < l->th; y++)
+			memset(dst + (size_t)y * pitch, 255, row);
+		return 0;
+	}
+	if (!d->tif) {
+		if (!(d->tif = TIFFOpen(t->path, "r")))
+			return eosin_error("cannot reopen the TIFF file");
+		d->dir = -1;
+	}
+	if (d->dir != l->dir) {
+		d->dir = -1;
+		if (!TIFFSetDirectory(d->tif, (tdir_t)l->dir))
+			return eosin_error("cannot read TIFF directory %d", l->dir);
+		/* what TIFFRGBAImage asks for: YCbCr converted by libjpeg */
+		if (l->ycbcr && !TIFFSetField(d->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
+			return eosin_error("cannot set the JPEG colour mode");
+		d->dir = l->dir;
+	}
+	uint8_t *out = dst;
+	if (pitch != row) {
+		if (reserve(&d->tile, &d->tile_cap, bytes) < 0)
+			return -1;
+		out = d->tile;
+	}
+	if (TIFFReadEncodedTile(d->tif, (uint32_t)i, out, (tmsize_t)bytes) != (tmsize_t)bytes)
+		return eosin_error("tile %lld of level %d: corrupt or truncated JPEG", (long long)i,
+		                   level);
+	if (out != dst)
+		for (int y = 0; y < l->th; y++)
+			memcpy(dst + (size_t)y * pitch, out + (size_t)y * row, row);
+	return 0;
+}
+
+int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64_t *w,
+                  const int64_t *h)
+{
+	memset(t, 0, sizeof *t);
+	/* lib/ does not print: libtiff's messages are dropped (for good, as
+	 * decoders on other threads use libtiff later); failures are reported
+	 * through return values */
+	TIFFSetErrorHandler(quiet_handler);
+	TIFFSetWarningHandler(quiet_handler);
+	TIFF *tif = TIFFOpen(path, "r");
+	int direct = 0, ret = 0;
+	if (!tif)
+		goto done;
+	t->levels = calloc((size_t)nlevels, sizeof *t->levels);
+	t->path = strdup(path);
+	if (!t->levels || !t->path) {
+		ret = -1;
+		goto done;
+	}
+	t->nlevels = nlevels;
+	do {
+		for (int l = 0; l < nlevels; l++) {
+			if (t->levels[l].direct)
+				continue;
+			int r = take_directory(tif, &t->levels[l], w[l], h[l]);
+			if (r < 0) {
+				ret = -1;
+				goto done;
+			}
+			if (r > 0) {
+				direct++;
+				break;
+			}
+		}
+	} while (TIFFReadDirectory(tif));
+	/* decode one tile of each level now: a level whose streams are not
+	 * what the TIFF says (colour space, size) goes back to OpenSlide */
+	struct tiffjpeg_decoder d = {0};
+	for (int l = 0; l < nlevels && direct > 0; l++) {
+		struct tiffjpeg_level *lv = &t->levels[l];
+		if (!lv->direct)
+			continue;
+		uint8_t *probe = malloc((size_t)lv->tw * lv->th * 3);
+		int64_t i = 0;
+		while (i < lv->across * lv->down - 1 && lv->size[i] == 0)
+			i++;
+		if (!probe || decode_tile(t, &d, l, i, probe, (size_t)lv->tw * 3) < 0) {
+			level_release(lv);
+			direct--;
+		}
+		free(probe);
+	}
+	tiffjpeg_decoder_release(&d);
+done:
+	if (tif)
+		TIFFClose(tif);
+	if (ret < 0 || direct == 0) {
+		tiffjpeg_close(t);
+		return ret < 0 ? eosin_error("out of memory") : 0;
+	}
+	return direct;
+}
+
+int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level,
+                         int64_t x, int64_t y, int64_t w, int64_t h, uint8_t *rgb)
+{
+	const struct tiffjpeg_level *l = &t->levels[level];
+	if (!l->direct || w <= 0 || h <= 0)
+		return eosin_error("level %d is not read directly", level);
+	size_t pitch = (size_t)w * 3;
+	int64_t x0 = x < 0 ? 0 : x, y0 = y < 0 ? 0 : y;
+	int64_t x1 = x + w > l->w ? l->w : x + w, y1 = y + h > l->h ? l->h : y + h;
+	if (x < 0 || y < 0 || x + w > l->w || y + h > l->h)
+		memset(rgb, 255, pitch * (size_t)h);
+	if (x1 <= x0 || y1 <= y0)
+		return 0;
+	for (int64_t row = y0 / l->th; row * l->th < y1; row++)
+		for (int64_t col = x0 / l->tw; col * l->tw < x1; col++) {
+			int64_t tx = col * l->tw, ty = row * l->th, i = row * l->across + col;
+			/* the part of this tile inside both the region and the level */
+			int64_t ax = tx > x0 ? tx : x0, ay = ty > y0 ? ty : y0;
+			int64_t bx = tx + l->tw < x1 ? tx + l->tw : x1,
+			        by = ty + l->th < y1 ? ty + l->th : y1;
+			uint8_t *dst = rgb + (size_t)(ay - y) * pitch + (size_t)(ax - x) * 3;
+			if (ax == tx && ay == ty && bx == tx + l->tw && by == ty + l->th) {
+				if (decode_tile(t, d, level, i, dst, pitch) < 0)
+					return -1;
+				continue;
+			}
+			size_t tpitch = (size_t)l->tw * 3;
+			if (reserve(&d->tile, &d->tile_cap, tpitch * (size_t)l->th) < 0 ||
+			    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
+				return -1; /* (pitch == tpitch: decode_tile writes in place) */
+			for (int64_t yy = ay; yy < by; yy++)
+				memcpy(rgb + (size_t)(yy - y) * pitch + (size_t)(ax - x) * 3,
+				       d->tile + (size_t)(yy - ty) * tpitch + (size_t)(ax - tx) * 3,
+				       (size_t)(bx - ax) * 3);
+		}
+	return 0;
+}

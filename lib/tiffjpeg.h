@@ -1,0 +1,70 @@
+/*
+ * tiffjpeg.h: the JPEG tiles of a tiled TIFF slide (Aperio SVS, generic
+ * tiled TIFF), decoded straight to RGB, without OpenSlide in between.
+ *
+ * OpenSlide 3.4.1 reads such a tile with libtiff's TIFFRGBAImage: libtiff's
+ * JPEG codec on libjpeg-turbo with its defaults (accurate integer IDCT,
+ * fancy upsampling), YCbCr converted to RGB by libjpeg when the TIFF says
+ * YCbCr (JPEGCOLORMODE_RGB), the components taken as they are when it says
+ * RGB (Aperio's usual case: RGB coded without a colour transform, which
+ * the stream itself does not say, so a plain JPEG decoder would get it
+ * wrong); then it packs the tile to premultiplied ARGB and composites it
+ * with cairo, which for pixels inside the level is a copy. Reading the
+ * same tile with TIFFReadEncodedTile, the same codec and colour mode,
+ * gives the same RGB without the ARGB round trip, the compositing and the
+ * per-region cache lookups. A level is taken here only when it is JPEG,
+ * 8-bit, 3 samples, contiguous, photometric YCbCr or RGB, and a tile of
+ * it decodes at open; anything else (JPEG 2000 SVS, other vendors) stays
+ * with OpenSlide.
+ *
+ * A libtiff handle is not thread-safe: each thread decodes through its own
+ * struct tiffjpeg_decoder (its own TIFF handle, opened on first use), and
+ * the struct tiffjpeg itself is read-only after open.
+ */
+#ifndef EOSIN_TIFFJPEG_H
+#define EOSIN_TIFFJPEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct tiffjpeg_level {
+	int direct;           /* 1: tiles are decoded here */
+	int dir;              /* its TIFF directory */
+	int ycbcr;            /* photometric YCbCr (else RGB) */
+	int64_t w, h;         /* level size, px */
+	int tw, th;           /* tile size, px */
+	int64_t across, down; /* tiles */
+	uint64_t *size;       /* (down, across) raw tile bytes; 0: no data */
+};
+
+struct tiffjpeg {
+	char *path;
+	int nlevels;
+	struct tiffjpeg_level *levels; /* (nlevels), indexed like OpenSlide's */
+};
+
+/* Open path's TIFF directories and match them to the nlevels levels of
+ * sizes w[], h[] (OpenSlide's). Returns how many levels are direct (0:
+ * none, t needs no tiffjpeg_close()), or -1 out of memory. A file libtiff
+ * cannot read is 0, not an error: OpenSlide reads it. */
+int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64_t *w,
+                  const int64_t *h);
+void tiffjpeg_close(struct tiffjpeg *t);
+
+/* What one thread needs to decode: zero it to start. */
+struct tiffjpeg_decoder {
+	void *tif;     /* TIFF *, this thread's */
+	int dir;       /* its current directory */
+	uint8_t *tile; /* one decoded tile, for edges */
+	size_t tile_cap;
+};
+void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d);
+
+/* The level region [x, x+w) x [y, y+h), level px, as RGB rows of w * 3
+ * bytes at rgb; white outside the level (OpenSlide's transparent there,
+ * composited on white). Only for a direct level. A tile with no bytes
+ * (seen in real slides) is white too, as OpenSlide leaves it transparent. */
+int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level,
+                         int64_t x, int64_t y, int64_t w, int64_t h, uint8_t *rgb);
+
+#endif

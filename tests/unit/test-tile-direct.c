@@ -1,0 +1,96 @@
+/*
+ * test-tile-direct.c: lib/tiffjpeg.c decodes the JPEG tiles of a real
+ * Aperio slide to exactly the pixels OpenSlide's read_region gives
+ * (composited on white), pixel by pixel, over the whole of level 0 and
+ * over regions that cross the slide's edges. Skips without
+ * ../shared/data/slides (SHARED names another data directory).
+ */
+#include "error.h"
+#include "slide.h"
+#include "tap.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* OpenSlide's region at level 0, premultiplied ARGB composited on white. */
+static void openslide_rgb(openslide_t *osr, int64_t x, int64_t y, int64_t w, int64_t h,
+                          uint8_t *rgb)
+{
+	uint32_t *argb = malloc((size_t)(w * h) * 4);
+	openslide_read_region(osr, argb, x, y, 0, w, h);
+	for (int64_t i = 0; i < w * h; i++) {
+		uint32_t p = argb[i];
+		unsigned white = 255 - (p >> 24);
+		unsigned c[3] = {((p >> 16) & 255) + white, ((p >> 8) & 255) + white,
+		                 (p & 255) + white};
+		for (int k = 0; k < 3; k++)
+			rgb[3 * i + k] = (uint8_t)(c[k] > 255 ? 255 : c[k]);
+	}
+	free(argb);
+}
+
+/* Compare the region both ways; the number of differing bytes. */
+static int64_t compare(struct slide *s, struct tiffjpeg_decoder *d, int64_t x, int64_t y,
+                       int64_t w, int64_t h)
+{
+	uint8_t *a = malloc((size_t)(w * h * 3)), *b = malloc((size_t)(w * h * 3));
+	int64_t diff = -1;
+	if (tiffjpeg_read_region(&s->direct, d, 0, x, y, w, h, a) == 0) {
+		openslide_rgb(s->osr, x, y, w, h, b);
+		diff = 0;
+		for (int64_t i = 0; i < w * h * 3; i++)
+			diff += a[i] != b[i];
+	}
+	free(a);
+	free(b);
+	return diff;
+}
+
+int main(void)
+{
+	const char *shared = getenv("SHARED") ? getenv("SHARED") : "../shared/data";
+	char path[1024];
+	snprintf(path, sizeof path, "%s/slides/cmu-1-small-region.svs", shared);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		skip_all("../shared/data/slides/cmu-1-small-region.svs not found (SHARED)");
+	fclose(f);
+
+	struct slide s;
+	if (slide_open(&s, path, 0) < 0) {
+		ok(0, "open: %s", eosin_errmsg());
+		return tap_done();
+	}
+	ok(slide_use_direct(&s) == 1, "its one level is decoded directly");
+	ok(s.direct.levels[0].direct && !s.direct.levels[0].ycbcr,
+	   "Aperio JPEG tiles, photometric RGB (RGB coded, no colour transform)");
+	struct tiffjpeg_decoder d = {0};
+	int64_t w = s.width[0], h = s.height[0], bad = 0, blocks = 0;
+	for (int64_t y = 0; y < h; y += 1000)
+		for (int64_t x = 0; x < w; x += 1000) {
+			int64_t bw = w - x < 1000 ? w - x : 1000, bh = h - y < 1000 ? h - y : 1000;
+			int64_t n = compare(&s, &d, x, y, bw, bh);
+			bad += n != 0;
+			blocks++;
+			if (n)
+				printf("# block (%lld, %lld): %lld bytes differ\n", (long long)x,
+				       (long long)y, (long long)n);
+		}
+	ok(bad == 0, "all of level 0 (%lldx%lld, %lld blocks): the same RGB as OpenSlide",
+	   (long long)w, (long long)h, (long long)blocks);
+	ok(compare(&s, &d, w - 300, h - 200, 500, 400) == 0,
+	   "a region over the bottom-right corner: same, white outside");
+	ok(compare(&s, &d, -50, -70, 300, 300) == 0, "a region over the top-left corner");
+	ok(compare(&s, &d, 239, 479, 3, 3) == 0, "3x3 across tile corners");
+	ok(compare(&s, &d, w + 10, 0, 20, 20) == 0, "wholly outside: white, like OpenSlide");
+	tiffjpeg_decoder_release(&d);
+	slide_close(&s);
+
+	snprintf(path, sizeof path, "%s/slides/tcga-cr-7395-01a-01-ts1.svs", shared);
+	if (slide_open(&s, path, 1.0) == 0) {
+		ok(slide_use_direct(&s) == 0, "JPEG 2000 SVS stays with OpenSlide");
+		slide_close(&s);
+	}
+	return tap_done();
+}
