@@ -175,7 +175,7 @@ test_expect_success 'truncated, garbage or mismatched index files are errors, no
 test_expect_success 'query dimension mismatch: hits before it are flushed, then exit 1' '
 	cat q.mpk odd.mpk q.mpk >qbad.mpk &&
 	test_exit_code 1 eosin-query --index flat.faiss -k 2 qbad.mpk >out.mpk 2>err &&
-	grep "qbad.mpk: record 21 (id .odd0.): query has dimension 8, the index 16" err &&
+	grep "qbad.mpk: record 21 (id .odd0.): field .joint_emb. has dimension 8, the index 16" err &&
 	test $(eosin-cat out.mpk | grep -c "\"hit\"") = 40
 '
 
