@@ -133,6 +133,26 @@ test_expect_success 'heatmap of a typed text query over a real slide from the sa
 	test $(($4 + $5)) -lt 150 && test $6 -gt 60
 '
 
+# The EXAMPLES of eosin-query(1), as written there, in a folder where
+# ../shared/data is the shared data and the files they name exist.
+test_expect_success 'the EXAMPLES of eosin-query(1) run' '
+	mkdir -p ex/shared ex/w && ln -s "$SHARED" ex/shared/data &&
+	cp text.st ex/w/text.safetensors && cp vit.st ex/w/vit.safetensors &&
+	cp head.st ex/w/head.safetensors && ln -s "$SLIDE" ex/w/slide.svs &&
+	cp classes.txt ex/w/ && cp joint.mpk ex/w/bags.joint.mpk &&
+	cp tiles.joint.mpk ex/w/patches.joint.mpk &&
+	sed -n "/^\.SH EXAMPLES/,/^\.SH SEE ALSO/p" "$ROOT/man/man1/eosin-query.1" |
+		sed -n "/^\.nf/,/^\.fi/p" | grep -v "^\.[nf][fi]" | sed "s/\\\\e/\\\\/g" >ex/w/examples.sh &&
+	test $(grep -c "^eosin-query\|eosin-query --" ex/w/examples.sh) -ge 7 &&
+	(cd ex/w && EOSIN_BLAS_QUIET=1 sh -e examples.sh >out 2>err) &&
+	awk -F "\t" "NF == 4" ex/w/out | cut -f1 >ranks && printf "1\n2\n3\n4\n5\n" >want &&
+	test_cmp want ranks &&
+	awk -F "\t" "NF == 4 { print \$3 }" ex/w/out | grep -q "^slide/20x/" &&
+	test $(grep -c "\"k\":\"hit\"" ex/w/out) = $((3 + 32 * 3)) &&
+	test -s ex/w/tumour.png && test -s ex/w/m.json && test -s ex/w/r.json &&
+	eosin-cat --check --strict ex/w/labelled.mpk
+'
+
 test_expect_success '--query - with the tiles on standard input too is a usage error' '
 	test_exit_code 2 eosin-query --heatmap h.png --query - <tq.mpk 2>err &&
 	grep "cannot both come from standard input" err
