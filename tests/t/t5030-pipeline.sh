@@ -11,6 +11,7 @@ test_have_prereq SHARED || test_skip_all 'needs ../shared/data (patches, slide, 
 PY=/usr/bin/python3
 $PY -c 'import numpy, PIL' 2>/dev/null || test_skip_all 'needs /usr/bin/python3 with numpy and PIL'
 command -v vips >/dev/null || test_skip_all 'vips (libvips-tools) missing'
+command -v jq >/dev/null || test_skip_all 'jq missing'
 P="$PY $ROOT/tests/t/t50-pipeline.py"
 VOCAB=$SHARED/tokenizers/bpe_simple_vocab_16e6.txt.gz
 SLIDE=$SHARED/slides/cmu-1-small-region.svs
