@@ -22,6 +22,14 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \
 CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -MMD -MP -Ilib
 LDLIBS   += -lfaiss -lopenblas -lz -lstdc++ -lm -lpthread
+# FAISS's C API: the system's libfaiss_c where there is one (Debian's
+# libfaiss-dev has the headers only), else lib/faiss_shim.cpp's C-linkage part.
+FAISS_C  ?= $(firstword $(wildcard /usr/lib/libfaiss_c.* /usr/lib/*-linux-gnu/libfaiss_c.* \
+            /usr/local/lib/libfaiss_c.*))
+ifneq ($(FAISS_C),)
+CXXFLAGS += -DEOSIN_HAVE_FAISS_C
+LDLIBS   := -lfaiss_c $(LDLIBS)
+endif
 LDFLAGS  += -fopenmp
 ifneq ($(SANITIZE),)
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined

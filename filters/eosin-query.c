@@ -51,37 +51,83 @@ static char **argv_all;
 
 /* ---- embeddings ---------------------------------------------------- */
 
-/* The record's query vector as float32 (mean of its rows), into a malloc'd
- * *x. Without --field, a record lacking joint_emb falls back to txt_emb,
- * then img_emb, with a note the first time. 1: no embedding; -1: bad
- * (error set, naming record and field). */
-static int record_vector(const struct record *rec, const char *input, const char *key,
-                         int fallback, float **x, uint32_t *dim, struct vec_view *view)
+/* Results held back (search batches) go out before an error exits. */
+static void (*flush_pending)(void);
+
+static void bad_record(const char *input)
 {
+	if (flush_pending)
+		flush_pending();
+	warnx("%s: %s", input, eosin_errmsg());
+	prog_close_output(&out);
+	exit(1);
+}
+
+static void pass(const struct record *rec)
+{
+	if (stream_write_record(&out, rec) < 0)
+		die_lib();
+}
+
+/* Hand every record of `path` ("-": standard input) to take(); a stream
+ * that cannot be read on is bad input, after every record before it. */
+typedef void (*take_fn)(const char *input, const struct record *rec);
+
+static void each_record(const char *path, take_fn take)
+{
+	struct stream_reader r;
+	struct record rec;
+	int rc;
+	if (stream_reader_open(&r, path) < 0)
+		die_lib();
+	while ((rc = stream_read(&r, &rec)) == 1)
+		take(r.name, &rec);
+	if (rc < 0)
+		bad_record(r.name);
+	stream_reader_release(&r);
+}
+
+/* The record's vector as float32 (mean of its rows), into a malloc'd *x,
+ * from field `field`; without --field, a record lacking it falls back to
+ * the first of joint_emb, joint_txt_emb, txt_emb, img_emb that it has, with
+ * a note the first time (a text query from eosin-align --apply has only
+ * joint_emb, whichever joint field an archive holds). 1: no embedding.
+ * *dim is the dimension wanted (`what` names whose), or 0 to take the
+ * record's. A bad vector or another dimension is bad input: exit 1. */
+static int take_vector(const char *input, const struct record *rec, int *dim, const char *what,
+                       float **x, struct vec_view *view)
+{
+	static const char *const alt[] = {"joint_emb", "joint_txt_emb", "txt_emb", "img_emb"};
 	static int noted;
 	struct vec_view v;
-	int rc = record_get_vec(rec, key, &v);
-	const char *used = key;
-	if (rc == 1 && fallback) {
-		static const char *const alt[] = {"txt_emb", "img_emb"};
-		for (int i = 0; i < 2 && rc == 1; i++) {
+	int rc = record_get_vec(rec, field, &v);
+	const char *used = field;
+	for (size_t i = 0; rc == 1 && !field_given && i < sizeof(alt) / sizeof(alt[0]); i++) {
+		if (strcmp(alt[i], field)) {
 			rc = record_get_vec(rec, alt[i], &v);
 			used = alt[i];
 		}
-		if (rc == 0 && !noted++)
-			warnx("%s: record %" PRIu64 " has no '%s'; using '%s' (give --field to choose)",
-			      input, rec->number, key, used);
 	}
-	if (rc != 0)
-		return rc;
+	if (rc == 0 && used != field && !noted++)
+		warnx("%s: record %" PRIu64 " has no '%s'; using '%s' (give --field to choose)", input,
+		      rec->number, field, used);
+	if (rc < 0)
+		bad_record(input);
+	if (rc == 1)
+		return 1;
+	char idbuf[256];
+	if (*dim && (int)v.dim != *dim) {
+		eosin_error("record %" PRIu64 " (id '%s'): field '%s' has dimension %u, %s %d",
+		            rec->number, record_id(rec, idbuf, sizeof(idbuf)), used, v.dim, what, *dim);
+		bad_record(input);
+	}
 	float *rows = malloc((size_t)v.n * v.dim * sizeof(float));
 	if (!rows)
 		errx(1, "out of memory");
 	if (vec_to_f32(&v, rows) < 0) {
-		char idbuf[256];
-		free(rows);
-		return eosin_error_prefix("record %" PRIu64 " (id '%s'): field '%s'", rec->number,
-		                          record_id(rec, idbuf, sizeof(idbuf)), used);
+		eosin_error_prefix("record %" PRIu64 " (id '%s'): field '%s'", rec->number,
+		                   record_id(rec, idbuf, sizeof(idbuf)), used);
+		bad_record(input);
 	}
 	for (uint32_t r = 1; r < v.n; r++)
 		for (uint32_t j = 0; j < v.dim; j++)
@@ -89,17 +135,10 @@ static int record_vector(const struct record *rec, const char *input, const char
 	for (uint32_t j = 0; v.n > 1 && j < v.dim; j++)
 		rows[j] /= (float)v.n;
 	*x = rows;
-	*dim = v.dim;
+	*dim = (int)v.dim;
 	if (view)
 		*view = v;
 	return 0;
-}
-
-static void bad_record(const char *input)
-{
-	warnx("%s: %s", input, eosin_errmsg());
-	prog_close_output(&out);
-	exit(1);
 }
 
 static void write_hdr(const char *model, const char *hash)
@@ -138,6 +177,23 @@ static int batch_n, batch_cap = 16384; /* queries per FAISS search call */
 static double search_seconds;           /* --stats: time inside FAISS search */
 static uint64_t nsearched;
 
+/* The "id" of a stored record (the msgpack map p[0..n)), pointing into p. */
+static int stored_id(const char *p, size_t n, const char **s, size_t *len)
+{
+	static msgpack_unpacked u;
+	static int init;
+	if (!init++)
+		msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, p, n, NULL) != MSGPACK_UNPACK_SUCCESS)
+		return -1;
+	const msgpack_object *id = mpo_get(&u.data, "id");
+	if (!id || id->type != MSGPACK_OBJECT_STR)
+		return -1;
+	*s = id->via.str.ptr;
+	*len = id->via.str.size;
+	return 0;
+}
+
 static void flush_queries(void)
 {
 	if (batch_n == 0)
@@ -173,6 +229,10 @@ static void flush_queries(void)
 			recb_int(&b, "rank", rank);
 			recb_f64(&b, "score", scores[(size_t)q * topk + r]);
 			recb_int(&b, "index_id", id);
+			const char *tid;
+			size_t tn;
+			if (stored_id(p, n, &tid, &tn) == 0)
+				recb_strn(&b, "target", tid, tn);
 			recb_key(&b, "record");
 			msgpack_sbuffer_write(&b.body, p, n);
 			if (recb_write(&b, &out) < 0)
@@ -187,69 +247,40 @@ static void flush_queries(void)
 	batch_n = 0;
 }
 
-static void search_stream(const char *path)
+/* A query record goes into the batch; any other record, after the batch. */
+static void search_take(const char *input, const struct record *rec)
 {
-	struct stream_reader r;
-	struct record rec;
-	int rc;
-	if (stream_reader_open(&r, path) < 0)
-		die_lib();
-	while ((rc = stream_read(&r, &rec)) == 1) {
-		float *x;
-		uint32_t dim;
-		struct vec_view v;
-		if (record_is(&rec, "hdr")) {
-			flush_queries();
-			if (stream_write_record(&out, &rec) < 0)
-				die_lib();
-			continue;
-		}
-		int vr = record_vector(&rec, r.name, field, !field_given, &x, &dim, &v);
-		if (vr < 0) {
-			flush_queries();
-			bad_record(r.name);
-		}
-		if (vr == 1) {
-			flush_queries();
-			if (stream_write_record(&out, &rec) < 0)
-				die_lib();
-			continue;
-		}
-		char idbuf[256];
-		if ((int)dim != arch.dim) {
-			flush_queries();
-			eosin_error("record %" PRIu64 " (id '%s'): query has dimension %u, the index %d",
-			            rec.number, record_id(&rec, idbuf, sizeof(idbuf)), dim, arch.dim);
-			bad_record(r.name);
-		}
-		if (v.hash_len && *arch.hash &&
-		    (strlen(arch.hash) != v.hash_len || memcmp(arch.hash, v.hash, v.hash_len))) {
-			flush_queries();
-			eosin_error("record %" PRIu64 " (id '%s'): query embedding from model hash "
-			            "'%.*s', the index from '%s'",
-			            rec.number, record_id(&rec, idbuf, sizeof(idbuf)), (int)v.hash_len,
-			            v.hash, arch.hash);
-			bad_record(r.name);
-		}
-		memcpy(batch_x + (size_t)batch_n * arch.dim, x, (size_t)arch.dim * sizeof(float));
-		free(x);
-		struct query *q = &batch_q[batch_n++];
-		const char *s;
-		size_t n;
-		if (record_get_str(&rec, "id", &s, &n) == 0)
-			q->id = strndup(s, n);
-		else if (asprintf(&q->id, "%" PRIu64, rec.number) < 0)
-			q->id = NULL;
-		q->caption = record_get_str(&rec, "caption", &s, &n) == 0 ? strndup(s, n) : NULL;
-		if (!q->id)
-			errx(1, "out of memory");
-		if (batch_n == batch_cap)
-			flush_queries();
+	float *x;
+	int dim = arch.dim;
+	struct vec_view v;
+	if (record_is(rec, "hdr") || take_vector(input, rec, &dim, "the index", &x, &v)) {
+		flush_queries();
+		pass(rec);
+		return;
 	}
-	flush_queries();
-	if (rc < 0)
-		bad_record(r.name);
-	stream_reader_release(&r);
+	char idbuf[256];
+	if (v.hash_len && *arch.hash &&
+	    (strlen(arch.hash) != v.hash_len || memcmp(arch.hash, v.hash, v.hash_len))) {
+		eosin_error("record %" PRIu64 " (id '%s'): query embedding from model hash "
+		            "'%.*s', the index from '%s'",
+		            rec->number, record_id(rec, idbuf, sizeof(idbuf)), (int)v.hash_len, v.hash,
+		            arch.hash);
+		bad_record(input);
+	}
+	memcpy(batch_x + (size_t)batch_n * arch.dim, x, (size_t)arch.dim * sizeof(float));
+	free(x);
+	struct query *q = &batch_q[batch_n++];
+	const char *s;
+	size_t n;
+	if (record_get_str(rec, "id", &s, &n) == 0)
+		q->id = strndup(s, n);
+	else if (asprintf(&q->id, "%" PRIu64, rec->number) < 0)
+		q->id = NULL;
+	q->caption = record_get_str(rec, "caption", &s, &n) == 0 ? strndup(s, n) : NULL;
+	if (!q->id)
+		errx(1, "out of memory");
+	if (batch_n == batch_cap)
+		flush_queries();
 }
 
 /* ---- zero-shot ---------------------------------------------------------- */
@@ -287,53 +318,38 @@ static int class_index(const char *s, size_t n)
 	return -1;
 }
 
+static int *prompt_count; /* prompts per class */
+
+static void prompt_take(const char *input, const struct record *rec)
+{
+	const char *lab;
+	size_t ln;
+	float *x;
+	if (record_is(rec, "hdr") || record_get_str(rec, "label", &lab, &ln) != 0 ||
+	    take_vector(input, rec, &zs_dim, "earlier prompts", &x, NULL))
+		return;
+	vec_normalize_rows(x, 1, zs_dim);
+	int c = class_index(lab, ln);
+	if (c < 0) {
+		c = nclass++;
+		class_label = realloc(class_label, (size_t)nclass * sizeof(char *));
+		class_emb = realloc(class_emb, (size_t)nclass * zs_dim * sizeof(float));
+		prompt_count = realloc(prompt_count, (size_t)nclass * sizeof(int));
+		if (!class_label || !class_emb || !prompt_count)
+			errx(1, "out of memory");
+		class_label[c] = strndup(lab, ln);
+		memset(class_emb + (size_t)c * zs_dim, 0, (size_t)zs_dim * sizeof(float));
+		prompt_count[c] = 0;
+	}
+	for (int j = 0; j < zs_dim; j++)
+		class_emb[(size_t)c * zs_dim + j] += x[j];
+	prompt_count[c]++;
+	free(x);
+}
+
 static void load_prompts(const char *path)
 {
-	struct stream_reader r;
-	struct record rec;
-	int rc;
-	int *count = NULL;
-	if (stream_reader_open(&r, path) < 0)
-		die_lib();
-	while ((rc = stream_read(&r, &rec)) == 1) {
-		const char *lab;
-		size_t ln;
-		if (record_is(&rec, "hdr") || record_get_str(&rec, "label", &lab, &ln) != 0)
-			continue;
-		float *x;
-		uint32_t dim;
-		int vr = record_vector(&rec, r.name, field, !field_given, &x, &dim, NULL);
-		if (vr < 0)
-			errx(1, "%s: %s", r.name, eosin_errmsg());
-		if (vr == 1)
-			continue;
-		char idbuf[256];
-		if (zs_dim == 0)
-			zs_dim = (int)dim;
-		if ((int)dim != zs_dim)
-			errx(1, "%s: record %" PRIu64 " (id '%s'): prompt has dimension %u, earlier %d",
-			     r.name, rec.number, record_id(&rec, idbuf, sizeof(idbuf)), dim, zs_dim);
-		vec_normalize_rows(x, 1, zs_dim);
-		int c = class_index(lab, ln);
-		if (c < 0) {
-			c = nclass++;
-			class_label = realloc(class_label, (size_t)nclass * sizeof(char *));
-			class_emb = realloc(class_emb, (size_t)nclass * zs_dim * sizeof(float));
-			count = realloc(count, (size_t)nclass * sizeof(int));
-			if (!class_label || !class_emb || !count)
-				errx(1, "out of memory");
-			class_label[c] = strndup(lab, ln);
-			memset(class_emb + (size_t)c * zs_dim, 0, (size_t)zs_dim * sizeof(float));
-			count[c] = 0;
-		}
-		for (int j = 0; j < zs_dim; j++)
-			class_emb[(size_t)c * zs_dim + j] += x[j];
-		count[c]++;
-		free(x);
-	}
-	if (rc < 0)
-		die_lib();
-	stream_reader_release(&r);
+	each_record(path, prompt_take);
 	if (nclass < 2)
 		errx(1, "%s: %d class%s with a label and an embedding; zero-shot needs at least 2",
 		     path, nclass, nclass == 1 ? "" : "es");
@@ -341,9 +357,10 @@ static void load_prompts(const char *path)
 	vec_normalize_rows(class_emb, nclass, zs_dim);
 	fprintf(stderr, "eosin-query: %d classes from %s:", nclass, path);
 	for (int c = 0; c < nclass; c++)
-		fprintf(stderr, " %s (%d prompt%s)", class_label[c], count[c], count[c] > 1 ? "s" : "");
+		fprintf(stderr, " %s (%d prompt%s)", class_label[c], prompt_count[c],
+		        prompt_count[c] > 1 ? "s" : "");
 	fputc('\n', stderr);
-	free(count);
+	free(prompt_count);
 }
 
 /* Softmax over classes of logit_scale * sim. */
@@ -413,83 +430,63 @@ static void pack_scores(struct recb *b, const double *prob)
 	}
 }
 
-static void zero_shot_stream(const char *path)
+/* A record with an embedding gets zs_label and zs_scores and is counted
+ * for the metrics and its slide; any other record passes. */
+static void zero_shot_take(const char *input, const struct record *rec)
 {
 	static const char *const skip[] = {"zs_label", "zs_scores", NULL};
-	struct stream_reader r;
-	struct record rec;
-	int rc;
-	struct recb b;
-	recb_init(&b);
-	float *sim = malloc((size_t)nclass * sizeof(float));
-	double *prob = malloc((size_t)nclass * sizeof(double));
-	if (!sim || !prob)
-		errx(1, "out of memory");
-	if (stream_reader_open(&r, path) < 0)
-		die_lib();
-	while ((rc = stream_read(&r, &rec)) == 1) {
-		float *x;
-		uint32_t dim;
-		int vr = record_is(&rec, "hdr")
-		             ? 1
-		             : record_vector(&rec, r.name, field, !field_given, &x, &dim, NULL);
-		if (vr < 0)
-			bad_record(r.name);
-		if (vr == 1) {
-			if (stream_write_record(&out, &rec) < 0)
-				die_lib();
-			continue;
-		}
-		char idbuf[256];
-		if ((int)dim != zs_dim) {
-			eosin_error("record %" PRIu64 " (id '%s'): field has dimension %u, the prompts %d",
-			            rec.number, record_id(&rec, idbuf, sizeof(idbuf)), dim, zs_dim);
-			bad_record(r.name);
-		}
-		vec_normalize_rows(x, 1, zs_dim);
-		for (int c = 0; c < nclass; c++)
-			sim[c] = dot(x, class_emb + (size_t)c * zs_dim, zs_dim);
-		free(x);
-		class_probs(sim, prob);
-		int pred = argmax(prob, nclass);
-		char kind[64];
-		snprintf(kind, sizeof(kind), "%.*s", (int)rec.kind_len, rec.kind);
-		recb_begin(&b, kind, (int)rec.version);
-		recb_copy_fields(&b, &rec, skip);
-		recb_str(&b, "zs_label", class_label[pred]);
-		pack_scores(&b, prob);
-		if (recb_write(&b, &out) < 0)
-			die_lib();
-		const char *lab = NULL, *sl;
-		size_t ln = 0, sn;
-		int y = -1;
-		if (record_get_str(&rec, "label", &lab, &ln) == 0) {
-			y = class_index(lab, ln);
-			if (y < 0)
-				n_unknown_label++;
-			else
-				eval_add(&patch_eval, y, prob);
-		}
-		if (pool_k > 0 && record_get_str(&rec, "slide", &sl, &sn) == 0) {
-			struct slide_acc *a = slide_for(sl, sn);
-			if (lab && !a->label)
-				a->label = strndup(lab, ln);
-			if (a->n == a->cap) {
-				a->cap = a->cap ? 2 * a->cap : 64;
-				a->sim = realloc(a->sim, a->cap * nclass * sizeof(float));
-				if (!a->sim)
-					errx(1, "out of memory");
-			}
-			memcpy(a->sim + a->n * nclass, sim, (size_t)nclass * sizeof(float));
-			a->n++;
-		}
+	static struct recb b;
+	static float *sim;
+	static double *prob;
+	if (!sim) {
+		recb_init(&b);
+		sim = malloc((size_t)nclass * sizeof(float));
+		prob = malloc((size_t)nclass * sizeof(double));
+		if (!sim || !prob)
+			errx(1, "out of memory");
 	}
-	if (rc < 0)
-		bad_record(r.name);
-	stream_reader_release(&r);
-	recb_release(&b);
-	free(sim);
-	free(prob);
+	float *x;
+	int dim = zs_dim;
+	if (record_is(rec, "hdr") || take_vector(input, rec, &dim, "the prompts", &x, NULL)) {
+		pass(rec);
+		return;
+	}
+	vec_normalize_rows(x, 1, zs_dim);
+	for (int c = 0; c < nclass; c++)
+		sim[c] = dot(x, class_emb + (size_t)c * zs_dim, zs_dim);
+	free(x);
+	class_probs(sim, prob);
+	int pred = argmax(prob, nclass);
+	char kind[64];
+	snprintf(kind, sizeof(kind), "%.*s", (int)rec->kind_len, rec->kind);
+	recb_begin(&b, kind, (int)rec->version);
+	recb_copy_fields(&b, rec, skip);
+	recb_str(&b, "zs_label", class_label[pred]);
+	pack_scores(&b, prob);
+	if (recb_write(&b, &out) < 0)
+		die_lib();
+	const char *lab = NULL, *sl;
+	size_t ln = 0, sn;
+	if (record_get_str(rec, "label", &lab, &ln) == 0) {
+		int y = class_index(lab, ln);
+		if (y < 0)
+			n_unknown_label++;
+		else
+			eval_add(&patch_eval, y, prob);
+	}
+	if (pool_k > 0 && record_get_str(rec, "slide", &sl, &sn) == 0) {
+		struct slide_acc *a = slide_for(sl, sn);
+		if (lab && !a->label)
+			a->label = strndup(lab, ln);
+		if (a->n == a->cap) {
+			a->cap = a->cap ? 2 * a->cap : 64;
+			a->sim = realloc(a->sim, a->cap * nclass * sizeof(float));
+			if (!a->sim)
+				errx(1, "out of memory");
+		}
+		memcpy(a->sim + a->n * nclass, sim, (size_t)nclass * sizeof(float));
+		a->n++;
+	}
 }
 
 static int by_float_desc(const void *a, const void *b)
@@ -730,6 +727,10 @@ static void pairs_add(struct pairs *p, const char *input, const struct record *r
 		bad_record(input);
 	}
 	vec_normalize_rows(p->img + p->rows * p->dim, vi.n, p->dim);
+	/* a text side with several rows (a caption per patch) counts as their mean */
+	for (uint32_t r = 1; r < vt.n; r++)
+		for (int j = 0; j < p->dim; j++)
+			t[j] += t[(size_t)r * p->dim + j];
 	memcpy(p->txt + p->n * p->dim, t, (size_t)p->dim * sizeof(float));
 	vec_normalize_rows(p->txt + p->n * p->dim, 1, p->dim);
 	free(t);
@@ -793,24 +794,16 @@ struct heat_state {
 	struct heat_tile *tiles;
 	size_t n, cap;
 	char *slide_id, *slide_path;
+	char *caption; /* the query's, for the colour bar */
 	uint64_t other_slides, no_position;
 };
 
 static void heat_take(struct heat_state *h, const char *input, const struct record *rec)
 {
 	float *x;
-	uint32_t dim;
-	int vr = record_vector(rec, input, field, !field_given, &x, &dim, NULL);
-	if (vr < 0)
-		bad_record(input);
-	if (vr == 1)
+	int dim = h->dim;
+	if (take_vector(input, rec, &dim, "the query", &x, NULL))
 		return;
-	char idbuf[256];
-	if ((int)dim != h->dim) {
-		eosin_error("record %" PRIu64 " (id '%s'): dimension %u, the query %d", rec->number,
-		            record_id(rec, idbuf, sizeof(idbuf)), dim, h->dim);
-		bad_record(input);
-	}
 	const char *s;
 	size_t n;
 	int64_t xx, yy;
@@ -844,76 +837,35 @@ static void heat_take(struct heat_state *h, const char *input, const struct reco
 	free(x);
 }
 
-static void load_heat_query(struct heat_state *h, const char *path, char **caption)
-{
-	struct stream_reader r;
-	struct record rec;
-	int rc;
-	if (stream_reader_open(&r, path) < 0)
-		die_lib();
-	while ((rc = stream_read(&r, &rec)) == 1) {
-		if (record_is(&rec, "hdr"))
-			continue;
-		uint32_t dim;
-		int vr = record_vector(&rec, r.name, field, !field_given, &h->query, &dim, NULL);
-		if (vr < 0)
-			errx(1, "%s: %s", r.name, eosin_errmsg());
-		if (vr == 0) {
-			h->dim = (int)dim;
-			vec_normalize_rows(h->query, 1, h->dim);
-			*caption = record_get_strdup(&rec, "caption");
-			break;
-		}
-	}
-	if (rc < 0)
-		die_lib();
-	if (!h->query)
-		errx(1, "%s: no record with an embedding to use as the query", path);
-	stream_reader_release(&r);
-}
-
-/* ---- main ---------------------------------------------------------------- */
-
-typedef void (*stream_fn)(const char *path);
-
 static struct pairs retrieval_pairs;
 static struct heat_state heat;
 
-static void retrieval_stream(const char *path)
+static void retrieval_take(const char *input, const struct record *rec)
 {
-	struct stream_reader r;
-	struct record rec;
-	int rc;
-	if (stream_reader_open(&r, path) < 0)
-		die_lib();
-	while ((rc = stream_read(&r, &rec)) == 1) {
-		if (!record_is(&rec, "hdr"))
-			pairs_add(&retrieval_pairs, r.name, &rec);
-		if (stream_write_record(&out, &rec) < 0)
-			die_lib();
-	}
-	if (rc < 0)
-		bad_record(r.name);
-	stream_reader_release(&r);
+	if (!record_is(rec, "hdr"))
+		pairs_add(&retrieval_pairs, input, rec);
+	pass(rec);
 }
 
-static void heat_stream(const char *path)
+static void heat_tile_take(const char *input, const struct record *rec)
 {
-	struct stream_reader r;
-	struct record rec;
-	int rc;
-	if (stream_reader_open(&r, path) < 0)
-		die_lib();
-	while ((rc = stream_read(&r, &rec)) == 1) {
-		if (!record_is(&rec, "hdr"))
-			heat_take(&heat, r.name, &rec);
-		if (stream_write_record(&out, &rec) < 0)
-			die_lib();
-	}
-	if (rc < 0)
-		bad_record(r.name);
-	stream_reader_release(&r);
+	if (!record_is(rec, "hdr"))
+		heat_take(&heat, input, rec);
+	pass(rec);
 }
+
+/* The heatmap's query: the first record with an embedding. */
+static void heat_query_take(const char *input, const struct record *rec)
+{
+	if (heat.query || record_is(rec, "hdr"))
+		return;
+	if (take_vector(input, rec, &heat.dim, NULL, &heat.query, NULL) == 0) {
+		vec_normalize_rows(heat.query, 1, heat.dim);
+		heat.caption = record_get_strdup(rec, "caption");
+	}
+}
+
+/* ---- main ---------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
@@ -981,8 +933,14 @@ int main(int argc, char **argv)
 		argv = stdin_only;
 		argc = 1;
 	}
-	stream_fn each;
-	char *heat_caption = NULL;
+	for (int i = 0; heat_query && !strcmp(heat_query, "-") && i < argc; i++)
+		if (!strcmp(argv[i], "-"))
+			errx(EXIT_USAGE, "--query - and the tiles cannot both come from standard input");
+	/* Before anything is read: an error in the prompts or the query
+	 * closes it like any other bad input. */
+	if (stream_writer_init(&out, 1, "<stdout>") < 0)
+		die_lib();
+	take_fn take;
 	if (index_path) {
 		if (archive_read(&arch, index_path) < 0)
 			die_lib();
@@ -1003,21 +961,24 @@ int main(int argc, char **argv)
 		batch_q = calloc((size_t)batch_cap, sizeof(*batch_q));
 		if (!batch_x || !batch_q)
 			errx(1, "out of memory");
-		each = search_stream;
+		take = search_take;
+		flush_pending = flush_queries;
 	} else if (prompts) {
 		load_prompts(prompts);
-		each = zero_shot_stream;
+		take = zero_shot_take;
 	} else if (retrieval) {
-		each = retrieval_stream;
+		take = retrieval_take;
 	} else {
-		load_heat_query(&heat, heat_query, &heat_caption);
-		each = heat_stream;
+		each_record(heat_query, heat_query_take);
+		if (!heat.query)
+			errx(1, "%s: no record with an embedding to use as the query", heat_query);
+		take = heat_tile_take;
 	}
-	if (stream_writer_init(&out, 1, "<stdout>") < 0)
-		die_lib();
 	write_hdr(index_path ? arch.model : NULL, index_path ? arch.hash : NULL);
 	for (int i = 0; i < argc; i++)
-		each(argv[i]);
+		each_record(argv[i], take);
+	if (index_path)
+		flush_queries();
 	if (prompts) {
 		if (pool_k)
 			pool_slides();
@@ -1049,7 +1010,7 @@ int main(int argc, char **argv)
 			      heat.slide_id);
 		if (heat.no_position)
 			warnx("%" PRIu64 " records without x, y and extent left out", heat.no_position);
-		struct heatmap_opts ho = {(int)size, alpha, heat_caption};
+		struct heatmap_opts ho = {(int)size, alpha, heat.caption};
 		if (heatmap_render(path, heat.tiles, heat.n, &ho, heat_out) < 0)
 			die_lib();
 		double lo = INFINITY, hi = -INFINITY;
@@ -1059,7 +1020,6 @@ int main(int argc, char **argv)
 		}
 		fprintf(stderr, "eosin-query: %s: %zu tiles of '%s', similarity %.4f .. %.4f\n",
 		        heat_out, heat.n, path, lo, hi);
-		free(heat_caption);
 	}
 	prog_close_output(&out);
 	if (index_path && stats)

@@ -8,20 +8,17 @@
 #       exit 1 unless eosin-query's labels, scores, slide pooling and
 #       metrics agree with the reference
 #   t50-zeroshot.py check-retrieval DIR METRICS.json
-import base64, json, math, random, struct, sys
+import importlib.util, json, math, os, random, struct, sys
+
+# enc() and dec() of embeddings, shared with t50-vectors.py
+_spec = importlib.util.spec_from_file_location(
+    "t50_vectors", os.path.join(os.path.dirname(os.path.abspath(__file__)), "t50-vectors.py"))
+_vectors = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_vectors)
+enc, dec = _vectors.enc, _vectors.dec
 
 DIM = 24
 CLASSES = ["TUM", "STR", "LYM"]
-
-
-def enc(v):
-    return {"dtype": "f32", "dim": len(v),
-            "data": {"$base64": base64.b64encode(struct.pack("<%df" % len(v), *v)).decode()}}
-
-
-def dec(e):
-    raw = base64.b64decode(e["data"]["$base64"])
-    return list(struct.unpack("<%df" % (len(raw) // 4), raw))
 
 
 def f32(v):

@@ -74,6 +74,20 @@ test_expect_success 'IVF-PQ builds, trains on a seeded sample, searches' '
 	cmp pq.faiss pq2.faiss
 '
 
+# Measured here: OPQ8,IVF16,Flat 1.0; HNSW16 at --ef 10 0.77, 64 0.97, 256 0.99.
+test_expect_success 'OPQ in front of an IVF; --ef sets HNSW efSearch' '
+	eosin-index --out opq.faiss --factory OPQ8,IVF16,Flat --seed 7 base.mpk 2>err &&
+	grep "(OPQ8,IVF16,Flat, ip)" err &&
+	eosin-query --index opq.faiss -k 10 q.mpk | eosin-cat >opq.json &&
+	r=$($V recall opq.json brute.tsv) && echo "OPQ8,IVF16,Flat recall@10 $r" &&
+	awk -v r=$r "BEGIN { exit !(r >= 0.95) }" &&
+	eosin-query --index hnsw.faiss --ef 10 -k 10 q.mpk | eosin-cat >ef10.json &&
+	eosin-query --index hnsw.faiss --ef 256 -k 10 q.mpk | eosin-cat >ef256.json &&
+	r10=$($V recall ef10.json brute.tsv) && r256=$($V recall ef256.json brute.tsv) &&
+	echo "HNSW16 recall@10: ef 10 $r10, ef 256 $r256" &&
+	awk -v a=$r10 -v b=$r256 "BEGIN { exit !(b >= a && b >= 0.95) }"
+'
+
 test_expect_success 'too few vectors to train: says how many are needed' '
 	head -n 100 base.json | eosin-cat -r >small.mpk &&
 	test_must_fail eosin-index --out small.faiss --factory IVF256,Flat small.mpk 2>err &&
@@ -175,7 +189,7 @@ test_expect_success 'truncated, garbage or mismatched index files are errors, no
 test_expect_success 'query dimension mismatch: hits before it are flushed, then exit 1' '
 	cat q.mpk odd.mpk q.mpk >qbad.mpk &&
 	test_exit_code 1 eosin-query --index flat.faiss -k 2 qbad.mpk >out.mpk 2>err &&
-	grep "qbad.mpk: record 21 (id .odd0.): query has dimension 8, the index 16" err &&
+	grep "qbad.mpk: record 21 (id .odd0.): field .joint_emb. has dimension 8, the index 16" err &&
 	test $(eosin-cat out.mpk | grep -c "\"hit\"") = 40
 '
 
