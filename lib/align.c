@@ -298,7 +298,7 @@ struct align_batch_act {
 	float *rpos;                  /* (max_regions, 2) regions' mean positions */
 	float *tin;                   /* (max_items + max_kw, txt_dim) */
 	struct head_act vis, txt;
-	float *logits;                /* (2, max_items, max_items) */
+	float *logits;                /* (2 max_items + 2, max_items) */
 	float *nce;                   /* (2, max_kw) */
 	float *gnce;                  /* (2, max_regions, max_sents) */
 	int *rgid, *sgid;             /* (max_regions) (max_sents): bag of each row */
@@ -392,7 +392,7 @@ static size_t arena_layout(struct align_model *m, float *base)
 	head_carve(&b->vis, base, &used, R + G, Hd, c->dim);
 	head_carve(&b->txt, base, &used, R + K + S, Hd, c->dim);
 	b->gnce = carve(base, &used, 2 * (size_t)G * S);
-	b->logits = carve(base, &used, 2 * (size_t)R * R);
+	b->logits = carve(base, &used, (2 * (size_t)R + 2) * R);
 	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
 	if (c->w_itm > 0) {
 		struct align_itm_act *t = m->itm;
@@ -764,6 +764,26 @@ static void qf_input_of(const struct align_model *m, struct align_qf_act *a,
 	}
 }
 
+/* out (C) = mean of the rows p of x (n, C) with region[p] == q (all rows
+ * when region is NULL); 0 when there are none */
+static void mean_rows(float *restrict out, const float *restrict x, const int *region, int q,
+                      int n, int C)
+{
+	int cnt = 0;
+	memset(out, 0, sizeof(float) * C);
+	for (int p = 0; p < n; p++) /* row by row, along memory */
+		if (!region || region[p] == q) {
+			const float *xr = x + (size_t)p * C;
+#pragma omp simd
+			for (int d = 0; d < C; d++)
+				out[d] += xr[d];
+			cnt++;
+		}
+	float inv = cnt > 0 ? 1.0f / cnt : 0.0f;
+	for (int d = 0; d < C; d++)
+		out[d] *= inv;
+}
+
 /* The activation set of run t of a batch, and whether it still holds that
  * run (bag, part) */
 static struct align_qf_act *qf_set(struct align_model *m, int t)
@@ -814,27 +834,11 @@ static void visual_forward(struct align_model *m, const struct align_bag *bags, 
 		} else if (per_patch(m, bag)) {
 			memcpy(row, bag->img, sizeof(float) * bag->n * C);
 		} else {
-			memset(row, 0, sizeof(float) * C);
-			for (int p = 0; p < bag->n; p++) /* row by row, along memory */
-				for (int d = 0; d < C; d++)
-					row[d] += bag->img[(size_t)p * C + d];
-			for (int d = 0; d < C; d++)
-				row[d] /= bag->n;
+			mean_rows(row, bag->img, NULL, -1, bag->n, C);
 		}
 		if (!hierarchical(m) && nr > 0) /* each region's mean patch */
-			for (int q = 0; q < nr; q++) {
-				float *rr = vin + (size_t)(g + q) * vin_dim;
-				int cnt = 0;
-				memset(rr, 0, sizeof(float) * C);
-				for (int p = 0; p < bag->n; p++)
-					if (bag->region[p] == q) {
-						for (int d = 0; d < C; d++)
-							rr[d] += bag->img[(size_t)p * C + d];
-						cnt++;
-					}
-				for (int d = 0; d < C && cnt > 0; d++)
-					rr[d] /= cnt;
-			}
+			for (int q = 0; q < nr; q++)
+				mean_rows(vin + (size_t)(g + q) * vin_dim, bag->img, bag->region, q, bag->n, C);
 		r += items;
 		g += nr;
 	}
@@ -1251,8 +1255,11 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		*out = L;
 	if (!backward)
 		return 0;
-	memset(b->dvin, 0, sizeof(float) * (R + G) * vin_dim);
-	head_backward(m, &b->vis, b->dvin, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
+	/* d vin feeds only the Q-Formers: without them patch means are constants */
+	float *dvin = c->queries > 0 ? b->dvin : NULL;
+	if (dvin)
+		memset(dvin, 0, sizeof(float) * (R + G) * vin_dim);
+	head_backward(m, &b->vis, dvin, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
 	              m->p_vb2);
 	head_backward(m, &b->txt, NULL, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1,
 	              m->p_tw2, m->p_tb2);

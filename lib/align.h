@@ -213,7 +213,7 @@ void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, c
  * frequencies 1/10000^(2i/(C/2)). */
 void posenc2d_add(float *x, const float *pos, float extent, int N, int C);
 /* Symmetric InfoNCE. zi, zt (R, D) unit rows; scale = exp(logit_scale).
- * logits (R,R) scratch. Returns the loss; dzi, dzt (R,D) accumulate
+ * logits ((2R + 2), R) scratch. Returns the loss; dzi, dzt (R,D) accumulate
  * w * dloss; *dlogit_scale += w * dloss/dlogit_scale (when not clamped). */
 float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, float *logits,
                                const float *zi, const float *zt, float logit_scale, int clamped,

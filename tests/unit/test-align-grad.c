@@ -213,7 +213,7 @@ static void check_infonce(void)
 {
 	int R = 5, D = 6;
 	struct nce_ctx c = {.R = R, .D = D, .ls = 1.2f};
-	c.zi = randv(R * D, 1), c.zt = randv(R * D, 1), c.logits = zeros(2 * R * R);
+	c.zi = randv(R * D, 1), c.zt = randv(R * D, 1), c.logits = zeros((2 * R + 2) * R);
 	float *ni = zeros(R * D), *nt = zeros(R * D), *normi = zeros(R), *normt = zeros(R);
 	float *dni = zeros(R * D), *dnt = zeros(R * D), *dzi = zeros(R * D), *dzt = zeros(R * D);
 	float dls = 0;
