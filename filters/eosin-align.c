@@ -115,6 +115,25 @@ static int get_f32(const struct record *rec, const char *key, float **out, int *
 	return 0;
 }
 
+/* get_f32, and the width must be *width (an earlier bag's, or txt_emb's:
+ * `what`), which a first bag sets. 1 absent, -1 bad vector, -2 wrong width
+ * (error set, naming the field) */
+static int get_f32_width(const struct record *rec, const char *key, float **out, int *rows,
+                         int *width, const char *what)
+{
+	int dim, r = get_f32(rec, key, out, rows, &dim);
+	if (r)
+		return r;
+	if (*width && dim != *width) {
+		free(*out);
+		*out = NULL;
+		eosin_error("field '%s' has dim %d, %s %d", key, dim, what, *width);
+		return -2;
+	}
+	*width = dim;
+	return 0;
+}
+
 static uint64_t fnv1a(const char *s, uint64_t h)
 {
 	for (; *s; s++) {
@@ -187,53 +206,42 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 	memset(b, 0, sizeof *b);
 	b->id = strdup(id);
 	int rows, dim;
+	/* WHERE() says where, the error being set; FAIL() sets it first */
+#define WHERE() eosin_error_prefix("%s: record %" PRIu64 " (id '%s')", inname, rec->number, id)
 #define FAIL(...)                                                                            \
 	do {                                                                                 \
 		eosin_error(__VA_ARGS__);                                                    \
-		return eosin_error_prefix("%s: record %" PRIu64 " (id '%s')", inname, rec->number, \
-		                          id);                                               \
+		return WHERE();                                                              \
 	} while (0)
-	int r = get_f32(rec, F_BAG_IMG_EMB, &b->img, &b->n, &dim);
+	int r = get_f32_width(rec, F_BAG_IMG_EMB, &b->img, &b->n, &img_dim, "earlier bags");
 	if (r < 0)
-		return eosin_error_prefix("%s", inname);
+		return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	if (r > 0)
 		FAIL("no field 'img_emb'");
-	if (img_dim && dim != img_dim)
-		FAIL("field 'img_emb' has dim %d, earlier bags %d", dim, img_dim);
-	img_dim = dim;
-	r = get_f32(rec, F_COMMON_TXT_EMB, &b->txt, &b->ntxt, &dim);
+	r = get_f32_width(rec, F_COMMON_TXT_EMB, &b->txt, &b->ntxt, &txt_dim, "earlier bags");
 	if (r < 0)
-		return eosin_error_prefix("%s", inname);
+		return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	if (r > 0)
 		FAIL("no field 'txt_emb' (a bag needs its caption to train)");
-	if (txt_dim && dim != txt_dim)
-		FAIL("field 'txt_emb' has dim %d, earlier bags %d", dim, txt_dim);
-	txt_dim = dim;
 	if (b->ntxt != 1 && b->ntxt != b->n)
 		FAIL("field 'txt_emb' has %d rows, want 1 or n = %d", b->ntxt, b->n);
-	r = get_f32(rec, F_COMMON_KW_EMB, &b->kw, &b->nkw, &dim);
+	r = get_f32_width(rec, F_COMMON_KW_EMB, &b->kw, &b->nkw, &txt_dim, "txt_emb");
 	if (r < 0)
-		return eosin_error_prefix("%s", inname);
-	if (r == 0 && dim != txt_dim)
-		FAIL("field 'kw_emb' has dim %d, txt_emb %d", dim, txt_dim);
+		return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	r = get_f32(rec, F_BAG_POS, &b->pos, &rows, &dim);
 	if (r < 0)
 		return eosin_error_prefix("%s", inname);
 	if (r == 0 && (rows != b->n || dim != 2))
 		FAIL("field 'pos' is (%d, %d), want (n = %d, 2)", rows, dim, b->n);
-	/* the error is set: say where */
-#define WHERE() eosin_error_prefix("%s: record %" PRIu64 " (id '%s')", inname, rec->number, id)
 	if (get_index_array(rec, F_BAG_PARENT_INDEX, b->n, -1, b->n - 1, &b->parent) < 0)
 		return WHERE();
 	r = get_regions(rec, b->n, &b->nregions, &b->region);
 	if (r < 0)
 		return WHERE();
 	if (r == 0) {
-		r = get_f32(rec, F_COMMON_SENT_EMB, &b->sent, &b->nsent, &dim);
+		r = get_f32_width(rec, F_COMMON_SENT_EMB, &b->sent, &b->nsent, &txt_dim, "txt_emb");
 		if (r < 0)
-			return eosin_error_prefix("%s", inname);
-		if (r == 0 && dim != txt_dim)
-			FAIL("field 'sent_emb' has dim %d, txt_emb %d", dim, txt_dim);
+			return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	}
 	double ext = 0;
 	if (record_get_num(rec, F_BAG_EXTENT, &ext) < 0)

@@ -275,6 +275,28 @@ void posenc2d_add(float *x, const float *pos, float extent, int N, int C)
 	}
 }
 
+/* Backward through logits l (G,S) = sc a b^T (a (G,D), b (S,D)) given dl =
+ * dloss/dl: da += w sc dl b, db += w sc dl^T a (each may be NULL), and,
+ * unless the scale is clamped, dlogit_scale += w sum(dl * l) (d sc/d log sc
+ * = sc, and l already carries sc). */
+static void similarity_backward(float *da, float *db, float *dlogit_scale, const float *dl,
+                                const float *l, const float *a, const float *b, float sc,
+                                int clamped, int G, int S, int D, float w)
+{
+	if (!clamped) {
+		float ds = 0.0f;
+		for (size_t e = 0; e < (size_t)G * S; e++)
+			ds += dl[e] * l[e];
+		*dlogit_scale += w * ds;
+	}
+	if (da)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, D, S, w * sc, dl, S, b, D, 1.0f,
+		            da, D);
+	if (db)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, G, w * sc, dl, S, a, D, 1.0f,
+		            db, D);
+}
+
 float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, float *logits,
                                const float *zi, const float *zt, float logit_scale, int clamped,
                                int R, int D, float w)
@@ -328,19 +350,7 @@ float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, floa
 		d[i] -= 2.0f * inv;
 	}
 	loss /= 2.0 * R;
-	if (!clamped) {
-		float ds = 0.0f;
-		for (size_t e = 0; e < (size_t)R * R; e++)
-			ds += dl[e] * logits[e];
-		*dlogit_scale += w * ds;
-	}
-	/* dzi (R,D) += w s dl @ zt ; dzt (R,D) += w s dl^T @ zi */
-	if (dzi)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, R, w * s, dl, R, zt, D, 1.0f,
-		            dzi, D);
-	if (dzt)
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, D, R, w * s, dl, R, zi, D, 1.0f,
-		            dzt, D);
+	similarity_backward(dzi, dzt, dlogit_scale, dl, logits, zi, zt, s, clamped, R, R, D, w);
 	return (float)loss;
 }
 
@@ -474,17 +484,6 @@ float groupnce_forward_backward(float *da, float *db, float *dlogit_scale, float
 			dl[(size_t)g * S + j] += d / (2.0f * ncols);
 		}
 	}
-	if (!clamped) {
-		float ds = 0.0f;
-		for (size_t e = 0; e < (size_t)G * S; e++)
-			ds += dl[e] * l[e];
-		*dlogit_scale += w * ds;
-	}
-	if (da)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, D, S, w * sc, dl, S, b, D, 1.0f,
-		            da, D);
-	if (db)
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, G, w * sc, dl, S, a, D, 1.0f,
-		            db, D);
+	similarity_backward(da, db, dlogit_scale, dl, l, a, b, sc, clamped, G, S, D, w);
 	return (float)(0.5 * ((nrows ? lr / nrows : 0.0) + (ncols ? lc / ncols : 0.0)));
 }
