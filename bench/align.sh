@@ -6,12 +6,14 @@
 # step of each run is not timed). Needs python3-torch.
 #   bench/align.sh                 both configurations
 #   THREADS=2 STEPS=10 RUNS=3 bench/align.sh
+#   CONFIGS=heads bench/align.sh   one of them (heads, qformer)
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 THREADS=${THREADS:-2}
 STEPS=${STEPS:-10}
 RUNS=${RUNS:-3}
+CONFIGS=${CONFIGS:-heads qformer}
 PY=
 for p in python3 /usr/bin/python3; do
 	if command -v "$p" >/dev/null && "$p" -c 'import torch' 2>/dev/null; then PY=$p; break; fi
@@ -49,11 +51,15 @@ run() {
 
 printf 'eosin-align training steps/s, %s threads, median of %s runs of %s steps\n' "$THREADS" "$RUNS" "$STEPS"
 printf '%-44s %12s %12s %8s\n' configuration "pytorch" "eosin-align" ratio
+case " $CONFIGS " in *" heads "*)
 run "mlp heads+itc, 256 bags x 16 patches" \
 	"--bags 256 --n 16 --img-dim 768 --txt-dim 512" 256 \
 	"--dim 256 --hidden 512" \
 	'{"img_dim":768,"txt_dim":512,"dim":256,"hidden":512,"queries":0,"qdim":0,"heads":1,"layers":0,"ffn":0,"topk":3,"w_itc":1,"w_cvta":0,"temp_init":0.07}'
+;; esac
+case " $CONFIGS " in *" qformer "*)
 run "q-former 2x(256,8 heads,32 q)+itc, 8 x 1024" \
 	"--bags 8 --n 1024 --img-dim 384 --txt-dim 256" 8 \
 	"--dim 256 --hidden 512 --queries 32 --qdim 256 --heads 8 --qformer-layers 2 --ffn 1024" \
 	'{"img_dim":384,"txt_dim":256,"dim":256,"hidden":512,"queries":32,"qdim":256,"heads":8,"layers":2,"ffn":1024,"topk":3,"w_itc":1,"w_cvta":0,"temp_init":0.07}'
+;; esac

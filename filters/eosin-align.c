@@ -115,6 +115,25 @@ static int get_f32(const struct record *rec, const char *key, float **out, int *
 	return 0;
 }
 
+/* get_f32, and the width must be *width (an earlier bag's, or txt_emb's:
+ * `what`), which a first bag sets. 1 absent, -1 bad vector, -2 wrong width
+ * (error set, naming the field) */
+static int get_f32_width(const struct record *rec, const char *key, float **out, int *rows,
+                         int *width, const char *what)
+{
+	int dim, r = get_f32(rec, key, out, rows, &dim);
+	if (r)
+		return r;
+	if (*width && dim != *width) {
+		free(*out);
+		*out = NULL;
+		eosin_error("field '%s' has dim %d, %s %d", key, dim, what, *width);
+		return -2;
+	}
+	*width = dim;
+	return 0;
+}
+
 static uint64_t fnv1a(const char *s, uint64_t h)
 {
 	for (; *s; s++) {
@@ -122,6 +141,61 @@ static uint64_t fnv1a(const char *s, uint64_t h)
 		h *= 0x100000001b3ull;
 	}
 	return h;
+}
+
+/* An array field of n integers in [lo, hi] as malloc'd ints; 1 absent,
+ * -1 bad (error set, naming the field) */
+static int get_index_array(const struct record *rec, const char *key, int n, int lo, int hi,
+                           int **out)
+{
+	const msgpack_object *o = record_get(rec, key);
+	if (!o)
+		return 1;
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return eosin_error("field '%s' is not an array", key);
+	if ((int)o->via.array.size != n)
+		return eosin_error("field '%s' has %u entries, want n = %d", key, o->via.array.size, n);
+	*out = malloc(sizeof(int) * (n > 0 ? n : 1));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *e = &o->via.array.ptr[i];
+		int64_t v = e->type == MSGPACK_OBJECT_POSITIVE_INTEGER   ? (int64_t)e->via.u64
+		            : e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? e->via.i64
+		                                                         : INT64_MIN;
+		if (v < lo || v > hi) {
+			free(*out);
+			*out = NULL;
+			return eosin_error("field '%s' entry %d is not in [%d, %d]", key, i, lo, hi);
+		}
+		(*out)[i] = (int)v;
+	}
+	return 0;
+}
+
+/* A bag's regions: nregions and each patch's region, every region holding
+ * a patch (eosin-bag numbers only non-empty cells); 1 absent, -1 bad */
+static int get_regions(const struct record *rec, int n, int *nregions, int **region)
+{
+	int64_t nreg = 0;
+	if (!record_get(rec, F_BAG_REGION))
+		return 1;
+	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
+		return -1;
+	if (nreg < 1 || nreg > n)
+		return eosin_error("field 'nregions' is %" PRId64 ", want 1 to n = %d", nreg, n);
+	if (get_index_array(rec, F_BAG_REGION, n, 0, (int)nreg - 1, region) < 0)
+		return -1;
+	char *seen = calloc((size_t)nreg, 1);
+	for (int i = 0; i < n; i++)
+		seen[(*region)[i]] = 1;
+	for (int q = 0; q < nreg; q++)
+		if (!seen[q]) {
+			free(seen), free(*region);
+			*region = NULL;
+			return eosin_error("field 'region' leaves region %d of %" PRId64 " empty", q, nreg);
+		}
+	free(seen);
+	*nregions = (int)nreg;
+	return 0;
 }
 
 /* Load one bag for training; -1 (error set) when it cannot be used. */
@@ -132,81 +206,42 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 	memset(b, 0, sizeof *b);
 	b->id = strdup(id);
 	int rows, dim;
+	/* WHERE() says where, the error being set; FAIL() sets it first */
+#define WHERE() eosin_error_prefix("%s: record %" PRIu64 " (id '%s')", inname, rec->number, id)
 #define FAIL(...)                                                                            \
 	do {                                                                                 \
 		eosin_error(__VA_ARGS__);                                                    \
-		return eosin_error_prefix("%s: record %" PRIu64 " (id '%s')", inname, rec->number, \
-		                          id);                                               \
+		return WHERE();                                                              \
 	} while (0)
-	int r = get_f32(rec, F_BAG_IMG_EMB, &b->img, &b->n, &dim);
+	int r = get_f32_width(rec, F_BAG_IMG_EMB, &b->img, &b->n, &img_dim, "earlier bags");
 	if (r < 0)
-		return eosin_error_prefix("%s", inname);
+		return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	if (r > 0)
 		FAIL("no field 'img_emb'");
-	if (img_dim && dim != img_dim)
-		FAIL("field 'img_emb' has dim %d, earlier bags %d", dim, img_dim);
-	img_dim = dim;
-	r = get_f32(rec, F_COMMON_TXT_EMB, &b->txt, &b->ntxt, &dim);
+	r = get_f32_width(rec, F_COMMON_TXT_EMB, &b->txt, &b->ntxt, &txt_dim, "earlier bags");
 	if (r < 0)
-		return eosin_error_prefix("%s", inname);
+		return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	if (r > 0)
 		FAIL("no field 'txt_emb' (a bag needs its caption to train)");
-	if (txt_dim && dim != txt_dim)
-		FAIL("field 'txt_emb' has dim %d, earlier bags %d", dim, txt_dim);
-	txt_dim = dim;
 	if (b->ntxt != 1 && b->ntxt != b->n)
 		FAIL("field 'txt_emb' has %d rows, want 1 or n = %d", b->ntxt, b->n);
-	r = get_f32(rec, F_COMMON_KW_EMB, &b->kw, &b->nkw, &dim);
+	r = get_f32_width(rec, F_COMMON_KW_EMB, &b->kw, &b->nkw, &txt_dim, "txt_emb");
 	if (r < 0)
-		return eosin_error_prefix("%s", inname);
-	if (r == 0 && dim != txt_dim)
-		FAIL("field 'kw_emb' has dim %d, txt_emb %d", dim, txt_dim);
+		return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	r = get_f32(rec, F_BAG_POS, &b->pos, &rows, &dim);
 	if (r < 0)
 		return eosin_error_prefix("%s", inname);
 	if (r == 0 && (rows != b->n || dim != 2))
 		FAIL("field 'pos' is (%d, %d), want (n = %d, 2)", rows, dim, b->n);
-	const msgpack_object *pi = record_get(rec, F_BAG_PARENT_INDEX);
-	if (pi && pi->type == MSGPACK_OBJECT_ARRAY) {
-		if ((int)pi->via.array.size != b->n)
-			FAIL("field 'parent_index' has %u entries, want n = %d", pi->via.array.size, b->n);
-		b->parent = malloc(sizeof(int) * b->n);
-		for (int i = 0; i < b->n; i++) {
-			const msgpack_object *e = &pi->via.array.ptr[i];
-			int64_t v = e->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)e->via.u64
-			            : e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? e->via.i64
-			                                                         : INT64_MIN;
-			if (v < -1 || v >= b->n)
-				FAIL("field 'parent_index' entry %d is not a row or -1", i);
-			b->parent[i] = (int)v;
-		}
-	} else if (pi) {
-		FAIL("field 'parent_index' is not an array");
-	}
-	const msgpack_object *ri = record_get(rec, F_BAG_REGION);
-	int64_t nreg = 0;
-	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
-		return eosin_error_prefix("%s", inname);
-	if (ri && ri->type == MSGPACK_OBJECT_ARRAY) {
-		if ((int)ri->via.array.size != b->n)
-			FAIL("field 'region' has %u entries, want n = %d", ri->via.array.size, b->n);
-		if (nreg < 1 || nreg > b->n)
-			FAIL("field 'nregions' is %" PRId64 ", want 1 to n = %d", nreg, b->n);
-		b->nregions = (int)nreg;
-		b->region = malloc(sizeof(int) * b->n);
-		for (int i = 0; i < b->n; i++) {
-			const msgpack_object *e = &ri->via.array.ptr[i];
-			if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 >= (uint64_t)nreg)
-				FAIL("field 'region' entry %d is not a region in [0, %d)", i, b->nregions);
-			b->region[i] = (int)e->via.u64;
-		}
-		r = get_f32(rec, F_COMMON_SENT_EMB, &b->sent, &b->nsent, &dim);
+	if (get_index_array(rec, F_BAG_PARENT_INDEX, b->n, -1, b->n - 1, &b->parent) < 0)
+		return WHERE();
+	r = get_regions(rec, b->n, &b->nregions, &b->region);
+	if (r < 0)
+		return WHERE();
+	if (r == 0) {
+		r = get_f32_width(rec, F_COMMON_SENT_EMB, &b->sent, &b->nsent, &txt_dim, "txt_emb");
 		if (r < 0)
-			return eosin_error_prefix("%s", inname);
-		if (r == 0 && dim != txt_dim)
-			FAIL("field 'sent_emb' has dim %d, txt_emb %d", dim, txt_dim);
-	} else if (ri) {
-		FAIL("field 'region' is not an array");
+			return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	}
 	double ext = 0;
 	if (record_get_num(rec, F_BAG_EXTENT, &ext) < 0)
@@ -223,6 +258,7 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 		b->val = (fnv1a(b->id, 0xcbf29ce484222325ull ^ opt.seed) % 100000) <
 		         (uint64_t)(opt.val_frac * 100000);
 #undef FAIL
+#undef WHERE
 	return 0;
 }
 
@@ -485,7 +521,8 @@ static int train(int argc, char **argv)
 		int it = align_bag_items(&m, &ab);
 		max_bag_items = it > max_bag_items ? it : max_bag_items;
 		max_bag_kw = bags[i].nkw > max_bag_kw ? bags[i].nkw : max_bag_kw;
-		max_reg = bags[i].nregions > max_reg ? bags[i].nregions : max_reg;
+		int nr = align_bag_regions(&m, &ab);
+		max_reg = nr > max_reg ? nr : max_reg;
 		max_sent = bags[i].nsent > max_sent ? bags[i].nsent : max_sent;
 		if (bags[i].val == 1)
 			max_val_items += it;
@@ -651,6 +688,7 @@ static int apply(int argc, char **argv)
 	const struct align_config *c = &m.cfg;
 	int cap_n = c->queries > 0 ? 1024 : 256;
 	m.qf_sets_limit = 1; /* one bag at a time */
+	m.max_regions = cap_n;
 	if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
 		die_lib();
 	char hash[17], model[256];
@@ -658,6 +696,7 @@ static int apply(int argc, char **argv)
 	const char *slash = strrchr(opt.apply, '/');
 	snprintf(model, sizeof model, "eosin-align:%s", slash ? slash + 1 : opt.apply);
 	float *img = NULL, *txt = NULL, *z = NULL, *zt = NULL, *pos = NULL;
+	int *region = NULL;
 	struct stream_writer w;
 	if (stream_writer_init(&w, 1, "<stdout>") < 0)
 		die_lib();
@@ -716,7 +755,7 @@ static int apply(int argc, char **argv)
 			}
 			int n = (int)v->n;
 			if (n > cap_n) {
-				cap_n = n;
+				cap_n = m.max_regions = n;
 				if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
 					die_lib();
 			}
@@ -746,6 +785,16 @@ static int apply(int argc, char **argv)
 					if (record_get_num(&rec, F_BAG_EXTENT, &ext) == 0 && ext > 0)
 						ab.extent = (float)ext;
 				}
+				/* a PathFLIP bag's regions feed the Region Q-Former */
+				free(region);
+				region = NULL;
+				if (is_bag && get_regions(&rec, n, &ab.nregions, &region) < 0) {
+					warnx("%s: record %" PRIu64 " (id '%s'): %s", r.name, rec.number,
+					      record_id(&rec, idbuf, sizeof idbuf), eosin_errmsg());
+					failed = 1;
+					break;
+				}
+				ab.region = region;
 				/* an MR-PLIP bag with a caption per patch embeds each patch */
 				if (is_bag && ht == 0 && (int)vt.n == n)
 					ab.ntxt = n;
@@ -762,7 +811,7 @@ static int apply(int argc, char **argv)
 				txt = realloc(txt, sizeof(float) * trows * c->txt_dim);
 				zt = realloc(zt, sizeof(float) * trows * c->dim);
 				if (trows > cap_n) {
-					cap_n = trows;
+					cap_n = m.max_regions = trows;
 					if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
 						die_lib();
 				}
@@ -792,7 +841,7 @@ static int apply(int argc, char **argv)
 		stream_reader_release(&r);
 	}
 	recb_release(&b);
-	free(img), free(txt), free(z), free(zt), free(pos);
+	free(img), free(txt), free(z), free(zt), free(pos), free(region);
 	align_model_free(&m);
 	prog_close_output(&w);
 	return failed;

@@ -61,6 +61,58 @@ static void add_head(struct align_model *m, const char *side, int in, int *w1, i
 	}
 }
 
+/* Region and Slide Q-Formers (a Q-Former and the region loss) */
+static int hierarchical(const struct align_model *m)
+{
+	return m->cfg.queries > 0 && m->cfg.w_region > 0;
+}
+
+/* One Q-Former's tensors under prefix, reading rows of width in */
+static void add_qformer(struct align_model *m, const char *prefix, int in,
+                        struct align_qformer_params *P)
+{
+	const struct align_config *c = &m->cfg;
+	int W = c->qdim, F = c->ffn;
+	char n[48];
+#define P1(field, suffix, r, cc, d)                                                          \
+	snprintf(n, sizeof n, "%s.%s", prefix, suffix);                                          \
+	P->field = add_param(m, n, r, cc, d)
+	P1(queries, "queries", c->queries, W, 0);
+	P1(kvw, "kv_in.weight", W, in, 1);
+	P1(kvb, "kv_in.bias", W, 0, 0);
+#undef P1
+	for (int l = 0; l < c->layers; l++) {
+#define P2(field, suffix, r, cc, d)                                                          \
+	snprintf(n, sizeof n, "%s.%d.%s", prefix, l, suffix);                                    \
+	P->blk[l].field = add_param(m, n, r, cc, d)
+		P2(ln1w, "ln1.weight", W, 0, 0);
+		P2(ln1b, "ln1.bias", W, 0, 0);
+		P2(qkvw, "self.qkv.weight", 3 * W, W, 1);
+		P2(qkvb, "self.qkv.bias", 3 * W, 0, 0);
+		P2(sow, "self.out.weight", W, W, 1);
+		P2(sob, "self.out.bias", W, 0, 0);
+		P2(ln2w, "ln2.weight", W, 0, 0);
+		P2(ln2b, "ln2.bias", W, 0, 0);
+		P2(cqw, "cross.q.weight", W, W, 1);
+		P2(cqb, "cross.q.bias", W, 0, 0);
+		P2(ckvw, "cross.kv.weight", 2 * W, W, 1);
+		P2(ckvb, "cross.kv.bias", 2 * W, 0, 0);
+		P2(cow, "cross.out.weight", W, W, 1);
+		P2(cob, "cross.out.bias", W, 0, 0);
+		P2(ln3w, "ln3.weight", W, 0, 0);
+		P2(ln3b, "ln3.bias", W, 0, 0);
+		P2(f1w, "ffn.fc1.weight", F, W, 1);
+		P2(f1b, "ffn.fc1.bias", F, 0, 0);
+		P2(f2w, "ffn.fc2.weight", W, F, 1);
+		P2(f2b, "ffn.fc2.bias", W, 0, 0);
+#undef P2
+	}
+	snprintf(n, sizeof n, "%s.ln_f.weight", prefix);
+	P->lnfw = add_param(m, n, W, 0, 0);
+	snprintf(n, sizeof n, "%s.ln_f.bias", prefix);
+	P->lnfb = add_param(m, n, W, 0, 0);
+}
+
 int align_model_init(struct align_model *m, const struct align_config *cfg)
 {
 	memset(m, 0, sizeof *m);
@@ -74,49 +126,15 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 			return eosin_error("align: bad q-former sizes (qdim %d heads %d layers %d ffn %d)",
 			                   c->qdim, c->heads, c->layers, c->ffn);
 	}
-	if (c->w_region > 0 && c->queries > 0)
-		return eosin_error("align: the region loss pools regions by their mean patch and "
-		                   "cannot be used with a q-former");
 	m->p_scale = add_param(m, "logit_scale", 1, 0, 0);
 	int vin = c->queries > 0 ? c->qdim : c->img_dim;
 	add_head(m, "visual", vin, &m->p_vw1, &m->p_vb1, &m->p_vw2, &m->p_vb2);
 	add_head(m, "text", c->txt_dim, &m->p_tw1, &m->p_tb1, &m->p_tw2, &m->p_tb2);
-	m->p_queries = m->p_kvw = m->p_kvb = m->p_lnfw = m->p_lnfb = -1;
-	if (c->queries > 0) {
-		int W = c->qdim, F = c->ffn;
-		m->p_queries = add_param(m, "qformer.queries", c->queries, W, 0);
-		m->p_kvw = add_param(m, "qformer.kv_in.weight", W, c->img_dim, 1);
-		m->p_kvb = add_param(m, "qformer.kv_in.bias", W, 0, 0);
-		for (int l = 0; l < c->layers; l++) {
-			char n[48];
-#define P(field, suffix, r, cc, d)                                                           \
-	snprintf(n, sizeof n, "qformer.%d.%s", l, suffix);                                       \
-	m->blk[l].field = add_param(m, n, r, cc, d)
-			P(ln1w, "ln1.weight", W, 0, 0);
-			P(ln1b, "ln1.bias", W, 0, 0);
-			P(qkvw, "self.qkv.weight", 3 * W, W, 1);
-			P(qkvb, "self.qkv.bias", 3 * W, 0, 0);
-			P(sow, "self.out.weight", W, W, 1);
-			P(sob, "self.out.bias", W, 0, 0);
-			P(ln2w, "ln2.weight", W, 0, 0);
-			P(ln2b, "ln2.bias", W, 0, 0);
-			P(cqw, "cross.q.weight", W, W, 1);
-			P(cqb, "cross.q.bias", W, 0, 0);
-			P(ckvw, "cross.kv.weight", 2 * W, W, 1);
-			P(ckvb, "cross.kv.bias", 2 * W, 0, 0);
-			P(cow, "cross.out.weight", W, W, 1);
-			P(cob, "cross.out.bias", W, 0, 0);
-			P(ln3w, "ln3.weight", W, 0, 0);
-			P(ln3b, "ln3.bias", W, 0, 0);
-			P(f1w, "ffn.fc1.weight", F, W, 1);
-			P(f1b, "ffn.fc1.bias", F, 0, 0);
-			P(f2w, "ffn.fc2.weight", W, F, 1);
-			P(f2b, "ffn.fc2.bias", W, 0, 0);
-#undef P
-		}
-		m->p_lnfw = add_param(m, "qformer.ln_f.weight", W, 0, 0);
-		m->p_lnfb = add_param(m, "qformer.ln_f.bias", W, 0, 0);
-	}
+	memset(m->qfp, 0xff, sizeof m->qfp); /* every index -1 */
+	if (c->queries > 0)
+		add_qformer(m, "qformer", c->img_dim, &m->qfp[0]);
+	if (c->queries > 0 && c->w_region > 0)
+		add_qformer(m, "slide_qformer", c->qdim, &m->qfp[1]);
 	m->p_iw1 = m->p_ib1 = m->p_iw2 = m->p_ib2 = -1;
 	if (c->w_itm > 0) {
 		int D = c->dim, Hi = c->hidden > 0 ? c->hidden : c->dim;
@@ -198,7 +216,7 @@ void align_model_randomize(struct align_model *m, uint64_t seed)
 		int is_ln = strstr(p->name, ".ln") != NULL;
 		if (i == m->p_scale) {
 			x[0] = logf(1.0f / m->cfg.temp_init);
-		} else if (i == m->p_queries) {
+		} else if (i == m->qfp[0].queries || i == m->qfp[1].queries) {
 			/* normal(0, 0.02) by Box-Muller */
 			for (size_t e = 0; e < p->count; e++) {
 				double u1 = uniform01(&s), u2 = uniform01(&s);
@@ -225,7 +243,16 @@ struct head_act {
 	float *dh, *dg, *dy, *dz;     /* gradients of the same shapes */
 };
 
+/* What one Q-Former run reads: n rows of width dim and their positions */
+struct qf_input {
+	int n, dim;
+	const float *x;               /* (n, dim) */
+	const float *pos;             /* (n, 2) level-0 px, or NULL */
+	float extent;
+};
+
 struct align_qf_act {
+	float *xg, *pg;               /* (N,img_dim) (N,2): a region's rows, gathered */
 	float *kv, *dkv;              /* (N,W) */
 	struct {
 		float *x_in, *ln1, *ln1m, *ln1r, *qkv, *satt, *sP, *x1;
@@ -236,7 +263,9 @@ struct align_qf_act {
 	float *dx, *dln, *dqkv, *datt, *dcq, *dckv, *dfh, *dfg; /* grads */
 	float *scratch;               /* (Q, max(N,Q)) */
 	float *pooled;                /* (W) when recomputing */
-	const struct align_bag *bag;  /* whose activations these are */
+	struct qf_input in;           /* what the run read */
+	const struct align_bag *bag;  /* whose activations these are: the bag, */
+	int part;                     /* and its region, or -1 for the whole bag */
 };
 
 /* MR-PLIP multimodal encoder and predictor, for R items, K keyword rows,
@@ -265,10 +294,11 @@ struct align_itm_act {
 };
 
 struct align_batch_act {
-	float *vin, *dvin;            /* (max_items, vin) */
+	float *vin, *dvin;            /* (max_items + max_regions, vin) */
+	float *rpos;                  /* (max_regions, 2) regions' mean positions */
 	float *tin;                   /* (max_items + max_kw, txt_dim) */
 	struct head_act vis, txt;
-	float *logits;                /* (2, max_items, max_items) */
+	float *logits;                /* (2 max_items + 2, max_items) */
 	float *nce;                   /* (2, max_kw) */
 	float *gnce;                  /* (2, max_regions, max_sents) */
 	int *rgid, *sgid;             /* (max_regions) (max_sents): bag of each row */
@@ -302,6 +332,8 @@ static void qf_carve(struct align_model *m, struct align_qf_act *q, float *base,
 	const struct align_config *c = &m->cfg;
 	size_t used = *usedp;
 		int N = m->max_n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn;
+	q->xg = carve(base, &used, (size_t)N * c->img_dim);
+	q->pg = carve(base, &used, (size_t)N * 2);
 	q->kv = carve(base, &used, (size_t)N * W);
 	q->dkv = carve(base, &used, (size_t)N * W);
 	for (int l = 0; l < c->layers; l++) {
@@ -355,11 +387,12 @@ static size_t arena_layout(struct align_model *m, float *base)
 	int G = m->max_regions, S = m->max_sents;
 	b->vin = carve(base, &used, (size_t)(R + G) * vin);
 	b->dvin = carve(base, &used, (size_t)(R + G) * vin);
+	b->rpos = carve(base, &used, (size_t)G * 2);
 	b->tin = carve(base, &used, (size_t)(R + K + S) * c->txt_dim);
 	head_carve(&b->vis, base, &used, R + G, Hd, c->dim);
 	head_carve(&b->txt, base, &used, R + K + S, Hd, c->dim);
 	b->gnce = carve(base, &used, 2 * (size_t)G * S);
-	b->logits = carve(base, &used, 2 * (size_t)R * R);
+	b->logits = carve(base, &used, (2 * (size_t)R + 2) * R);
 	b->nce = carve(base, &used, 2 * (size_t)(K > 0 ? K : 1));
 	if (c->w_itm > 0) {
 		struct align_itm_act *t = m->itm;
@@ -430,7 +463,8 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 		size_t one = 0;
 		qf_carve(m, &probe, NULL, &one);
 		size_t fit = ALIGN_ACT_BUDGET / (one * sizeof(float));
-		m->qf_sets = max_items < (int)(fit > 0 ? fit : 1) ? max_items : (int)(fit > 0 ? fit : 1);
+		int runs = max_items + (hierarchical(m) ? m->max_regions : 0);
+		m->qf_sets = runs < (int)(fit > 0 ? fit : 1) ? runs : (int)(fit > 0 ? fit : 1);
 		if (m->qf_sets_limit > 0 && m->qf_sets > m->qf_sets_limit)
 			m->qf_sets = m->qf_sets_limit;
 	}
@@ -529,50 +563,52 @@ static void head_backward(struct align_model *m, struct head_act *h, float *dx, 
 	}
 }
 
-/* ---- Q-Former (pre-LN blocks) over one bag ---- */
+/* ---- Q-Former (pre-LN blocks) over one set of rows ---- */
 
-/* pooled (W) = mean over queries of LN_f(blocks(queries, kv(bag))) */
-static void qformer_forward(struct align_model *m, struct align_qf_act *a,
-                            const struct align_bag *bag, float *pooled)
+/* pooled (W) = mean over queries of LN_f(blocks(queries, kv(in))), with the
+ * Q-Former P; the run's activations stay in a (a->in keeps the input) */
+static void qformer_forward(struct align_model *m, const struct align_qformer_params *P,
+                            struct align_qf_act *a, const struct qf_input *in, float *pooled)
 {
 	const struct align_config *c = &m->cfg;
-	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
-	linear_forward(a->kv, bag->img, align_param_ptr(m, m->p_kvw), align_param_ptr(m, m->p_kvb),
-	               N, c->img_dim, W);
-	if (bag->pos)
-		posenc2d_add(a->kv, bag->pos, bag->extent, N, W);
-	memcpy(a->l[0].x_in, align_param_ptr(m, m->p_queries), sizeof(float) * Q * W);
+	int N = in->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
+	a->in = *in;
+	linear_forward(a->kv, in->x, align_param_ptr(m, P->kvw), align_param_ptr(m, P->kvb), N,
+	               in->dim, W);
+	if (in->pos)
+		posenc2d_add(a->kv, in->pos, in->extent, N, W);
+	memcpy(a->l[0].x_in, align_param_ptr(m, P->queries), sizeof(float) * Q * W);
 	for (int l = 0; l < c->layers; l++) {
 		__typeof__(a->l[0]) *L = &a->l[l];
-		__typeof__(m->blk[0]) *B = &m->blk[l];
+		__typeof__(P->blk[0]) *B = &P->blk[l];
 		float *x_out = l + 1 < c->layers ? a->l[l + 1].x_in : a->x_out;
 		/* x1 = x + SelfAttn(LN1(x)) */
 		align_layernorm_forward(L->ln1, L->ln1m, L->ln1r, L->x_in, align_param_ptr(m, B->ln1w),
-		                  align_param_ptr(m, B->ln1b), Q, W);
+		                        align_param_ptr(m, B->ln1b), Q, W);
 		linear_forward(L->qkv, L->ln1, align_param_ptr(m, B->qkvw), align_param_ptr(m, B->qkvb),
 		               Q, W, 3 * W);
-		align_attention_forward(L->satt, L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W,
-		                  3 * W, Q, Q, H, hd);
+		align_attention_forward(L->satt, L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W,
+		                        L->qkv + 2 * W, 3 * W, Q, Q, H, hd);
 		linear_forward(L->x1, L->satt, align_param_ptr(m, B->sow), align_param_ptr(m, B->sob), Q,
 		               W, W);
 		for (int e = 0; e < Q * W; e++)
 			L->x1[e] += L->x_in[e];
 		/* x2 = x1 + CrossAttn(LN2(x1), kv) */
 		align_layernorm_forward(L->ln2, L->ln2m, L->ln2r, L->x1, align_param_ptr(m, B->ln2w),
-		                  align_param_ptr(m, B->ln2b), Q, W);
+		                        align_param_ptr(m, B->ln2b), Q, W);
 		linear_forward(L->cq, L->ln2, align_param_ptr(m, B->cqw), align_param_ptr(m, B->cqb), Q,
 		               W, W);
 		linear_forward(L->ckv, a->kv, align_param_ptr(m, B->ckvw), align_param_ptr(m, B->ckvb),
 		               N, W, 2 * W);
-		align_attention_forward(L->catt, L->cP, L->cq, W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H,
-		                  hd);
+		align_attention_forward(L->catt, L->cP, L->cq, W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N,
+		                        H, hd);
 		linear_forward(L->x2, L->catt, align_param_ptr(m, B->cow), align_param_ptr(m, B->cob), Q,
 		               W, W);
 		for (int e = 0; e < Q * W; e++)
 			L->x2[e] += L->x1[e];
 		/* x_out = x2 + FFN(LN3(x2)) */
 		align_layernorm_forward(L->ln3, L->ln3m, L->ln3r, L->x2, align_param_ptr(m, B->ln3w),
-		                  align_param_ptr(m, B->ln3b), Q, W);
+		                        align_param_ptr(m, B->ln3b), Q, W);
 		linear_forward(L->fh, L->ln3, align_param_ptr(m, B->f1w), align_param_ptr(m, B->f1b), Q,
 		               W, F);
 		align_gelu_forward(L->fg, L->fh, (size_t)Q * F);
@@ -581,23 +617,23 @@ static void qformer_forward(struct align_model *m, struct align_qf_act *a,
 		for (int e = 0; e < Q * W; e++)
 			x_out[e] += L->x2[e];
 	}
-	align_layernorm_forward(a->lnf, a->lnfm, a->lnfr, a->x_out, align_param_ptr(m, m->p_lnfw),
-	                  align_param_ptr(m, m->p_lnfb), Q, W);
+	align_layernorm_forward(a->lnf, a->lnfm, a->lnfr, a->x_out, align_param_ptr(m, P->lnfw),
+	                        align_param_ptr(m, P->lnfb), Q, W);
 	for (int w = 0; w < W; w++) {
 		float s = 0.0f;
 		for (int q = 0; q < Q; q++)
 			s += a->lnf[q * W + w];
 		pooled[w] = s / Q;
 	}
-	a->bag = bag;
 }
 
-/* dpooled (W): accumulate the bag's parameter gradients */
-static void qformer_backward(struct align_model *m, struct align_qf_act *a,
-                             const struct align_bag *bag, const float *dpooled)
+/* dpooled (W): accumulate the run's parameter gradients, and d input into
+ * dx (n, dim) unless it is NULL (patch embeddings are constants) */
+static void qformer_backward(struct align_model *m, const struct align_qformer_params *P,
+                             struct align_qf_act *a, const float *dpooled, float *dx)
 {
 	const struct align_config *c = &m->cfg;
-	int N = bag->n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
+	int N = a->in.n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
 	size_t QW = (size_t)Q * W;
 	/* dlnf (Q,W): the mean spreads dpooled evenly; dx (Q,W) = d x_out */
 	for (int q = 0; q < Q; q++)
@@ -605,11 +641,11 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 			a->dln[q * W + w] = dpooled[w] / Q;
 	memset(a->dx, 0, sizeof(float) * QW);
 	memset(a->dkv, 0, sizeof(float) * (size_t)N * W);
-	align_layernorm_backward(a->dx, gradp(m, m->p_lnfw), gradp(m, m->p_lnfb), a->dln, a->x_out,
-	                   align_param_ptr(m, m->p_lnfw), a->lnfm, a->lnfr, Q, W);
+	align_layernorm_backward(a->dx, gradp(m, P->lnfw), gradp(m, P->lnfb), a->dln, a->x_out,
+	                         align_param_ptr(m, P->lnfw), a->lnfm, a->lnfr, Q, W);
 	for (int l = c->layers - 1; l >= 0; l--) {
 		__typeof__(a->l[0]) *L = &a->l[l];
-		__typeof__(m->blk[0]) *B = &m->blk[l];
+		__typeof__(P->blk[0]) *B = &P->blk[l];
 		/* FFN: dx (d x_out) flows to x2 by the residual and through the FFN */
 		memset(a->dfg, 0, sizeof(float) * Q * F);
 		memset(a->dfh, 0, sizeof(float) * Q * F);
@@ -620,7 +656,7 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 		linear_backward(a->dln, gradp(m, B->f1w), gradp(m, B->f1b), a->dfh, L->ln3,
 		                align_param_ptr(m, B->f1w), Q, W, F);
 		align_layernorm_backward(a->dx, gradp(m, B->ln3w), gradp(m, B->ln3b), a->dln, L->x2,
-		                   align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
+		                         align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
 		/* cross-attention: dx is now d x2 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dcq, 0, sizeof(float) * QW);
@@ -628,33 +664,34 @@ static void qformer_backward(struct align_model *m, struct align_qf_act *a,
 		memset(a->dln, 0, sizeof(float) * QW);
 		linear_backward(a->datt, gradp(m, B->cow), gradp(m, B->cob), a->dx, L->catt,
 		                align_param_ptr(m, B->cow), Q, W, W);
-		align_attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq, W,
-		                   L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
+		align_attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq,
+		                         W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
 		linear_backward(a->dkv, gradp(m, B->ckvw), gradp(m, B->ckvb), a->dckv, a->kv,
 		                align_param_ptr(m, B->ckvw), N, W, 2 * W);
 		linear_backward(a->dln, gradp(m, B->cqw), gradp(m, B->cqb), a->dcq, L->ln2,
 		                align_param_ptr(m, B->cqw), Q, W, W);
 		align_layernorm_backward(a->dx, gradp(m, B->ln2w), gradp(m, B->ln2b), a->dln, L->x1,
-		                   align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
+		                         align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
 		/* self-attention: dx is now d x1 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dqkv, 0, sizeof(float) * QW * 3);
 		memset(a->dln, 0, sizeof(float) * QW);
 		linear_backward(a->datt, gradp(m, B->sow), gradp(m, B->sob), a->dx, L->satt,
 		                align_param_ptr(m, B->sow), Q, W, W);
-		align_attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt, L->sP,
-		                   L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W, Q, Q, H, hd);
+		align_attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt,
+		                         L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W,
+		                         Q, Q, H, hd);
 		linear_backward(a->dln, gradp(m, B->qkvw), gradp(m, B->qkvb), a->dqkv, L->ln1,
 		                align_param_ptr(m, B->qkvw), Q, W, 3 * W);
 		align_layernorm_backward(a->dx, gradp(m, B->ln1w), gradp(m, B->ln1b), a->dln, L->x_in,
-		                   align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
+		                         align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
 	}
-	float *dq = gradp(m, m->p_queries);
+	float *dq = gradp(m, P->queries);
 	for (size_t e = 0; e < QW; e++)
 		dq[e] += a->dx[e];
 	/* the positional encoding is a constant: dkv goes straight to kv_in */
-	linear_backward(NULL, gradp(m, m->p_kvw), gradp(m, m->p_kvb), a->dkv, bag->img,
-	                align_param_ptr(m, m->p_kvw), N, c->img_dim, W);
+	linear_backward(dx, gradp(m, P->kvw), gradp(m, P->kvb), a->dkv, a->in.x,
+	                align_param_ptr(m, P->kvw), N, a->in.dim, W);
 }
 
 /* ---- the batch: items, heads, losses ---- */
@@ -671,24 +708,177 @@ int align_bag_items(const struct align_model *m, const struct align_bag *bag)
 	return per_patch(m, bag) ? bag->n : 1;
 }
 
-/* Image-side input rows of one bag into vin (items, vin_dim); the bag's
- * place in its batch picks the Q-Former activation set. */
-static void bag_visual_input(struct align_model *m, const struct align_bag *bag, int slot,
-                             float *vin)
+/* PathFLIP region bags: region ids and sentences, no Q-Former */
+static int region_bag(const struct align_model *m, const struct align_bag *bag)
+{
+	return m->cfg.queries == 0 && bag->region && bag->nregions > 0 && bag->sent &&
+	       bag->nsent > 0;
+}
+
+int align_bag_regions(const struct align_model *m, const struct align_bag *bag)
+{
+	if (hierarchical(m))
+		return bag->region && bag->nregions > 0 ? bag->nregions : 1;
+	return m->cfg.w_region > 0 && region_bag(m, bag) ? bag->nregions : 0;
+}
+
+/* sub-captions the bag adds to a batch */
+static int bag_sentences(const struct align_model *m, const struct align_bag *bag)
+{
+	return m->cfg.w_region > 0 && bag->sent && bag->nsent > 0 &&
+	               (hierarchical(m) || region_bag(m, bag))
+	           ? bag->nsent
+	           : 0;
+}
+
+/* The Q-Former input of one run over bag: region `part` (its patches,
+ * gathered into a's buffers), or the whole bag (part -1 without the Slide
+ * Q-Former, or a bag without regions), or, for the Slide Q-Former (part
+ * -1), the bag's region features (nr, qdim) at the regions' mean positions
+ * rpos (nr, 2). */
+static void qf_input_of(const struct align_model *m, struct align_qf_act *a,
+                        const struct align_bag *bag, int part, const float *regions,
+                        const float *rpos, struct qf_input *in)
 {
 	const struct align_config *c = &m->cfg;
-	if (c->queries > 0) {
-		qformer_forward(m, &m->qf[slot % m->qf_sets], bag, vin);
-	} else if (per_patch(m, bag)) {
-		memcpy(vin, bag->img, sizeof(float) * bag->n * c->img_dim);
-	} else {
-		int C = c->img_dim;
-		memset(vin, 0, sizeof(float) * C);
-		for (int i = 0; i < bag->n; i++) /* row by row, along memory */
+	*in = (struct qf_input){.n = bag->n, .dim = c->img_dim, .x = bag->img, .pos = bag->pos,
+	                        .extent = bag->extent};
+	if (part >= 0 && bag->region) {
+		int cnt = 0;
+		for (int p = 0; p < bag->n; p++)
+			if (bag->region[p] == part) {
+				memcpy(a->xg + (size_t)cnt * c->img_dim, bag->img + (size_t)p * c->img_dim,
+				       sizeof(float) * c->img_dim);
+				if (bag->pos)
+					memcpy(a->pg + 2 * cnt, bag->pos + 2 * p, sizeof(float) * 2);
+				cnt++;
+			}
+		in->n = cnt;
+		in->x = a->xg;
+		in->pos = bag->pos ? a->pg : NULL;
+	} else if (part < 0 && hierarchical(m)) {
+		in->n = align_bag_regions(m, bag);
+		in->dim = c->qdim;
+		in->x = regions;
+		in->pos = bag->pos ? rpos : NULL;
+	}
+}
+
+/* out (C) = mean of the rows p of x (n, C) with region[p] == q (all rows
+ * when region is NULL); 0 when there are none */
+static void mean_rows(float *restrict out, const float *restrict x, const int *region, int q,
+                      int n, int C)
+{
+	int cnt = 0;
+	memset(out, 0, sizeof(float) * C);
+	for (int p = 0; p < n; p++) /* row by row, along memory */
+		if (!region || region[p] == q) {
+			const float *xr = x + (size_t)p * C;
+#pragma omp simd
 			for (int d = 0; d < C; d++)
-				vin[d] += bag->img[(size_t)i * C + d];
-		for (int d = 0; d < C; d++)
-			vin[d] /= bag->n;
+				out[d] += xr[d];
+			cnt++;
+		}
+	float inv = cnt > 0 ? 1.0f / cnt : 0.0f;
+	for (int d = 0; d < C; d++)
+		out[d] *= inv;
+}
+
+/* The activation set of run t of a batch, and whether it still holds that
+ * run (bag, part) */
+static struct align_qf_act *qf_set(struct align_model *m, int t)
+{
+	return &m->qf[t % m->qf_sets];
+}
+
+static void qf_run(struct align_model *m, int t, const struct align_qformer_params *P,
+                   const struct align_bag *bag, int part, const float *regions,
+                   const float *rpos, float *pooled)
+{
+	struct align_qf_act *a = qf_set(m, t);
+	struct qf_input in;
+	qf_input_of(m, a, bag, part, regions, rpos, &in);
+	qformer_forward(m, P, a, &in, pooled);
+	a->bag = bag;
+	a->part = part;
+}
+
+/* Image-side inputs of a batch: vin (R + G, vin_dim), the items' rows, then
+ * the region rows of the bags that have them, in bag order. Q-Former runs
+ * are numbered in this order (regions of a bag, then its slide). */
+static void visual_forward(struct align_model *m, const struct align_bag *bags, int nbags,
+                           int R, float *vin)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim, C = c->img_dim;
+	int r = 0, g = R, t = 0;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
+		float *row = vin + (size_t)r * vin_dim;
+		if (hierarchical(m)) {
+			float *rp = b->rpos + (size_t)(g - R) * 2;
+			for (int q = 0; q < nr; q++) {
+				qf_run(m, t++, &m->qfp[0], bag, q, NULL, NULL, vin + (size_t)(g + q) * vin_dim);
+				struct align_qf_act *a = qf_set(m, t - 1);
+				rp[2 * q] = rp[2 * q + 1] = 0.0f;
+				for (int p = 0; p < a->in.n && a->in.pos; p++) {
+					rp[2 * q] += a->in.pos[2 * p] / a->in.n;
+					rp[2 * q + 1] += a->in.pos[2 * p + 1] / a->in.n;
+				}
+			}
+			qf_run(m, t++, &m->qfp[1], bag, -1, vin + (size_t)g * vin_dim, rp, row);
+		} else if (c->queries > 0) {
+			qf_run(m, t++, &m->qfp[0], bag, -1, NULL, NULL, row);
+		} else if (per_patch(m, bag)) {
+			memcpy(row, bag->img, sizeof(float) * bag->n * C);
+		} else {
+			mean_rows(row, bag->img, NULL, -1, bag->n, C);
+		}
+		if (!hierarchical(m) && nr > 0) /* each region's mean patch */
+			for (int q = 0; q < nr; q++)
+				mean_rows(vin + (size_t)(g + q) * vin_dim, bag->img, bag->region, q, bag->n, C);
+		r += items;
+		g += nr;
+	}
+}
+
+/* The Q-Formers' backward over a batch, runs in reverse order: a slide's
+ * run before its regions' (it adds to their rows of dvin). A run whose
+ * activation set another run overwrote is recomputed first. */
+static void visual_backward(struct align_model *m, const struct align_bag *bags, int nbags,
+                            int R, int G, const float *vin, float *dvin)
+{
+	const struct align_config *c = &m->cfg;
+	if (c->queries == 0)
+		return;
+	int W = c->qdim, g = R + G, t = 0;
+	for (int i = 0; i < nbags; i++)
+		t += hierarchical(m) ? align_bag_regions(m, &bags[i]) + 1 : 1;
+	for (int i = nbags - 1; i >= 0; i--) { /* one item per bag: row i */
+		const struct align_bag *bag = &bags[i];
+		struct align_qf_act *a;
+		if (!hierarchical(m)) {
+			a = qf_set(m, --t);
+			if (a->bag != bag || a->part != -1)
+				qf_run(m, t, &m->qfp[0], bag, -1, NULL, NULL, a->pooled);
+			qformer_backward(m, &m->qfp[0], a, dvin + (size_t)i * W, NULL);
+			continue;
+		}
+		int nr = align_bag_regions(m, bag);
+		g -= nr;
+		const float *rp = m->ba->rpos + (size_t)(g - R) * 2;
+		a = qf_set(m, --t);
+		if (a->bag != bag || a->part != -1)
+			qf_run(m, t, &m->qfp[1], bag, -1, vin + (size_t)g * W, rp, a->pooled);
+		qformer_backward(m, &m->qfp[1], a, dvin + (size_t)i * W, dvin + (size_t)g * W);
+		for (int q = nr - 1; q >= 0; q--) {
+			a = qf_set(m, --t);
+			if (a->bag != bag || a->part != q)
+				qf_run(m, t, &m->qfp[0], bag, q, NULL, NULL, a->pooled);
+			qformer_backward(m, &m->qfp[0], a, dvin + (size_t)(g + q) * W, NULL);
+		}
 	}
 }
 
@@ -922,11 +1112,19 @@ static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt,
 	return (float)(loss / P);
 }
 
-/* PathFLIP region bags: region ids and sentences, no Q-Former */
-static int region_bag(const struct align_model *m, const struct align_bag *bag)
+/* Every region of a bag must hold a patch for a Q-Former to attend to */
+static int check_regions(const struct align_bag *bag)
 {
-	return m->cfg.queries == 0 && bag->region && bag->nregions > 0 && bag->sent &&
-	       bag->nsent > 0;
+	if (!bag->region)
+		return 0;
+	for (int q = 0; q < bag->nregions; q++) {
+		int p = 0;
+		while (p < bag->n && bag->region[p] != q)
+			p++;
+		if (p == bag->n)
+			return eosin_error("align: region %d of %d has no patch", q, bag->nregions);
+	}
+	return 0;
 }
 
 static float clamped_scale(const struct align_model *m, int *clamped)
@@ -959,11 +1157,12 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 			K += bags[i].nkw;
 	}
 	int G = 0, S = 0;
-	for (int i = 0; i < nbags && c->w_region > 0; i++)
-		if (region_bag(m, &bags[i])) {
-			G += bags[i].nregions;
-			S += bags[i].nsent;
-		}
+	for (int i = 0; i < nbags; i++) {
+		G += align_bag_regions(m, &bags[i]);
+		S += bag_sentences(m, &bags[i]);
+		if (hierarchical(m) && check_regions(&bags[i]) < 0)
+			return -1;
+	}
 	if (R > m->max_items || K > m->max_kw || G > m->max_regions || S > m->max_sents)
 		return eosin_error("align: batch of %d items, %d keywords, %d regions, %d sentences, "
 		                   "made for %d, %d, %d, %d", R, K, G, S, m->max_items, m->max_kw,
@@ -971,12 +1170,15 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	if (R < 2)
 		return eosin_error("align: a batch needs at least 2 items, got %d", R);
 	memset(m->grads, 0, sizeof(float) * m->nfloats);
-	/* gather: image inputs (R, vin), caption rows then keyword rows (R+K, txt) */
-	int r = 0, k = R;
+	/* image inputs: items then regions (R + G, vin) */
+	visual_forward(m, bags, nbags, R, b->vin);
+	/* text inputs: caption rows, keyword rows, sentence rows (R + K + S, txt);
+	 * the bag of each region row and each sentence row */
+	int r = 0, k = R, g = 0, sr = R + K;
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
-		int items = align_bag_items(m, bag);
-		bag_visual_input(m, bag, i, b->vin + (size_t)r * vin_dim);
+		int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
+		int ns = bag_sentences(m, bag);
 		memcpy(b->tin + (size_t)r * c->txt_dim, bag->txt,
 		       sizeof(float) * items * c->txt_dim);
 		r += items;
@@ -985,34 +1187,13 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 			       sizeof(float) * bag->nkw * c->txt_dim);
 			k += bag->nkw;
 		}
-	}
-	/* regions: mean patch of each region after the items (G, vin); their
-	 * sentences after the keywords (S, txt) */
-	int g = R, sr = R + K;
-	for (int i = 0; i < nbags && c->w_region > 0; i++) {
-		const struct align_bag *bag = &bags[i];
-		if (!region_bag(m, bag))
-			continue;
-		int C = c->img_dim;
-		for (int q = 0; q < bag->nregions; q++) {
-			float *row = b->vin + (size_t)(g + q) * vin_dim;
-			int cnt = 0;
-			memset(row, 0, sizeof(float) * C);
-			for (int p = 0; p < bag->n; p++)
-				if (bag->region[p] == q) {
-					for (int d = 0; d < C; d++)
-						row[d] += bag->img[(size_t)p * C + d];
-					cnt++;
-				}
-			for (int d = 0; d < C && cnt > 0; d++)
-				row[d] /= cnt;
-			b->rgid[g + q - R] = i;
-		}
-		g += bag->nregions;
-		memcpy(b->tin + (size_t)sr * c->txt_dim, bag->sent, sizeof(float) * bag->nsent * c->txt_dim);
-		for (int j = 0; j < bag->nsent; j++)
+		for (int q = 0; q < nr; q++) /* a region without sentences is only a negative */
+			b->rgid[g++] = ns > 0 ? i : -1;
+		if (ns > 0)
+			memcpy(b->tin + (size_t)sr * c->txt_dim, bag->sent, sizeof(float) * ns * c->txt_dim);
+		for (int j = 0; j < ns; j++)
 			b->sgid[sr + j - R - K] = i;
-		sr += bag->nsent;
+		sr += ns;
 	}
 	head_forward(m, &b->vis, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
 	head_forward(m, &b->txt, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
@@ -1074,21 +1255,15 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		*out = L;
 	if (!backward)
 		return 0;
-	memset(b->dvin, 0, sizeof(float) * (R + G) * vin_dim);
-	head_backward(m, &b->vis, b->dvin, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
+	/* d vin feeds only the Q-Formers: without them patch means are constants */
+	float *dvin = c->queries > 0 ? b->dvin : NULL;
+	if (dvin)
+		memset(dvin, 0, sizeof(float) * (R + G) * vin_dim);
+	head_backward(m, &b->vis, dvin, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2,
 	              m->p_vb2);
 	head_backward(m, &b->txt, NULL, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1,
 	              m->p_tw2, m->p_tb2);
-	if (c->queries > 0) {
-		/* last bag first: with fewer activation sets than bags, its
-		 * activations are the ones still in place */
-		for (int i = nbags - 1; i >= 0; i--) {
-			struct align_qf_act *a = &m->qf[i % m->qf_sets];
-			if (a->bag != &bags[i]) /* recompute what another bag overwrote */
-				qformer_forward(m, a, &bags[i], a->pooled);
-			qformer_backward(m, a, &bags[i], b->dvin + (size_t)i * vin_dim);
-		}
-	}
+	visual_backward(m, bags, nbags, R, G, b->vin, b->dvin);
 	return 0;
 }
 
@@ -1099,11 +1274,13 @@ int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *o
 	const struct align_config *c = &m->cfg;
 	struct align_batch_act *b = m->ba;
 	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim;
-	int items = align_bag_items(m, bag);
-	if (bag->n > m->max_n || items > m->max_items)
-		return eosin_error("align: bag of %d patches, activations made for %d", bag->n,
-		                   m->max_n);
-	bag_visual_input(m, bag, 0, b->vin);
+	int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
+	if (bag->n > m->max_n || items > m->max_items || nr > m->max_regions)
+		return eosin_error("align: bag of %d patches and %d regions, activations made for %d "
+		                   "and %d", bag->n, nr, m->max_n, m->max_regions);
+	if (hierarchical(m) && check_regions(bag) < 0)
+		return -1;
+	visual_forward(m, bag, 1, items, b->vin);
 	head_forward(m, &b->vis, b->vin, items, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
 	memcpy(out, b->vis.z, sizeof(float) * items * c->dim);
 	return 0;

@@ -15,6 +15,12 @@
  *                  mean over queries -> (qdim)
  *               -> or mean of patches -> (img_dim)   (queries == 0)
  *               -> or every patch its own item (mrplip bags with n captions)
+ *               -> with a Q-Former AND the region loss (PathFLIP), two of them:
+ *                  the Region Q-Former (qformer.*) above over each region's
+ *                  patches alone -> region features (G_b, qdim); the Slide
+ *                  Q-Former (slide_qformer.*, same sizes, kv_in (qdim, qdim))
+ *                  over those, positions the regions' mean patch positions
+ *                  -> the slide feature (qdim). A bag without regions is one.
  *               -> visual head (linear or Linear-GELU-Linear) -> dim, L2-normalised
  *   text side   txt_emb rows (txt_dim) -> text head -> dim, L2-normalised
  *   losses      ITC: symmetric InfoNCE, temperature exp(-logit_scale),
@@ -26,10 +32,11 @@
  *               f = v + Wo Attn(Wq v, Wk K, Wv K) (one head, width dim);
  *               a predictor MLP h (Linear-GELU-Linear) and SimSiam between
  *               parent and child: -1/2 [cos(h(f_c), sg f_p) + cos(h(f_p), sg f_c)]
- *               region (PathFLIP, no Q-Former): each region's mean patch through
- *               the visual head against every sub-caption (sent_emb) of the
- *               batch through the text head; sentences of the same slide are
- *               positives (multi-positive InfoNCE, both directions)
+ *               region (PathFLIP): each region's feature (its mean patch, or
+ *               its Region Q-Former output) through the visual head against
+ *               every sub-caption (sent_emb) of the batch through the text
+ *               head; sentences of the same slide are positives
+ *               (multi-positive InfoNCE, both directions)
  *               ITM: a binary head Linear-GELU-Linear on the fused pair
  *               feature [zi * zt, zi - zt] (2 dim), binary cross-entropy over
  *               the true pairs and, per image and per text, the hardest
@@ -44,7 +51,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ALIGN_MAX_PARAMS 256
+#define ALIGN_MAX_PARAMS 512
 #define ALIGN_MAX_LAYERS 8
 /* Q-Former activations are kept for a whole batch when they fit in this
  * many bytes; otherwise one bag's are kept and the others recomputed */
@@ -90,6 +97,17 @@ struct align_bag {
 	const float *sent;    /* (nsent, txt_dim) or NULL */
 };
 
+/* indices into align_model.param[] of one Q-Former's tensors */
+struct align_qformer_params {
+	int queries, kvw, kvb;                   /* (Q,W) (W,in) (W) */
+	struct {
+		int ln1w, ln1b, qkvw, qkvb, sow, sob;
+		int ln2w, ln2b, cqw, cqb, ckvw, ckvb, cow, cob;
+		int ln3w, ln3b, f1w, f1b, f2w, f2b;
+	} blk[ALIGN_MAX_LAYERS];
+	int lnfw, lnfb;
+};
+
 struct align_model {
 	struct align_config cfg;
 	struct align_param param[ALIGN_MAX_PARAMS];
@@ -100,13 +118,10 @@ struct align_model {
 	int p_scale;                             /* logit_scale (1) */
 	int p_vw1, p_vb1, p_vw2, p_vb2;          /* visual head */
 	int p_tw1, p_tb1, p_tw2, p_tb2;          /* text head */
-	int p_queries, p_kvw, p_kvb;             /* Q-Former inputs */
-	struct {
-		int ln1w, ln1b, qkvw, qkvb, sow, sob;
-		int ln2w, ln2b, cqw, cqb, ckvw, ckvb, cow, cob;
-		int ln3w, ln3b, f1w, f1b, f2w, f2b;
-	} blk[ALIGN_MAX_LAYERS];
-	int p_lnfw, p_lnfb;
+	/* Q-Formers: [0] over patches ("qformer.*": the bag's, or with the
+	 * region loss each region's), [1] over the regions' features
+	 * ("slide_qformer.*", only with the region loss) */
+	struct align_qformer_params qfp[2];
 	/* MR-PLIP multimodal encoder (cross-attention from a patch to its
 	 * top-k keywords, in the joint space) and the MRTVA predictor */
 	int p_mqw, p_mqb, p_mkvw, p_mkvb, p_mow, p_mob;
@@ -156,6 +171,8 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 /* Joint-space embeddings for inference. Image side of one bag: writes
  * align_bag_items() rows of dim to out. Text side: rows of txt_dim -> dim. */
 int align_bag_items(const struct align_model *m, const struct align_bag *bag);
+/* Region feature rows the bag adds to a batch (0 when none). */
+int align_bag_regions(const struct align_model *m, const struct align_bag *bag);
 int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *out);
 int align_embed_text(struct align_model *m, const float *txt, int rows, float *out);
 
@@ -196,7 +213,7 @@ void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, c
  * frequencies 1/10000^(2i/(C/2)). */
 void posenc2d_add(float *x, const float *pos, float extent, int N, int C);
 /* Symmetric InfoNCE. zi, zt (R, D) unit rows; scale = exp(logit_scale).
- * logits (R,R) scratch. Returns the loss; dzi, dzt (R,D) accumulate
+ * logits ((2R + 2), R) scratch. Returns the loss; dzi, dzt (R,D) accumulate
  * w * dloss; *dlogit_scale += w * dloss/dlogit_scale (when not clamped). */
 float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, float *logits,
                                const float *zi, const float *zt, float logit_scale, int clamped,

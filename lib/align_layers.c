@@ -4,10 +4,15 @@
  * function is one loop nest or one GEMM so that a CUDA kernel can replace it
  * one for one. Backward functions accumulate (+=) into their gradients.
  */
+/* Built with -fno-math-errno -fno-trapping-math (Makefile): nothing here
+ * reads errno or the exception flags, and without them GCC will not turn
+ * the clamps of exp_vec() into selects, so the loops over it stay scalar
+ * (PyTorch builds with the same flags). */
 #include "align.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* below this many elements a parallel region costs more than it saves */
@@ -47,16 +52,38 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
-/* tanh(u) through expf, several times faster than tanhf and as exact for
- * float: tanh(u) = 1 - 2 / (exp(2u) + 1), saturating cleanly at +-1 */
+/* exp(x) in float without a libm call, so that loops over it vectorise:
+ * x = n ln2 + r with |r| <= ln2/2 (n rounded by the 1.5 * 2^23 trick),
+ * exp(r) by its Taylor polynomial to degree 6 (relative error about 1e-7,
+ * a float ulp), 2^n put in the exponent bits. x is clamped to [-87, 88]:
+ * exp(-87) ~ 1.6e-38 stands for 0, exp(88) ~ 1.7e38 for overflow. */
+static inline float exp_vec(float x)
+{
+	x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+	float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+	float r = x - n * 0.693145751953125f - n * 1.42860682030941723e-06f;
+	float p = 1.0f / 720;
+	p = p * r + 1.0f / 120;
+	p = p * r + 1.0f / 24;
+	p = p * r + 1.0f / 6;
+	p = p * r + 0.5f;
+	p = p * r + 1.0f;
+	p = p * r + 1.0f;
+	int32_t bits = ((int32_t)n + 127) << 23;
+	float two_n;
+	memcpy(&two_n, &bits, sizeof two_n);
+	return p * two_n;
+}
+
+/* tanh(u) = 1 - 2 / (exp(2u) + 1), saturating cleanly at +-1 */
 static inline float tanh_fast(float u)
 {
-	return 1.0f - 2.0f / (expf(2.0f * u) + 1.0f);
+	return 1.0f - 2.0f / (exp_vec(2.0f * u) + 1.0f);
 }
 
 void align_gelu_forward(float *out, const float *inp, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
 		out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
@@ -65,7 +92,7 @@ void align_gelu_forward(float *out, const float *inp, size_t n)
 
 void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
 	for (size_t i = 0; i < n; i++) {
 		float x = inp[i];
 		float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
@@ -170,8 +197,9 @@ static void softmax_rows(float *a, int rows, int cols)
 		for (int j = 1; j < cols; j++)
 			mx = r[j] > mx ? r[j] : mx;
 		float s = 0.0f;
+#pragma omp simd reduction(+ : s)
 		for (int j = 0; j < cols; j++) {
-			r[j] = expf(r[j] - mx);
+			r[j] = exp_vec(r[j] - mx);
 			s += r[j];
 		}
 		for (int j = 0; j < cols; j++)
@@ -247,6 +275,28 @@ void posenc2d_add(float *x, const float *pos, float extent, int N, int C)
 	}
 }
 
+/* Backward through logits l (G,S) = sc a b^T (a (G,D), b (S,D)) given dl =
+ * dloss/dl: da += w sc dl b, db += w sc dl^T a (each may be NULL), and,
+ * unless the scale is clamped, dlogit_scale += w sum(dl * l) (d sc/d log sc
+ * = sc, and l already carries sc). */
+static void similarity_backward(float *da, float *db, float *dlogit_scale, const float *dl,
+                                const float *l, const float *a, const float *b, float sc,
+                                int clamped, int G, int S, int D, float w)
+{
+	if (!clamped) {
+		float ds = 0.0f;
+		for (size_t e = 0; e < (size_t)G * S; e++)
+			ds += dl[e] * l[e];
+		*dlogit_scale += w * ds;
+	}
+	if (da)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, D, S, w * sc, dl, S, b, D, 1.0f,
+		            da, D);
+	if (db)
+		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, G, w * sc, dl, S, a, D, 1.0f,
+		            db, D);
+}
+
 float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, float *logits,
                                const float *zi, const float *zt, float logit_scale, int clamped,
                                int R, int D, float w)
@@ -256,50 +306,51 @@ float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, floa
 	/* logits (R,R) = s zi zt^T */
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, D, s, zi, D, zt, D, 0.0f, logits,
 	            R);
+	/* log-sum-exp of every row (image -> text) and every column (text ->
+	 * image), each column's taken row by row so that the loops run along
+	 * memory; then dl = (softmax_row + softmax_col - 2 I) / 2R in one pass */
+	float *lse_r = dl + (size_t)R * R, *lse_c = lse_r + R; /* (R) each */
 	double loss = 0.0;
-	memset(dl, 0, sizeof(float) * R * R);
-	/* image -> text: rows */
+	for (int j = 0; j < R; j++)
+		lse_c[j] = -INFINITY;
 	for (int i = 0; i < R; i++) {
 		const float *r = logits + (size_t)i * R;
 		float mx = r[0];
-		for (int j = 1; j < R; j++)
+		for (int j = 0; j < R; j++) {
 			mx = r[j] > mx ? r[j] : mx;
+			lse_c[j] = r[j] > lse_c[j] ? r[j] : lse_c[j]; /* column max, for now */
+		}
 		float se = 0.0f;
+#pragma omp simd reduction(+ : se)
 		for (int j = 0; j < R; j++)
-			se += expf(r[j] - mx);
-		float lse = mx + logf(se);
-		loss += lse - r[i];
-		for (int j = 0; j < R; j++)
-			dl[(size_t)i * R + j] += (expf(r[j] - lse) - (i == j)) / (2.0f * R);
+			se += exp_vec(r[j] - mx);
+		lse_r[i] = mx + logf(se);
+		loss += lse_r[i] - r[i];
 	}
-	/* text -> image: columns */
+	float *se_c = dl; /* (R) column sums, in dl's first row until it is written */
+	for (int j = 0; j < R; j++)
+		se_c[j] = 0.0f;
+	for (int i = 0; i < R; i++) {
+		const float *r = logits + (size_t)i * R;
+#pragma omp simd
+		for (int j = 0; j < R; j++)
+			se_c[j] += exp_vec(r[j] - lse_c[j]);
+	}
 	for (int j = 0; j < R; j++) {
-		float mx = logits[j];
-		for (int i = 1; i < R; i++)
-			mx = logits[(size_t)i * R + j] > mx ? logits[(size_t)i * R + j] : mx;
-		float se = 0.0f;
-		for (int i = 0; i < R; i++)
-			se += expf(logits[(size_t)i * R + j] - mx);
-		float lse = mx + logf(se);
-		loss += lse - logits[(size_t)j * R + j];
-		for (int i = 0; i < R; i++)
-			dl[(size_t)i * R + j] += (expf(logits[(size_t)i * R + j] - lse) - (i == j)) /
-			                         (2.0f * R);
+		lse_c[j] += logf(se_c[j]);
+		loss += lse_c[j] - logits[(size_t)j * R + j];
+	}
+	float inv = 1.0f / (2.0f * R);
+	for (int i = 0; i < R; i++) {
+		const float *r = logits + (size_t)i * R;
+		float *d = dl + (size_t)i * R, lr = lse_r[i];
+#pragma omp simd
+		for (int j = 0; j < R; j++)
+			d[j] = (exp_vec(r[j] - lr) + exp_vec(r[j] - lse_c[j])) * inv;
+		d[i] -= 2.0f * inv;
 	}
 	loss /= 2.0 * R;
-	if (!clamped) {
-		float ds = 0.0f;
-		for (size_t e = 0; e < (size_t)R * R; e++)
-			ds += dl[e] * logits[e];
-		*dlogit_scale += w * ds;
-	}
-	/* dzi (R,D) += w s dl @ zt ; dzt (R,D) += w s dl^T @ zi */
-	if (dzi)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, R, D, R, w * s, dl, R, zt, D, 1.0f,
-		            dzi, D);
-	if (dzt)
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, D, R, w * s, dl, R, zi, D, 1.0f,
-		            dzt, D);
+	similarity_backward(dzi, dzt, dlogit_scale, dl, logits, zi, zt, s, clamped, R, R, D, w);
 	return (float)loss;
 }
 
@@ -433,17 +484,6 @@ float groupnce_forward_backward(float *da, float *db, float *dlogit_scale, float
 			dl[(size_t)g * S + j] += d / (2.0f * ncols);
 		}
 	}
-	if (!clamped) {
-		float ds = 0.0f;
-		for (size_t e = 0; e < (size_t)G * S; e++)
-			ds += dl[e] * l[e];
-		*dlogit_scale += w * ds;
-	}
-	if (da)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, D, S, w * sc, dl, S, b, D, 1.0f,
-		            da, D);
-	if (db)
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, G, w * sc, dl, S, a, D, 1.0f,
-		            db, D);
+	similarity_backward(da, db, dlogit_scale, dl, l, a, b, sc, clamped, G, S, D, w);
 	return (float)(0.5 * ((nrows ? lr / nrows : 0.0) + (ncols ? lc / ncols : 0.0)));
 }

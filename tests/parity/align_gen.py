@@ -10,7 +10,8 @@ only through z_b, so a model that learns to undo A and T retrieves the
 caption of a held-out bag from its patches; chance is 1 / (held-out bags).
 
 --method region cuts the patches into --regions regions with latents
-z_r = z_b + 0.7 u_r and one sentence (sent_emb) per region.
+z_r = z_b + 0.7 u_r and one sentence (sent_emb) per region; with --pos the
+patches get level-0 positions, region r a band of its own.
 
 --method mrplip gives each patch its own latent z_i = z_b + 0.7 u_i and its own
 caption T z_i + noise (n caption rows), and keywords T z_j + noise for a few
@@ -33,6 +34,7 @@ ap.add_argument("--method", default="slide")
 ap.add_argument("--keywords", type=int, default=6)
 ap.add_argument("--regions", type=int, default=3)
 ap.add_argument("--val-every", type=int, default=0)
+ap.add_argument("--pos", action="store_true", help="region: level-0 positions, a region per band")
 ap.add_argument("--seed", type=int, default=1)
 a = ap.parse_args()
 rng = random.Random(a.seed)
@@ -78,6 +80,9 @@ for b in range(a.bags):
         rec["sentences"] = ["region %d" % r for r in range(R)]
         rec["sent_emb"] = vec([mapv(T, zr[r], a.noise) for r in range(R)], a.txt_dim)
         rec["sent_region"] = list(range(R))
+        if a.pos:  # region r is the r-th horizontal band of 224 px patches
+            rec["pos"] = vec([[224.0 * (i // R), 224.0 * 4 * reg[i]] for i in range(n)], 2)
+            rec["extent"] = 224
     else:
         rec["img_emb"] = vec([mapv(A, z, a.noise) for _ in range(n)], a.img_dim)
         rec["txt_emb"] = vec([mapv(T, z, a.noise)], a.txt_dim)

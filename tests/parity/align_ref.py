@@ -85,7 +85,7 @@ def read_bags(path):
             b["parent"] = r.get("parent_index")
             b["region"] = r.get("region")
             b["nregions"] = r.get("nregions", 0)
-            b["sent"] = read_vec(r["sent_emb"]) if "sent_emb" in r and "region" in r else None
+            b["sent"] = read_vec(r["sent_emb"]) if "sent_emb" in r else None
             bags.append(b)
     return bags
 
@@ -127,15 +127,18 @@ class Model:
         att = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd), dim=-1)
         return (att @ v).transpose(0, 1).reshape(Tq, C)
 
-    def qformer(self, bag):
+    def qformer(self, bag, prefix="qformer", x_in=None, pos=None):
+        """the Q-Former `prefix` over x_in at pos (default: the bag's patches)"""
         p, c = self.p, self.c
         W = c["qdim"]
-        kv = F.linear(bag["img"], p["qformer.kv_in.weight"], p["qformer.kv_in.bias"])
-        if bag["pos"] is not None:
-            kv = kv + posenc2d(bag["pos"], bag["extent"], W).to(kv.dtype)
-        x = p["qformer.queries"]
+        if x_in is None:
+            x_in, pos = bag["img"], bag["pos"]
+        kv = F.linear(x_in, p[prefix + ".kv_in.weight"], p[prefix + ".kv_in.bias"])
+        if pos is not None:
+            kv = kv + posenc2d(pos, bag["extent"], W).to(kv.dtype)
+        x = p[prefix + ".queries"]
         for l in range(c["layers"]):
-            g = lambda s: p["qformer.%d.%s" % (l, s)]
+            g = lambda s: p["%s.%d.%s" % (prefix, l, s)]
             a = F.layer_norm(x, (W,), g("ln1.weight"), g("ln1.bias"), 1e-5)
             qkv = F.linear(a, g("self.qkv.weight"), g("self.qkv.bias"))
             s = self.attention(qkv[:, :W], qkv[:, W:2 * W], qkv[:, 2 * W:])
@@ -148,8 +151,40 @@ class Model:
             a = F.layer_norm(x, (W,), g("ln3.weight"), g("ln3.bias"), 1e-5)
             h = F.gelu(F.linear(a, g("ffn.fc1.weight"), g("ffn.fc1.bias")), approximate="tanh")
             x = x + F.linear(h, g("ffn.fc2.weight"), g("ffn.fc2.bias"))
-        x = F.layer_norm(x, (W,), p["qformer.ln_f.weight"], p["qformer.ln_f.bias"], 1e-5)
+        x = F.layer_norm(x, (W,), p[prefix + ".ln_f.weight"], p[prefix + ".ln_f.bias"], 1e-5)
         return x.mean(0, keepdim=True)
+
+    def hierarchical(self):
+        return self.c["queries"] > 0 and self.c.get("w_region", 0) > 0
+
+    def region_slide(self, bag):
+        """PathFLIP: Region Q-Former per region, Slide Q-Former over them"""
+        if bag["region"] is None:
+            parts = [torch.arange(bag["img"].shape[0])]
+        else:
+            reg = torch.tensor(bag["region"])
+            parts = [torch.nonzero(reg == q)[:, 0] for q in range(bag["nregions"])]
+        feats, rpos = [], []
+        for idx in parts:
+            pos = bag["pos"][idx] if bag["pos"] is not None else None
+            feats.append(self.qformer(bag, "qformer", bag["img"][idx], pos))
+            if pos is not None:
+                rpos.append(pos.mean(0))
+        regions = torch.cat(feats)
+        rp = torch.stack(rpos) if bag["pos"] is not None else None
+        return regions, self.qformer(bag, "slide_qformer", regions, rp)
+
+    @staticmethod
+    def group_nce(l, gid, sid):
+        """multi-positive InfoNCE both ways: region g and sentence s are
+        positives when gid[g] == sid[s]; rows, columns without one left out"""
+        pos = torch.tensor(gid)[:, None] == torch.tensor(sid)[None, :]
+        neg_inf = torch.full_like(l, -float("inf"))
+        rows = pos.any(1)
+        cols = pos.any(0)
+        lr = (torch.logsumexp(l, 1) - torch.logsumexp(torch.where(pos, l, neg_inf), 1))[rows]
+        lc = (torch.logsumexp(l, 0) - torch.logsumexp(torch.where(pos, l, neg_inf), 0))[cols]
+        return 0.5 * (lr.mean() + lc.mean())
 
     def per_patch(self, bag):
         n = bag["img"].shape[0]
@@ -157,9 +192,14 @@ class Model:
 
     def loss(self, bags):
         c, p = self.c, self.p
-        vin, tin = [], []
+        vin, tin, qregions = [], [], []
         for b in bags:
-            if c["queries"] > 0:
+            if self.hierarchical():
+                regions, slide = self.region_slide(b)
+                qregions.append(regions)
+                vin.append(slide)
+                tin.append(b["txt"][:1])
+            elif c["queries"] > 0:
                 vin.append(self.qformer(b))
                 tin.append(b["txt"][:1])
             elif self.per_patch(b):
@@ -215,7 +255,21 @@ class Model:
                 mr = torch.stack(pairs).mean()
                 total = total + c["w_mrtva"] * mr
                 parts["mrtva"] = mr.item()
-        if c.get("w_region", 0) > 0 and c["queries"] == 0:
+        if self.hierarchical():
+            gid, sents, sid = [], [], []
+            for i, (b, regions) in enumerate(zip(bags, qregions)):
+                has = b["sent"] is not None and b["sent"].shape[0] > 0
+                gid += [i if has else -1] * regions.shape[0]
+                if has:
+                    sents.append(b["sent"])
+                    sid += [i] * b["sent"].shape[0]
+            if sents:
+                zr = self.head("visual", torch.cat(qregions))
+                zs = self.head("text", torch.cat(sents))
+                rg = self.group_nce(ls.exp() * zr @ zs.t(), gid, sid)
+                total = total + c["w_region"] * rg
+                parts["region"] = rg.item()
+        elif c.get("w_region", 0) > 0 and c["queries"] == 0:
             regs, sents, gid, sid = [], [], [], []
             for i, b in enumerate(bags):
                 if b["region"] is None or b["sent"] is None:
@@ -230,14 +284,7 @@ class Model:
             if regs:
                 zr = self.head("visual", torch.stack(regs))
                 zs = self.head("text", torch.cat(sents))
-                l = ls.exp() * zr @ zs.t()
-                pos = torch.tensor(gid)[:, None] == torch.tensor(sid)[None, :]
-                neg_inf = torch.full_like(l, -float("inf"))
-                rows = pos.any(1)
-                cols = pos.any(0)
-                lr = (torch.logsumexp(l, 1) - torch.logsumexp(torch.where(pos, l, neg_inf), 1))[rows]
-                lc = (torch.logsumexp(l, 0) - torch.logsumexp(torch.where(pos, l, neg_inf), 0))[cols]
-                rg = 0.5 * (lr.mean() + lc.mean())
+                rg = self.group_nce(ls.exp() * zr @ zs.t(), gid, sid)
                 total = total + c["w_region"] * rg
                 parts["region"] = rg.item()
         if c.get("w_itm", 0) > 0:
@@ -302,8 +349,8 @@ def make_params(tensors):
 
 
 def optimizer(params):
-    decay = [v for k, v in params.items() if v.dim() == 2 and k != "qformer.queries"]
-    rest = [v for k, v in params.items() if not (v.dim() == 2 and k != "qformer.queries")]
+    decay = [v for k, v in params.items() if v.dim() == 2 and not k.endswith(".queries")]
+    rest = [v for k, v in params.items() if not (v.dim() == 2 and not k.endswith(".queries"))]
     return torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
                               {"params": rest, "weight_decay": 0.0}],
                              lr=a.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
@@ -314,7 +361,7 @@ def main():
         cfg = json.loads(a.config)
         bags = [b for b in read_bags(a.files[0]) if not b["val"]]
         for b in bags:
-            for k in ("img", "txt", "pos", "kw"):
+            for k in ("img", "txt", "pos", "kw", "sent"):
                 if b[k] is not None:
                     b[k] = b[k].to(DT)
         g = torch.Generator().manual_seed(1)
@@ -377,7 +424,7 @@ def main():
     cfg = config_from_meta(meta)
     bags = [b for b in read_bags(bagfile) if not b["val"]]
     for b in bags:
-        for k in ("img", "txt", "pos", "kw"):
+        for k in ("img", "txt", "pos", "kw", "sent"):
             if b[k] is not None:
                 b[k] = b[k].to(DT)
     params = make_params(tensors)

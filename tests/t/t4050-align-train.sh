@@ -149,9 +149,7 @@ test_expect_success 'PathFLIP: slide-level ITC + region-level NCE train' '
 	eosin-align --train --out rg.st --dim 32 --hidden 32 --loss itc=1,region=0.5 \
 		--epochs 20 --batch 16 --lr 2e-3 --metrics rg.jsonl --threads 1 rg.mpk 2>/dev/null &&
 	g1=$(metric region 1 rg.jsonl) && gN=$(metric region 100 rg.jsonl) && echo "region $g1 -> $gN" &&
-	ge "$g1" "$gN" && ge "$(metric i2t_r1 100 rg.jsonl)" 0.6 &&
-	test_must_fail eosin-align --train --out x.st --queries 2 --qdim 16 --heads 2 \
-		--loss itc=1,region=1 rg.mpk 2>err && grep "q-former" err
+	ge "$g1" "$gN" && ge "$(metric i2t_r1 100 rg.jsonl)" 0.6
 '
 
 test_expect_success 'ITC + image-text matching with hard negatives train' '

@@ -37,7 +37,9 @@ test_expect_success 'bags for the parity runs' '
 	python3 "$GEN" --method mrplip --bags 10 --n 5 --val-every 5 --seed 5 >mr.jsonl &&
 	eosin-cat -r mr.jsonl >mr.mpk &&
 	python3 "$GEN" --method region --bags 12 --n 9 --val-every 4 --seed 5 >region.jsonl &&
-	eosin-cat -r region.jsonl >region.mpk
+	eosin-cat -r region.jsonl >region.mpk &&
+	python3 "$GEN" --method region --pos --bags 8 --n 9 --val-every 4 --seed 5 >rpos.jsonl &&
+	eosin-cat -r rpos.jsonl >rpos.mpk
 '
 
 test_expect_success 'linear heads + ITC match PyTorch' '
@@ -63,6 +65,13 @@ test_expect_success 'ITC + CVTA + multimodal encoder + MRTVA (MR-PLIP) match PyT
 
 test_expect_success 'ITC + region-level NCE (PathFLIP) match PyTorch' '
 	parity pathflip region --dim 16 --hidden 12 --loss itc=1,region=0.8
+'
+
+test_expect_success 'Region and Slide Q-Formers + ITC + region-level NCE (PathFLIP) match PyTorch' '
+	parity rqf rpos --dim 16 --hidden 12 --queries 2 --qdim 16 --heads 2 --qformer-layers 1 \
+		--ffn 24 --loss itc=1,region=0.8 &&
+	grep -q "ok   slide_qformer.0.cross.kv.weight" rqf.out &&
+	grep -q "ok   qformer.kv_in.weight" rqf.out
 '
 
 test_expect_success 'ITC + image-text matching with hard negatives match PyTorch' '

@@ -213,7 +213,7 @@ static void check_infonce(void)
 {
 	int R = 5, D = 6;
 	struct nce_ctx c = {.R = R, .D = D, .ls = 1.2f};
-	c.zi = randv(R * D, 1), c.zt = randv(R * D, 1), c.logits = zeros(2 * R * R);
+	c.zi = randv(R * D, 1), c.zt = randv(R * D, 1), c.logits = zeros((2 * R + 2) * R);
 	float *ni = zeros(R * D), *nt = zeros(R * D), *normi = zeros(R), *normt = zeros(R);
 	float *dni = zeros(R * D), *dnt = zeros(R * D), *dzi = zeros(R * D), *dzt = zeros(R * D);
 	float dls = 0;
@@ -325,7 +325,7 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 		struct align_param *p = &m.param[i];
 		if (i == m.p_scale)
 			continue;
-		if (p->cols == 0 || i == m.p_queries)
+		if (p->cols == 0 || i == m.qfp[0].queries || i == m.qfp[1].queries)
 			for (size_t e = 0; e < p->count; e++)
 				m.params[p->offset + e] += 0.5f * frand();
 	}
@@ -430,6 +430,16 @@ int main(void)
 	struct align_config rg = mlp;
 	rg.w_region = 0.8f;
 	check_model("pathflip: itc + region-level nce", rg, 0, 0);
+	/* PathFLIP with a Q-Former: the Region Q-Former over each region's
+	 * patches, the Slide Q-Former over the region features; the region
+	 * loss on the former, ITC on the latter */
+	struct align_config rq = qf;
+	rq.w_region = 0.8f;
+	check_model("pathflip: region and slide q-formers, itc + region-level nce", rq, 0, 1);
+	check_model_sets("pathflip: region and slide q-formers recomputing activations", rq, 0, 1,
+	                 2);
+	rq.w_itc = 0;
+	check_model("pathflip: region q-former, region-level nce alone", rq, 0, 0);
 	/* the hardest negative is an argmax: the checks keep the negatives
 	 * mined by the analytic pass (itm_keep_negatives), as the gradient does */
 	struct align_config itm = mlp;
