@@ -679,6 +679,10 @@ static void pack_joint_emb(struct recb *b, const char *key, const float *z, int 
 	}
 }
 
+/* The whole command line, for the hdr record that --apply writes. */
+static int full_argc;
+static char **full_argv;
+
 static int apply(int argc, char **argv)
 {
 	struct align_model m;
@@ -719,7 +723,7 @@ static int apply(int argc, char **argv)
 				continue;
 			}
 			if (!wrote_hdr) {
-				recb_hdr(&b, "eosin-align", 0, NULL);
+				recb_hdr(&b, "eosin-align", full_argc, full_argv);
 				recb_str(&b, "model", model);
 				recb_str(&b, "hash", hash);
 				if (recb_write(&b, &w) < 0)
@@ -922,6 +926,7 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
+	full_argc = argc, full_argv = argv;
 	argc -= optind;
 	argv += optind;
 	if (mode_train == !!opt.apply)
