@@ -8,7 +8,8 @@
 #            through the whole filter; torch: JPEG files via Pillow)
 # Prints images/s, medians of RUNS runs (each run: eosin then torch, so both
 # see the same machine), and the ratio eosin/torch.
-# Environment: THREADS (thread counts to run, "1 2"), BATCH (32), RUNS (5),
+# Environment: THREADS (thread counts to run, "1 2"), MODELS ("vits vitb"),
+# BATCH (32), RUNS (5),
 # NS (images for ViT-S, 64), NB (images for ViT-B, 32). OpenBLAS core:
 # whatever the environment says (OPENBLAS_CORETYPE); both programs use the
 # same libopenblas. The load average at the end says how busy the machine
@@ -17,7 +18,7 @@ set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=$PWD/$BUILD/bin
-THREADS=${THREADS:-1 2} BATCH=${BATCH:-32} RUNS=${RUNS:-5} NS=${NS:-64} NB=${NB:-32}
+THREADS=${THREADS:-1 2} MODELS=${MODELS:-vits vitb} BATCH=${BATCH:-32} RUNS=${RUNS:-5} NS=${NS:-64} NB=${NB:-32}
 SHARED=${EOSIN_SHARED:-$PWD/../shared/data}
 PY=
 for p in python3 /usr/bin/python3; do
@@ -52,7 +53,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 printf '%-8s %-8s %7s %12s %12s %8s\n' model what threads torch eosin ratio
 for th in $THREADS; do
-for m in vits vitb; do
+for m in $MODELS; do
 	N=$NS; [ $m = vitb ] && N=$NB
 	[ -f "$W/s$N.mpk" ] || mk_stream "$N"
 	: >"$W/ef" ; : >"$W/ee"; : >"$W/tf"; : >"$W/te"
