@@ -6,15 +6,19 @@
 #            torch: forward on ready tensors)
 #   e2e:     from JPEG tiles to embeddings (eosin: a stream of tile records
 #            through the whole filter; torch: JPEG files via Pillow)
-# Prints images/s, medians of RUNS runs, and the ratio eosin/torch.
-# Environment: THREADS (2), BATCH (32), RUNS (3), NS (images for ViT-S, 64),
-# NB (images for ViT-B, 32). OpenBLAS core: whatever the environment says
-# (OPENBLAS_CORETYPE); both programs use the same libopenblas.
+# Prints images/s, medians of RUNS runs (each run: eosin then torch, so both
+# see the same machine), and the ratio eosin/torch.
+# Environment: THREADS (thread counts to run, "1 2"), MODELS ("vits vitb"),
+# BATCH (32), RUNS (5),
+# NS (images for ViT-S, 64), NB (images for ViT-B, 32). OpenBLAS core:
+# whatever the environment says (OPENBLAS_CORETYPE); both programs use the
+# same libopenblas. The load average at the end says how busy the machine
+# was: wall times on a shared machine are only as good as that.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 BIN=$PWD/$BUILD/bin
-THREADS=${THREADS:-2} BATCH=${BATCH:-32} RUNS=${RUNS:-3} NS=${NS:-64} NB=${NB:-32}
+THREADS=${THREADS:-1 2} MODELS=${MODELS:-vits vitb} BATCH=${BATCH:-32} RUNS=${RUNS:-5} NS=${NS:-64} NB=${NB:-32}
 SHARED=${EOSIN_SHARED:-$PWD/../shared/data}
 PY=
 for p in python3 /usr/bin/python3; do
@@ -47,28 +51,31 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 "$BIN/eosin-make-model" --arch vit --dim 768 --depth 12 --heads 12 --patch 16 --img 224 \
 	--out "$W/vitb.safetensors"
 
-printf '%-8s %-8s %12s %12s %8s\n' model what torch eosin ratio
-for m in vits vitb; do
+printf '%-8s %-8s %7s %12s %12s %8s\n' model what threads torch eosin ratio
+for th in $THREADS; do
+for m in $MODELS; do
 	N=$NS; [ $m = vitb ] && N=$NB
 	[ -f "$W/s$N.mpk" ] || mk_stream "$N"
 	: >"$W/ef" ; : >"$W/ee"; : >"$W/tf"; : >"$W/te"
 	r=0
 	while [ $r -lt "$RUNS" ]; do
-		"$BIN/eosin-encode" --model "$W/$m.safetensors" --threads "$THREADS" --batch "$BATCH" \
+		"$BIN/eosin-encode" --model "$W/$m.safetensors" --threads "$th" --batch "$BATCH" \
 			<"$W/s$N.mpk" 2>"$W/err" >/dev/null
 		# summary: "...; T s (decode D, vision V, text X)"
 		sed -n 's/.*; \([0-9.]*\) s (decode \([0-9.]*\), vision \([0-9.]*\),.*/\1 \3/p' "$W/err" |
 			awk -v n="$N" '{print n/$2 >>"'"$W/ef"'"; print n/$1 >>"'"$W/ee"'"}'
-		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$THREADS" "$BATCH" forward "$N" >>"$W/tf"
+		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$th" "$BATCH" forward "$N" >>"$W/tf"
 		# shellcheck disable=SC2046
-		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$THREADS" "$BATCH" e2e $(cat "$W/files$N") >>"$W/te"
+		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$th" "$BATCH" e2e $(cat "$W/files$N") >>"$W/te"
 		r=$((r + 1))
 	done
 	for what in forward e2e; do
 		if [ $what = forward ]; then t=$(median <"$W/tf"); e=$(median <"$W/ef");
 		else t=$(median <"$W/te"); e=$(median <"$W/ee"); fi
-		printf '%-8s %-8s %12.2f %12.2f %8.2f\n' $m $what "$t" "$e" "$(echo "$e $t" | awk '{print $1/$2}')"
+		printf '%-8s %-8s %7s %12.2f %12.2f %8.2f\n' $m $what "$th" "$t" "$e" \
+			"$(echo "$e $t" | awk '{print $1/$2}')"
 	done
 done
-echo "images/s, medians of $RUNS runs; threads $THREADS, batch $BATCH, ViT-S $NS images, ViT-B $NB images;" \
-	"OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
+done
+echo "images/s, medians of $RUNS runs; batch $BATCH, ViT-S $NS images, ViT-B $NB images;" \
+	"OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; load average $(cut -d' ' -f1-3 /proc/loadavg)"

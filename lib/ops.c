@@ -25,28 +25,6 @@
 #define VECTOR_CLONES
 #endif
 
-void layernorm_forward(float *out, const float *inp, const float *weight, const float *bias,
-                       int N, int C, float eps)
-{
-#pragma omp parallel for schedule(static) if (N > 16)
-	for (int i = 0; i < N; i++) {
-		const float *x = inp + (size_t)i * C;
-		float *o = out + (size_t)i * C;
-		double sum = 0, sq = 0;
-		for (int c = 0; c < C; c++)
-			sum += x[c];
-		double mean = sum / C;
-		for (int c = 0; c < C; c++) {
-			double d = x[c] - mean;
-			sq += d * d;
-		}
-		float rstd = (float)(1.0 / sqrt(sq / C + (double)eps));
-		float m = (float)mean;
-		for (int c = 0; c < C; c++)
-			o[c] = (x[c] - m) * rstd * weight[c] + bias[c];
-	}
-}
-
 /* All parallelism is OpenMP's: OpenBLAS runs single-threaded inside each
  * OpenMP thread. Two thread pools (OpenMP's and OpenBLAS's own) on the same
  * cores spin against each other between calls; measured here, one pool
@@ -68,8 +46,11 @@ static void row_block(int N, int t, int nt, int *r0, int *r1)
 	*r1 = *r0 + per < N ? *r0 + per : N;
 }
 
-void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
-                    int C, int OC)
+/* out (N,OC) = inp (N,C) @ W + bias, W either (OC,C) (trans) or (C,OC):
+ * rows split across the OpenMP threads, one single-threaded sgemm each.
+ * A bias is copied into the rows first and the product added (beta 1). */
+static void matmul_rows(float *out, const float *inp, const float *weight, const float *bias,
+                        int N, int C, int OC, int trans)
 {
 	blas_single_threaded();
 #pragma omp parallel
@@ -83,18 +64,29 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 					memcpy(out + (size_t)i * OC, bias, (size_t)OC * sizeof *out);
 				beta = 1.0f;
 			}
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, r1 - r0, OC, C, 1.0f,
-			            inp + (size_t)r0 * C, C, weight, C, beta, out + (size_t)r0 * OC, OC);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, trans ? CblasTrans : CblasNoTrans,
+			            r1 - r0, OC, C, 1.0f, inp + (size_t)r0 * C, C, weight,
+			            trans ? C : OC, beta, out + (size_t)r0 * OC, OC);
 		}
 	}
+}
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
+                    int C, int OC)
+{
+	matmul_rows(out, inp, weight, bias, N, C, OC, 1);
 }
 
 void matmul_forward_in_out(float *out, const float *inp, const float *weight, int N, int C,
                            int OC)
 {
-	blas_single_threaded();
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, inp, C, weight, OC,
-	            0.0f, out, OC);
+	matmul_rows(out, inp, weight, NULL, N, C, OC, 0);
+}
+
+void matmul_forward_in_out_bias(float *out, const float *inp, const float *weight,
+                                const float *bias, int N, int C, int OC)
+{
+	matmul_rows(out, inp, weight, bias, N, C, OC, 0);
 }
 
 /* The element-wise math is written on 8-float vectors (GCC vector
@@ -196,6 +188,152 @@ void ops_exp(float *x, size_t n)
 	unary_span(x, n, UNARY_EXP);
 }
 
+typedef double vd8 __attribute__((vector_size(64)));
+
+static inline __attribute__((always_inline)) double hsum_d8(vd8 v)
+{
+	return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* One row: o (C) = LayerNorm(x (C)) * w + b. Sums in double, 8 lanes. */
+static inline __attribute__((always_inline)) void layernorm_row(float *o, const float *x,
+                                                                const float *w, const float *b,
+                                                                int C, float eps)
+{
+	vd8 s8 = {0};
+	int c = 0;
+	for (; c + 8 <= C; c += 8) {
+		vf8 v;
+		memcpy(&v, x + c, sizeof v);
+		s8 += __builtin_convertvector(v, vd8);
+	}
+	double sum = hsum_d8(s8);
+	for (int t = c; t < C; t++)
+		sum += x[t];
+	double mean = sum / C;
+	vd8 q8 = {0};
+	for (c = 0; c + 8 <= C; c += 8) {
+		vf8 v;
+		memcpy(&v, x + c, sizeof v);
+		vd8 d = __builtin_convertvector(v, vd8) - mean;
+		q8 += d * d;
+	}
+	double sq = hsum_d8(q8);
+	for (int t = c; t < C; t++) {
+		double d = x[t] - mean;
+		sq += d * d;
+	}
+	float rstd = (float)(1.0 / sqrt(sq / C + (double)eps));
+	float m = (float)mean;
+	for (c = 0; c + 8 <= C; c += 8) {
+		vf8 v, vw, vb;
+		memcpy(&v, x + c, sizeof v);
+		memcpy(&vw, w + c, sizeof vw);
+		memcpy(&vb, b + c, sizeof vb);
+		v = (v - m) * rstd * vw + vb;
+		memcpy(o + c, &v, sizeof v);
+	}
+	for (; c < C; c++)
+		o[c] = (x[c] - m) * rstd * w[c] + b[c];
+}
+
+VECTOR_CLONES
+static void layernorm_rows(float *out, const float *inp, const float *weight, const float *bias,
+                           int r0, int r1, int C, float eps)
+{
+	for (int i = r0; i < r1; i++)
+		layernorm_row(out + (size_t)i * C, inp + (size_t)i * C, weight, bias, C, eps);
+}
+
+void layernorm_forward(float *out, const float *inp, const float *weight, const float *bias,
+                       int N, int C, float eps)
+{
+	int nchunk = (N + 15) / 16;
+#pragma omp parallel for schedule(static) if (N > 16)
+	for (int k = 0; k < nchunk; k++) {
+		int r1 = (k + 1) * 16 < N ? (k + 1) * 16 : N;
+		layernorm_rows(out, inp, weight, bias, k * 16, r1, C, eps);
+	}
+}
+
+/* Rows [r0, r1): x += gamma * (y + bias), then ln_out = LayerNorm(x) when
+ * ln_out is not NULL, while the row is in cache. */
+VECTOR_CLONES
+static void residual_ln_rows(float *x, const float *y, const float *bias, const float *gamma,
+                             float *ln_out, const float *ln_w, const float *ln_b, int r0, int r1,
+                             int C, float eps)
+{
+	for (int i = r0; i < r1; i++) {
+		float *xr = x + (size_t)i * C;
+		const float *yr = y + (size_t)i * C;
+		int c = 0;
+		for (; c + 8 <= C; c += 8) {
+			vf8 vx, vy, vb = splat(0.0f), vg = splat(1.0f);
+			memcpy(&vx, xr + c, sizeof vx);
+			memcpy(&vy, yr + c, sizeof vy);
+			if (bias)
+				memcpy(&vb, bias + c, sizeof vb);
+			if (gamma)
+				memcpy(&vg, gamma + c, sizeof vg);
+			vx += vg * (vy + vb);
+			memcpy(xr + c, &vx, sizeof vx);
+		}
+		for (; c < C; c++)
+			xr[c] += (gamma ? gamma[c] : 1.0f) * (yr[c] + (bias ? bias[c] : 0.0f));
+		if (ln_out)
+			layernorm_row(ln_out + (size_t)i * C, xr, ln_w, ln_b, C, eps);
+	}
+}
+
+void residual_layernorm_forward(float *x, const float *y, const float *bias, const float *gamma,
+                                float *ln_out, const float *ln_w, const float *ln_b, int N, int C,
+                                float eps)
+{
+	int nchunk = (N + 15) / 16;
+#pragma omp parallel for schedule(static) if (N > 64)
+	for (int k = 0; k < nchunk; k++) {
+		int r1 = (k + 1) * 16 < N ? (k + 1) * 16 : N;
+		residual_ln_rows(x, y, bias, gamma, ln_out, ln_w, ln_b, k * 16, r1, C, eps);
+	}
+}
+
+/* Rows [r0, r1) of x (N,H): x = op(x + bias). */
+VECTOR_CLONES
+static void bias_act_rows(float *x, const float *bias, int r0, int r1, int H, enum unary op)
+{
+	for (int i = r0; i < r1; i++) {
+		float *xr = x + (size_t)i * H;
+		int c = 0;
+		for (; c + 8 <= H; c += 8) {
+			vf8 v, vb;
+			memcpy(&v, xr + c, sizeof v);
+			memcpy(&vb, bias + c, sizeof vb);
+			v += vb;
+			unary8(&v, op);
+			memcpy(xr + c, &v, sizeof v);
+		}
+		if (c < H) {
+			vf8 v = splat(0.0f);
+			for (int t = c; t < H; t++)
+				v[t - c] = xr[t] + bias[t];
+			unary8(&v, op);
+			for (int t = c; t < H; t++)
+				xr[t] = v[t - c];
+		}
+	}
+}
+
+void bias_gelu_forward(float *x, const float *bias, int N, int H, int quick)
+{
+	int nchunk = (N + 7) / 8;
+	enum unary op = quick ? UNARY_QUICKGELU : UNARY_GELU;
+#pragma omp parallel for schedule(static) if (N > 32)
+	for (int k = 0; k < nchunk; k++) {
+		int r1 = (k + 1) * 8 < N ? (k + 1) * 8 : N;
+		bias_act_rows(x, bias, k * 8, r1, H, op);
+	}
+}
+
 static void gelu_span(float *x, size_t n)
 {
 	unary_span(x, n, UNARY_GELU);
@@ -249,25 +387,54 @@ size_t attention_scratch_floats(int T)
 }
 
 /* Softmax of each row of s (T,T) in place; causal rows stop at the diagonal
- * and the masked part is set to 0. */
+ * and the masked part is set to 0. exp and the row sum in one pass. */
+VECTOR_CLONES
 static void softmax_rows(float *s, int T, int causal)
 {
 	for (int i = 0; i < T; i++) {
 		float *row = s + (size_t)i * T;
-		int n = causal ? i + 1 : T;
+		int n = causal ? i + 1 : T, j = 0;
 		float mx = row[0];
-		for (int j = 1; j < n; j++)
+		vf8 m8 = splat(row[0]);
+		for (; j + 8 <= n; j += 8) {
+			vf8 v;
+			memcpy(&v, row + j, sizeof v);
+			m8 = select8(v > m8, v, m8);
+		}
+		for (int t = 0; t < 8; t++)
+			mx = m8[t] > mx ? m8[t] : mx;
+		for (; j < n; j++)
 			mx = row[j] > mx ? row[j] : mx;
-		for (int j = 0; j < n; j++)
-			row[j] -= mx;
-		unary_span(row, (size_t)n, UNARY_EXP);
-		float sum = 0;
-		for (int j = 0; j < n; j++)
-			sum += row[j];
+		vf8 s8 = splat(0.0f);
+		for (j = 0; j + 8 <= n; j += 8) {
+			vf8 v;
+			memcpy(&v, row + j, sizeof v);
+			v -= mx;
+			exp8(&v);
+			s8 += v;
+			memcpy(row + j, &v, sizeof v);
+		}
+		float sum = ((s8[0] + s8[4]) + (s8[1] + s8[5])) + ((s8[2] + s8[6]) + (s8[3] + s8[7]));
+		if (j < n) {
+			vf8 v = splat(0.0f);
+			for (int t = j; t < n; t++)
+				v[t - j] = row[t] - mx;
+			exp8(&v);
+			for (int t = j; t < n; t++) {
+				row[t] = v[t - j];
+				sum += v[t - j];
+			}
+		}
 		float inv = 1.0f / sum;
-		for (int j = 0; j < n; j++)
+		for (j = 0; j + 8 <= n; j += 8) {
+			vf8 v;
+			memcpy(&v, row + j, sizeof v);
+			v *= inv;
+			memcpy(row + j, &v, sizeof v);
+		}
+		for (; j < n; j++)
 			row[j] *= inv;
-		for (int j = n; j < T; j++)
+		for (j = n; j < T; j++)
 			row[j] = 0.0f;
 	}
 }

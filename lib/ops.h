@@ -24,9 +24,14 @@ void layernorm_forward(float *out, const float *inp, const float *weight, const 
  * stores it; bias (OC) may be NULL. */
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N,
                     int C, int OC);
-/* out (N,OC) = inp (N,C) @ weight, weight stored (C,OC) (CLIP's proj). */
+/* out (N,OC) = inp (N,C) @ weight (+ bias (OC), NULL for none), weight
+ * stored (C,OC) (CLIP's proj; the blocks' weights once vit.c has
+ * transposed them: OpenBLAS's sgemm runs about 10% faster on this layout
+ * than on (OC,C) when the weights come from memory rather than cache). */
 void matmul_forward_in_out(float *out, const float *inp, const float *weight, int N, int C,
                            int OC);
+void matmul_forward_in_out_bias(float *out, const float *inp, const float *weight,
+                                const float *bias, int N, int C, int OC);
 
 /* In place over n elements: exact (erf) GELU, QuickGELU x*sigmoid(1.702x). */
 void gelu_forward(float *x, size_t n);
@@ -34,6 +39,16 @@ void quickgelu_forward(float *x, size_t n);
 
 /* x (N,C) += gamma (C) * y (N,C); gamma NULL means 1 (no LayerScale). */
 void residual_forward(float *x, const float *y, const float *gamma, int N, int C);
+
+/* The fused forms the blocks use, one pass over each row while it is in
+ * cache. x (N,C) += gamma (C) * (y (N,C) + bias (C)) (bias, gamma NULL: 0,
+ * 1); then, when ln_out is not NULL, ln_out (N,C) = LayerNorm(x) with
+ * ln_w, ln_b (C) as layernorm_forward computes it. */
+void residual_layernorm_forward(float *x, const float *y, const float *bias, const float *gamma,
+                                float *ln_out, const float *ln_w, const float *ln_b, int N, int C,
+                                float eps);
+/* x (N,H) = act(x + bias (H)): exact GELU, or QuickGELU when quick. */
+void bias_gelu_forward(float *x, const float *bias, int N, int H, int quick);
 
 /* Multi-head self-attention core. qkv (B,T,3C): per token q, k, v, each
  * NH heads of C/NH contiguous channels. out (B,T,C): heads concatenated.

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,23 @@ static float *load_mat(const struct safetensors *st, const char *prefix, const c
 	snprintf(full, sizeof full, "%s%s", prefix, name);
 	int64_t shape[2] = {r, c};
 	return safetensors_load_f32(st, full, 2, shape);
+}
+
+/* *w (rows, cols) -> (cols, rows), into a new buffer. */
+static int transpose_weights(float **w, int rows, int cols)
+{
+	float *t = malloc((size_t)rows * cols * sizeof(float));
+	if (!t)
+		return eosin_error("out of memory (%d x %d weights)", rows, cols);
+	enum { TILE = 32 };
+	for (int r0 = 0; r0 < rows; r0 += TILE)
+		for (int c0 = 0; c0 < cols; c0 += TILE)
+			for (int r = r0; r < r0 + TILE && r < rows; r++)
+				for (int c = c0; c < c0 + TILE && c < cols; c++)
+					t[(size_t)c * rows + r] = (*w)[(size_t)r * cols + c];
+	free(*w);
+	*w = t;
+	return 0;
 }
 
 int block_load(struct block_weights *bw, const struct safetensors *st, const char *prefix,
@@ -78,7 +96,9 @@ int block_load(struct block_weights *bw, const struct safetensors *st, const cha
 		bw->fc2_b = load_vec(st, prefix, "mlp.c_proj.bias", C, 0, NULL);
 	}
 	if (!bw->ln1_w || !bw->ln1_b || !bw->qkv_w || !bw->qkv_b || !bw->proj_w || !bw->proj_b ||
-	    !bw->ln2_w || !bw->ln2_b || !bw->fc1_w || !bw->fc1_b || !bw->fc2_w || !bw->fc2_b) {
+	    !bw->ln2_w || !bw->ln2_b || !bw->fc1_w || !bw->fc1_b || !bw->fc2_w || !bw->fc2_b ||
+	    transpose_weights(&bw->qkv_w, 3 * C, C) < 0 || transpose_weights(&bw->proj_w, C, C) < 0 ||
+	    transpose_weights(&bw->fc1_w, H, C) < 0 || transpose_weights(&bw->fc2_w, C, H) < 0) {
 		block_free(bw);
 		return -1;
 	}
@@ -135,18 +155,17 @@ void block_forward(float *x, const struct block_weights *bw, struct block_acts *
 {
 	int N = B * T;
 	layernorm_forward(a->ln, x, bw->ln1_w, bw->ln1_b, N, C, eps);
-	matmul_forward(a->qkv, a->ln, bw->qkv_w, bw->qkv_b, N, C, 3 * C);
+	matmul_forward_in_out_bias(a->qkv, a->ln, bw->qkv_w, bw->qkv_b, N, C, 3 * C);
 	attention_forward(a->att, a->scores, a->qkv, B, T, C, NH, causal);
-	matmul_forward(a->tmp, a->att, bw->proj_w, bw->proj_b, N, C, C);
-	residual_forward(x, a->tmp, bw->ls1, N, C);
-	layernorm_forward(a->ln, x, bw->ln2_w, bw->ln2_b, N, C, eps);
-	matmul_forward(a->hidden, a->ln, bw->fc1_w, bw->fc1_b, N, C, H);
-	if (act == ACT_GELU)
-		gelu_forward(a->hidden, (size_t)N * H);
-	else
-		quickgelu_forward(a->hidden, (size_t)N * H);
-	matmul_forward(a->tmp, a->hidden, bw->fc2_w, bw->fc2_b, N, H, C);
-	residual_forward(x, a->tmp, bw->ls2, N, C);
+	/* Output biases go in with the residual add (one pass, not a bias
+	 * copy before the product), and LayerNorm 2 follows in the same pass. */
+	matmul_forward_in_out(a->tmp, a->att, bw->proj_w, N, C, C);
+	residual_layernorm_forward(x, a->tmp, bw->proj_b, bw->ls1, a->ln, bw->ln2_w, bw->ln2_b, N, C,
+	                           eps);
+	matmul_forward_in_out(a->hidden, a->ln, bw->fc1_w, N, C, H);
+	bias_gelu_forward(a->hidden, bw->fc1_b, N, H, act == ACT_QUICKGELU);
+	matmul_forward_in_out(a->tmp, a->hidden, bw->fc2_w, N, H, C);
+	residual_layernorm_forward(x, a->tmp, bw->fc2_b, bw->ls2, NULL, NULL, NULL, N, C, eps);
 }
 
 /* ---- configuration ---- */
@@ -621,6 +640,9 @@ void vit_free(struct vit *m)
 	free(m->patches);
 	free(m->pos_cur);
 	block_acts_free(&m->acts);
+	for (int t = 0; t < m->n_thread_acts; t++)
+		block_acts_free(&m->thread_acts[t]);
+	free(m->thread_acts);
 	memset(m, 0, sizeof *m);
 }
 
@@ -648,6 +670,56 @@ static int grow(float **p, size_t *cap, size_t n)
 	*p = malloc(n * sizeof(float));
 	*cap = *p ? n : 0;
 	return *p ? 0 : eosin_error("out of memory (%zu floats)", n);
+}
+
+/* The blocks over x (B,T,D). With several threads and enough images, each
+ * thread takes groups of whole images through all the blocks on its own
+ * activations (the kernels inside run on that one thread): no barrier
+ * between kernels, and a group's activations stay near the core. With
+ * fewer images than that, every kernel is split across the threads. */
+static int blocks_forward(struct vit *m, int B, int T)
+{
+	const struct vit_config *c = &m->cfg;
+	int D = c->dim, nt = omp_get_max_threads();
+	int by_image = nt > 1 && !omp_in_parallel() && (B >= 2 * nt || (B >= nt && B % nt == 0));
+	if (!by_image) {
+		for (int l = 0; l < c->depth; l++)
+			block_forward(m->x, &m->blocks[l], &m->acts, B, T, D, c->heads, c->hidden, c->eps,
+			              c->act, 0);
+		return 0;
+	}
+	/* Groups of up to IMAGES_PER_GROUP images (1576 rows at 224 px, 16 px
+	 * patches; each group streams every block's weights from memory once,
+	 * so groups much smaller than this slow sgemm down), at least two
+	 * groups per thread so that the dynamic schedule evens out a slow core. */
+	enum { IMAGES_PER_GROUP = 8 };
+	int per = B / (2 * nt);
+	per = per < 1 ? 1 : per > IMAGES_PER_GROUP ? IMAGES_PER_GROUP : per;
+	int groups = (B + per - 1) / per;
+	if (m->n_thread_acts < nt) {
+		struct block_acts *ta = realloc(m->thread_acts, (size_t)nt * sizeof *ta);
+		if (!ta)
+			return eosin_error("out of memory");
+		memset(ta + m->n_thread_acts, 0, (size_t)(nt - m->n_thread_acts) * sizeof *ta);
+		m->thread_acts = ta;
+		m->n_thread_acts = nt;
+	}
+	for (int t = 0; t < nt; t++)
+		if (block_acts_reserve(&m->thread_acts[t], per, T, D, c->hidden) < 0)
+			return -1;
+#pragma omp parallel num_threads(nt)
+	{
+		struct block_acts *a = &m->thread_acts[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 1)
+		for (int g = 0; g < groups; g++) {
+			int b0 = g * per, nb = B - b0 < per ? B - b0 : per;
+			float *xg = m->x + (size_t)b0 * T * D;
+			for (int l = 0; l < c->depth; l++)
+				block_forward(xg, &m->blocks[l], a, nb, T, D, c->heads, c->hidden, c->eps,
+				              c->act, 0);
+		}
+	}
+	return 0;
 }
 
 int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *pooled,
@@ -713,9 +785,8 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 		layernorm_forward(m->x, m->x, m->ln_pre_w, m->ln_pre_b, B * T, D, c->eps);
 	if (embed)
 		memcpy(embed, m->x, (size_t)B * T * D * sizeof(float));
-	for (int l = 0; l < c->depth; l++)
-		block_forward(m->x, &m->blocks[l], &m->acts, B, T, D, c->heads, c->hidden, c->eps, c->act,
-		              0);
+	if (blocks_forward(m, B, T) < 0)
+		return -1;
 	if (c->final_norm)
 		layernorm_forward(m->x, m->x, m->norm_w, m->norm_b, B * T, D, c->eps);
 	if (features)

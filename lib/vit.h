@@ -31,15 +31,17 @@
 enum act_kind { ACT_GELU, ACT_QUICKGELU };
 enum pool_kind { POOL_TOKEN, POOL_AVG };
 
-/* One pre-LN transformer block's weights. C channels, H hidden. */
+/* One pre-LN transformer block's weights. C channels, H hidden. The
+ * matrices are held (in,out), transposed from nn.Linear's (out,in) as
+ * block_load() reads them, for the faster sgemm (ops.h). */
 struct block_weights {
 	float *ln1_w, *ln1_b;       /* (C) */
-	float *qkv_w, *qkv_b;       /* (3C,C), (3C); rows q, k, v */
+	float *qkv_w, *qkv_b;       /* (C,3C), (3C); columns q, k, v */
 	float *proj_w, *proj_b;     /* (C,C), (C) */
 	float *ls1, *ls2;           /* (C) LayerScale, or NULL */
 	float *ln2_w, *ln2_b;       /* (C) */
-	float *fc1_w, *fc1_b;       /* (H,C), (H) */
-	float *fc2_w, *fc2_b;       /* (C,H), (C) */
+	float *fc1_w, *fc1_b;       /* (C,H), (H) */
+	float *fc2_w, *fc2_b;       /* (H,C), (C) */
 };
 
 /* Activations for up to N = B*T rows. */
@@ -114,7 +116,9 @@ struct vit {
 	float *proj;                /* (D, proj_dim) */
 	struct block_weights *blocks;
 	/* Runtime state, grown on demand. */
-	struct block_acts acts;
+	struct block_acts acts;     /* the whole batch, kernels split across threads */
+	struct block_acts *thread_acts; /* one per thread for image groups */
+	int n_thread_acts;
 	float *x;                   /* (B,T,D) residual stream */
 	float *patches;             /* (B*np, 3*p*p) */
 	float *pos_cur;             /* pos_embed resampled for the grid below */

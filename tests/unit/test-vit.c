@@ -10,6 +10,8 @@
 #include "vit.h"
 #include "ref.h"
 
+#include <omp.h>
+
 #define FEAT_TOL 5e-5
 #define POOL_TOL 2e-5
 
@@ -51,6 +53,15 @@ int main(void)
 	check("token features", feat, "vit_token_features.f32", (size_t)4 * T * D, FEAT_TOL);
 	check("token pooled", pooled, "vit_token_pooled.f32", (size_t)4 * D, POOL_TOL);
 	check("embed img0", embed, "vit_embed_img0.f32", (size_t)T * D, FEAT_TOL);
+	/* Two threads: the batch goes through the blocks as per-thread image
+	 * groups (vit.c), whatever OMP_NUM_THREADS the suite runs with. */
+	int threads = omp_get_max_threads();
+	omp_set_num_threads(2);
+	ok(vit_forward(&m, x224, 4, 224, 224, pooled, feat, NULL) == 0, "token forward, 2 threads");
+	check("token features, 2 threads", feat, "vit_token_features.f32", (size_t)4 * T * D,
+	      FEAT_TOL);
+	check("token pooled, 2 threads", pooled, "vit_token_pooled.f32", (size_t)4 * D, POOL_TOL);
+	omp_set_num_threads(threads);
 	/* batch of one gives the same as the batch of four */
 	float one[192];
 	ok(vit_forward(&m, x224 + (size_t)3 * 3 * 224 * 224, 1, 224, 224, one, NULL, NULL) == 0 &&
