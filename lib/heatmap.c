@@ -119,12 +119,16 @@ static unsigned char *thumbnail_rgb(const char *path, int max_side, int *tw, int
 	return rgb;
 }
 
-/* Draw a text label (white on the canvas) at (x, y) if libvips can render
- * text here; silently nothing otherwise. */
-static void draw_label(unsigned char *canvas, int cw, int ch, int x, int y, const char *text)
+/* Draw a text label (dark on the canvas) at (x, y) if libvips can render
+ * text here; silently nothing otherwise. wrap > 0 breaks lines at words to
+ * fit that many pixels. */
+static void draw_label(unsigned char *canvas, int cw, int ch, int x, int y, const char *text,
+                       int wrap)
 {
 	VipsImage *t = NULL;
-	if (vips_text(&t, text, "dpi", 72, "font", "sans 11", NULL)) {
+	int r = wrap > 0 ? vips_text(&t, text, "dpi", 72, "font", "sans 11", "width", wrap, NULL)
+	                 : vips_text(&t, text, "dpi", 72, "font", "sans 11", NULL);
+	if (r) {
 		vips_error_clear();
 		return;
 	}
@@ -227,11 +231,12 @@ int heatmap_render(const char *slide, const struct heat_tile *tiles, size_t n,
 	}
 	char buf[64];
 	snprintf(buf, sizeof(buf), "%.3f", hi);
-	draw_label(canvas, cw, ch, tw + gap + bar + 4, margin, buf);
+	draw_label(canvas, cw, ch, tw + gap + bar + 4, margin, buf, 0);
 	snprintf(buf, sizeof(buf), "%.3f", lo);
-	draw_label(canvas, cw, ch, tw + gap + bar + 4, ch - margin - 14, buf);
+	draw_label(canvas, cw, ch, tw + gap + bar + 4, ch - margin - 14, buf, 0);
+	/* the query's text above the bar, wrapped to the bar and label width */
 	if (opts->title)
-		draw_label(canvas, cw, ch, tw + gap, margin / 3, opts->title);
+		draw_label(canvas, cw, ch, tw + gap, 4, opts->title, bar + label - 4);
 	free(rgb);
 	free(heat);
 	VipsImage *im = vips_image_new_from_memory(canvas, (size_t)cw * ch * 3, cw, ch, 3,
