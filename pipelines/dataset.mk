@@ -44,6 +44,9 @@ SHARD_FLAGS?= --factory Flat --normalize
 TRAIN_INDEX_FLAGS?= --factory IVF256,Flat --normalize
 
 E := $(EOSIN_BIN)
+# Ends a recipe that wrote $@.tmp: rename it to $@, or on failure remove it,
+# so that no stage leaves a partial file, not even the temporary one.
+KEEP = mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
 slide_id = $(basename $(notdir $(1)))
 IDS := $(foreach s,$(SLIDES),$(call slide_id,$(s)))
 
@@ -59,21 +62,21 @@ slides: $(IDS:%=$(OUT)/bags/%.mpk)
 define slide_rules
 $(OUT)/tiles/$(1).mpk: $(2)
 	@mkdir -p $$(@D)
-	$(E)/eosin-tile $(TILE_FLAGS) --preview $(OUT)/tiles/$(1).png $$< > $$@.tmp && mv $$@.tmp $$@ || { rm -f $$@.tmp; exit 1; }
+	$(E)/eosin-tile $(TILE_FLAGS) --preview $(OUT)/tiles/$(1).png $$< > $$@.tmp && $$(KEEP)
 endef
 $(foreach s,$(SLIDES),$(eval $(call slide_rules,$(call slide_id,$(s)),$(s))))
 
 $(OUT)/text/%.mpk: $(OUT)/tiles/%.mpk
 	@mkdir -p $(@D)
-	$(if $(REPORTS)$(VLM),$(E)/eosin-caption-fetch $(if $(VLM),--vlm $(VLM),--url '$(REPORTS)') $(FETCH_FLAGS) --cache $(OUT)/cache < $< > $@.tmp,cp $< $@.tmp) && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+	$(if $(REPORTS)$(VLM),$(E)/eosin-caption-fetch $(if $(VLM),--vlm $(VLM),--url '$(REPORTS)') $(FETCH_FLAGS) --cache $(OUT)/cache < $< > $@.tmp,cp $< $@.tmp) && $(KEEP)
 
 $(OUT)/emb/%.mpk: $(OUT)/text/%.mpk $(MODEL) $(TEXT_MODEL)
 	@mkdir -p $(@D)
-	$(E)/eosin-encode --model $(MODEL) $(if $(TEXT_MODEL),--text-model $(TEXT_MODEL) --vocab $(VOCAB)) $(ENC_FLAGS) < $< > $@.tmp && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+	$(E)/eosin-encode --model $(MODEL) $(if $(TEXT_MODEL),--text-model $(TEXT_MODEL) --vocab $(VOCAB)) $(ENC_FLAGS) < $< > $@.tmp && $(KEEP)
 
 $(OUT)/bags/%.mpk: $(OUT)/emb/%.mpk
 	@mkdir -p $(@D)
-	$(E)/eosin-bag $(BAG_FLAGS) < $< > $@.tmp && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+	$(E)/eosin-bag $(BAG_FLAGS) < $< > $@.tmp && $(KEEP)
 
 # Training sees every slide's bags; the head is written atomically by eosin-align.
 # A fan-out job (ONE_SLIDE=1, set by pipelines/fanout and slurm-array.sh)
@@ -84,7 +87,7 @@ $(OUT)/head.safetensors: $(IDS:%=$(OUT)/bags/%.mpk)
 endif
 
 $(OUT)/joint.mpk: $(OUT)/head.safetensors $(IDS:%=$(OUT)/bags/%.mpk)
-	cat $(IDS:%=$(OUT)/bags/%.mpk) | $(E)/eosin-align --apply $< > $@.tmp && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+	cat $(IDS:%=$(OUT)/bags/%.mpk) | $(E)/eosin-align --apply $< > $@.tmp && $(KEEP)
 
 $(OUT)/index.faiss: $(OUT)/joint.mpk
 	$(E)/eosin-index --out $@ $(INDEX_FLAGS) < $<
@@ -113,7 +116,7 @@ $(OUT)/trained.faiss: $(OUT)/joint.mpk
 
 # Evaluation: retrieval between the image and text sides of the bags.
 $(OUT)/eval.json: $(OUT)/joint.mpk
-	$(E)/eosin-query --eval-retrieval --metrics $@.tmp < $< > /dev/null && mv $@.tmp $@ || { rm -f $@.tmp; exit 1; }
+	$(E)/eosin-query --eval-retrieval --metrics $@.tmp < $< > /dev/null && $(KEEP)
 eval: $(OUT)/eval.json
 
 clean:
