@@ -679,6 +679,30 @@ static void pack_joint_emb(struct recb *b, const char *key, const float *z, int 
 	}
 }
 
+/* Grow the model's activations and --apply's row buffers (img, txt: input
+ * embeddings; z, zt: joint rows; pos: x,y per patch) to hold `rows` rows.
+ * They only grow, so a stream of like records allocates once. */
+static void reserve_rows(struct align_model *m, int *cap, int rows, float **img, float **txt,
+                         float **z, float **zt, float **pos)
+{
+	if (rows <= *cap && *img)
+		return;
+	if (rows > *cap) {
+		*cap = m->max_regions = rows;
+		if (align_model_alloc(m, rows, rows, 0) < 0)
+			die_lib();
+	}
+	const struct align_config *c = &m->cfg;
+	size_t n = (size_t)*cap;
+	*img = realloc(*img, sizeof(float) * n * c->img_dim);
+	*txt = realloc(*txt, sizeof(float) * n * c->txt_dim);
+	*z = realloc(*z, sizeof(float) * n * c->dim);
+	*zt = realloc(*zt, sizeof(float) * n * c->dim);
+	*pos = realloc(*pos, sizeof(float) * n * 2);
+	if (!*img || !*txt || !*z || !*zt || !*pos)
+		errx(1, "out of memory for %d rows", rows);
+}
+
 /* The whole command line, for the hdr record that --apply writes. */
 static int full_argc;
 static char **full_argv;
@@ -758,15 +782,8 @@ static int apply(int argc, char **argv)
 				break;
 			}
 			int n = (int)v->n;
-			if (n > cap_n) {
-				cap_n = m.max_regions = n;
-				if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
-					die_lib();
-			}
-			float **buf = use_text ? &txt : &img;
-			*buf = realloc(*buf, sizeof(float) * n * want);
-			z = realloc(z, sizeof(float) * n * c->dim);
-			if (vec_to_f32(v, *buf) < 0) {
+			reserve_rows(&m, &cap_n, n, &img, &txt, &z, &zt, &pos);
+			if (vec_to_f32(v, use_text ? txt : img) < 0) {
 				warnx("%s: record %" PRIu64 " (id '%s'): field '%s': %s", r.name, rec.number,
 				      record_id(&rec, idbuf, sizeof idbuf), use_text ? "txt_emb" : "img_emb",
 				      eosin_errmsg());
@@ -783,7 +800,6 @@ static int apply(int argc, char **argv)
 				double ext;
 				if (is_bag && record_get_vec(&rec, F_BAG_POS, &pv) == 0 && (int)pv.n == n &&
 				    pv.dim == 2) {
-					pos = realloc(pos, sizeof(float) * n * 2);
 					if (vec_to_f32(&pv, pos) == 0)
 						ab.pos = pos;
 					if (record_get_num(&rec, F_BAG_EXTENT, &ext) == 0 && ext > 0)
@@ -812,13 +828,7 @@ static int apply(int argc, char **argv)
 			int both = use_img && ht == 0 && (int)vt.dim == c->txt_dim;
 			int trows = both ? (int)vt.n : 0;
 			if (both) {
-				txt = realloc(txt, sizeof(float) * trows * c->txt_dim);
-				zt = realloc(zt, sizeof(float) * trows * c->dim);
-				if (trows > cap_n) {
-					cap_n = m.max_regions = trows;
-					if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
-						die_lib();
-				}
+				reserve_rows(&m, &cap_n, trows, &img, &txt, &z, &zt, &pos);
 				if (vec_to_f32(&vt, txt) < 0) {
 					warnx("%s: record %" PRIu64 " (id '%s'): field 'txt_emb': %s", r.name,
 					      rec.number, record_id(&rec, idbuf, sizeof idbuf), eosin_errmsg());
