@@ -692,17 +692,17 @@ int main(int argc, char **argv)
 			 * to the model's folder. Failing that, a file of the same name
 			 * beside the model (the two moved together). */
 			const char *mv = safetensors_meta(&E.txt.st, "vocab");
-			char *dup = strdup(text_model), *dup2 = strdup(mv);
+			const char *slash = strrchr(text_model, '/');
+			int dirlen = slash ? (int)(slash - text_model) : 1;
+			const char *dir = slash ? text_model : ".";
 			if (mv[0] == '/')
 				snprintf(vpath, sizeof vpath, "%s", mv);
 			else
-				snprintf(vpath, sizeof vpath, "%s/%s", dirname(dup), mv);
+				snprintf(vpath, sizeof vpath, "%.*s/%s", dirlen, dir, mv);
 			if (access(vpath, R_OK) != 0) {
-				free(dup);
-				dup = strdup(text_model);
-				snprintf(vpath, sizeof vpath, "%s/%s", dirname(dup), basename(dup2));
+				const char *base = strrchr(mv, '/');
+				snprintf(vpath, sizeof vpath, "%.*s/%s", dirlen, dir, base ? base + 1 : mv);
 			}
-			free(dup), free(dup2);
 			vocab = vpath;
 		}
 		if (!vocab)
