@@ -154,6 +154,14 @@ int faiss_read_index_fname(const char *fname, int io_flags, FaissIndex **p_out)
 	});
 }
 
+int faiss_read_index(FILE *f, int io_flags, FaissIndex **p_out)
+{
+	*p_out = nullptr;
+	return guarded([&] {
+		*p_out = reinterpret_cast<FaissIndex *>(faiss::read_index(f, io_flags));
+	});
+}
+
 int faiss_clone_index(const FaissIndex *idx, FaissIndex **p_out)
 {
 	return guarded([&] {

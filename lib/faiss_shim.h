@@ -15,7 +15,8 @@
  *   faiss_Index_d, faiss_Index_is_trained, faiss_Index_ntotal,
  *   faiss_Index_metric_type, faiss_Index_train, faiss_Index_add,
  *   faiss_Index_add_with_ids, faiss_Index_search, faiss_Index_reconstruct,
- *   faiss_Index_reset, faiss_write_index_fname, faiss_read_index_fname,
+ *   faiss_Index_reset, faiss_write_index_fname, faiss_write_index,
+ *   faiss_read_index_fname, faiss_read_index,
  *   faiss_clone_index, faiss_ParameterSpace_new, faiss_ParameterSpace_free,
  *   faiss_ParameterSpace_set_index_parameter.
  *

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define SIDECAR_SUFFIX ".meta"
+#define NEXT_SUFFIX ".next" /* a sidecar whose index is being renamed in */
 
 static char *xstrdup_or_empty(const char *s)
 {
@@ -82,16 +84,15 @@ static uint64_t checksum_update(uint64_t h, const unsigned char *p, size_t n)
 	return h;
 }
 
-static int checksum_file(const char *path, uint64_t *sum, uint64_t *size)
+/* Size and checksum of the open file fd (named path in messages), read
+ * from its start. */
+static int checksum_fd(int fd, const char *path, uint64_t *sum, uint64_t *size)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return eosin_error("cannot open '%s': %s", path, strerror(errno));
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return eosin_error("cannot seek in '%s': %s", path, strerror(errno));
 	unsigned char *buf = malloc(1 << 20);
-	if (!buf) {
-		close(fd);
+	if (!buf)
 		return eosin_error("out of memory");
-	}
 	uint64_t h = 0x84222325cbf29ce4ull, total = 0;
 	ssize_t r;
 	/* Blocks are 1 MiB multiples of 8 so the word boundaries do not depend
@@ -109,12 +110,21 @@ static int checksum_file(const char *path, uint64_t *sum, uint64_t *size)
 	if (r == 0)
 		h = checksum_update(h, buf, fill);
 	free(buf);
-	close(fd);
 	if (r < 0)
 		return eosin_error("cannot read '%s': %s", path, strerror(saved));
 	*sum = h;
 	*size = total;
 	return 0;
+}
+
+static int checksum_file(const char *path, uint64_t *sum, uint64_t *size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return eosin_error("cannot open '%s': %s", path, strerror(errno));
+	int rc = checksum_fd(fd, path, sum, size);
+	close(fd);
+	return rc;
 }
 
 /* Checksum of the index as FAISS serialises it, through a memory stream. */
@@ -397,35 +407,85 @@ static int write_sidecar(const struct archive *a, const char *path, uint64_t sum
 	return rc;
 }
 
+/* Data of PATH (a file, or a folder with dir = 1) on stable storage. */
+static int sync_path(const char *path, int dir)
+{
+	int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDWR) | O_CLOEXEC);
+	if (fd < 0)
+		return eosin_error("cannot open '%s': %s", path, strerror(errno));
+	int rc = fsync(fd);
+	int saved = errno;
+	close(fd);
+	/* Some file systems cannot sync a folder; the renames still happened. */
+	if (rc < 0 && !(dir && (saved == EINVAL || saved == EROFS)))
+		return eosin_error("cannot sync '%s': %s", path, strerror(saved));
+	return 0;
+}
+
+/* The tests stop a write dead after step N (EOSIN_INDEX_CRASH_AFTER=N), as
+ * a kill -9 or a power cut there would: see tests/t/t5050-index-crash.sh. */
+static void crash_point(int step)
+{
+	const char *s = getenv("EOSIN_INDEX_CRASH_AFTER");
+	if (s && atoi(s) == step)
+		raise(SIGKILL);
+}
+
+static int rename_or_fail(const char *from, const char *to)
+{
+	if (rename(from, to) == 0)
+		return 0;
+	return eosin_error("cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+}
+
+/*
+ * The pair is replaced with one commit point. 1: the new index and sidecar
+ * are written to temporary names and synced. 2: the sidecar becomes
+ * ARCHIVE.meta.next. 3: the index is renamed over ARCHIVE. 4: the sidecar
+ * is renamed over ARCHIVE.meta. Stopped before 3, the old pair is intact
+ * (a stale .next is ignored: it does not match the old index); stopped
+ * after 3, the new index matches .next and readers take that sidecar
+ * (archive_read). Step 3 is the commit.
+ */
 int archive_write(struct archive *a, const char *path)
 {
-	char *meta = sidecar_path(path), *tmp_index = NULL, *tmp_meta = NULL;
+	char *meta = sidecar_path(path), *next = NULL, *tmp_index = NULL, *tmp_meta = NULL,
+	     *dir = NULL;
 	int rc = -1;
 	if (!meta)
 		return -1;
 	if (asprintf(&tmp_index, "%s.tmp.%ld", path, (long)getpid()) < 0 ||
-	    asprintf(&tmp_meta, "%s.tmp.%ld", meta, (long)getpid()) < 0) {
+	    asprintf(&tmp_meta, "%s.tmp.%ld", meta, (long)getpid()) < 0 ||
+	    asprintf(&next, "%s%s", meta, NEXT_SUFFIX) < 0 || !(dir = strdup(path))) {
 		eosin_error("out of memory");
 		goto out;
 	}
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		strcpy(dir, ".");
+	else if (slash == dir)
+		dir[1] = '\0'; /* the root */
+	else
+		*slash = '\0';
 	if (faiss_write_index_fname(a->faiss, tmp_index)) {
 		eosin_error("cannot write '%s': %s", path, faiss_msg());
 		goto fail;
 	}
 	uint64_t sum, size;
-	if (checksum_file(tmp_index, &sum, &size) < 0 || write_sidecar(a, tmp_meta, sum, size) < 0)
+	if (checksum_file(tmp_index, &sum, &size) < 0 || write_sidecar(a, tmp_meta, sum, size) < 0 ||
+	    sync_path(tmp_index, 0) < 0 || sync_path(tmp_meta, 0) < 0)
 		goto fail;
-	/* Sidecar first: should we stop between the two renames, the old
-	 * index no longer matches the new sidecar's checksum, and a reader
-	 * says so instead of pairing them. */
-	if (rename(tmp_meta, meta) < 0) {
-		eosin_error("cannot rename '%s' to '%s': %s", tmp_meta, meta, strerror(errno));
+	crash_point(1);
+	if (rename_or_fail(tmp_meta, next) < 0)
 		goto fail;
-	}
-	if (rename(tmp_index, path) < 0) {
-		eosin_error("cannot rename '%s' to '%s': %s", tmp_index, path, strerror(errno));
+	crash_point(2);
+	if (rename_or_fail(tmp_index, path) < 0) {
+		unlink(next);
 		goto fail;
 	}
+	crash_point(3);
+	if (rename_or_fail(next, meta) < 0 || sync_path(dir, 1) < 0)
+		goto out; /* committed: readers use .next until it is renamed */
 	rc = 0;
 	goto out;
 fail:
@@ -433,6 +493,8 @@ fail:
 	unlink(tmp_meta);
 out:
 	free(meta);
+	free(next);
+	free(dir);
 	free(tmp_index);
 	free(tmp_meta);
 	return rc;
@@ -487,21 +549,22 @@ static int read_head(struct archive *a, const struct record *rec, uint64_t *sum,
 	return 0;
 }
 
-int archive_read(struct archive *a, const char *path)
+/* Read the sidecar META into a and check it describes an index file of
+ * this size and checksum. 0: it does; 1: it does not, or (missing_ok)
+ * META does not exist; -1: an error. a holds the sidecar only on 0. */
+static int read_sidecar(struct archive *a, const char *meta, const char *path, uint64_t sum,
+                        uint64_t size, int missing_ok)
 {
 	memset(a, 0, sizeof(*a));
-	char *meta = sidecar_path(path);
-	if (!meta)
-		return -1;
+	if (missing_ok && access(meta, F_OK) < 0 && errno == ENOENT)
+		return 1;
 	struct stream_reader r;
 	struct record rec;
 	int rc;
 	uint64_t want_sum = 0;
 	int64_t want_bytes = 0, want_count = 0;
-	if (stream_reader_open(&r, meta) < 0) {
-		free(meta);
+	if (stream_reader_open(&r, meta) < 0)
 		return -1;
-	}
 	a->off = calloc(1, sizeof(size_t));
 	a->off_cap = 1;
 	if (!a->off) {
@@ -517,42 +580,100 @@ int archive_read(struct archive *a, const char *path)
 		rc = eosin_error_prefix("'%s'", meta);
 		goto done;
 	}
+	if (size != (uint64_t)want_bytes || sum != want_sum) {
+		eosin_error("'%s' does not match its sidecar '%s' (%" PRIu64 " bytes, sidecar says %" PRId64
+		            "%s): truncated, damaged or from another build",
+		            path, meta, size, want_bytes,
+		            size == (uint64_t)want_bytes ? ", checksums differ" : "");
+		rc = 1;
+		goto done;
+	}
 	while ((rc = stream_read(&r, &rec)) == 1)
 		if ((rc = meta_append(a, rec.raw, rec.len)) < 0)
 			goto done;
 	if (rc < 0)
 		goto done;
-	if (a->count != want_count) {
+	if (a->count != want_count)
 		rc = eosin_error("'%s' holds %" PRId64 " records, its header says %" PRId64, meta,
 		                 a->count, want_count);
+done:
+	stream_reader_release(&r);
+	if (rc != 0)
+		archive_release(a);
+	return rc;
+}
+
+/*
+ * The index file is opened once: its checksum and FAISS's parse see the
+ * same file even while a writer renames a new one in. The sidecar that
+ * matches it is ARCHIVE.meta, or ARCHIVE.meta.next when a write stopped (or
+ * is) between its commit and its last rename (see archive_write); should a
+ * writer finish between our two looks, a second round finds the pair.
+ */
+int archive_read(struct archive *a, const char *path)
+{
+	memset(a, 0, sizeof(*a));
+	char *meta = sidecar_path(path), *next = NULL;
+	int fd = -1, rc = -1;
+	FILE *f = NULL;
+	if (!meta)
+		return -1;
+	if (asprintf(&next, "%s%s", meta, NEXT_SUFFIX) < 0) {
+		next = NULL;
+		eosin_error("out of memory");
 		goto done;
 	}
-	uint64_t sum, size;
-	if ((rc = checksum_file(path, &sum, &size)) < 0)
-		goto done;
-	if (size != (uint64_t)want_bytes || sum != want_sum) {
-		rc = eosin_error("'%s' does not match its sidecar '%s' (%" PRIu64
-		                 " bytes, sidecar says %" PRId64
-		                 "%s): truncated, damaged or from another build",
-		                 path, meta, size, want_bytes,
-		                 size == (uint64_t)want_bytes ? ", checksums differ" : "");
+	for (int round = 0; round < 2; round++) {
+		if (fd >= 0)
+			close(fd);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			eosin_error("cannot open '%s': %s", path, strerror(errno));
+			goto done;
+		}
+		uint64_t sum, size;
+		if (checksum_fd(fd, path, &sum, &size) < 0)
+			goto done;
+		rc = read_sidecar(a, meta, path, sum, size, 0);
+		if (rc != 1)
+			break;
+		char *why = strdup(eosin_errmsg());
+		if (read_sidecar(a, next, path, sum, size, 1) == 0)
+			rc = 0;
+		else
+			eosin_error("%s", why ? why : "out of memory");
+		free(why);
+		if (rc == 0)
+			break;
+	}
+	if (rc != 0) {
+		rc = -1;
 		goto done;
 	}
-	if (faiss_read_index_fname(path, 0, &a->faiss)) {
+	rc = -1;
+	if (lseek(fd, 0, SEEK_SET) < 0 || !(f = fdopen(fd, "rb"))) {
+		eosin_error("cannot read '%s': %s", path, strerror(errno));
+		goto done;
+	}
+	fd = -1; /* f owns it */
+	if (faiss_read_index(f, 0, &a->faiss)) {
 		a->faiss = NULL;
-		rc = eosin_error("cannot read index '%s': %s", path, faiss_msg());
+		eosin_error("cannot read index '%s': %s", path, faiss_msg());
 		goto done;
 	}
 	if (faiss_Index_d(a->faiss) != a->dim || faiss_Index_ntotal(a->faiss) != a->count) {
-		rc = eosin_error("'%s' has dimension %d and %" PRId64 " vectors, its sidecar %d and %" PRId64,
-		                 path, faiss_Index_d(a->faiss), (int64_t)faiss_Index_ntotal(a->faiss),
-		                 a->dim, a->count);
+		eosin_error("'%s' has dimension %d and %" PRId64 " vectors, its sidecar %d and %" PRId64,
+		            path, faiss_Index_d(a->faiss), (int64_t)faiss_Index_ntotal(a->faiss),
+		            a->dim, a->count);
 		goto done;
 	}
 	rc = 0;
 done:
-	stream_reader_release(&r);
+	if (f)
+		fclose(f);
+	if (fd >= 0)
+		close(fd);
 	free(meta);
+	free(next);
 	if (rc < 0)
 		archive_release(a);
 	return rc < 0 ? -1 : 0;

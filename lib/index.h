@@ -10,11 +10,14 @@
  * assigned in the order vectors are added (0, 1, 2, ...), so no IDMap is
  * needed and merged shards simply continue the numbering.
  *
- * Writing is atomic: both files go to temporary names, then the sidecar is
- * renamed, then the index. A reader checks the .faiss file's size and
- * checksum against the sidecar before FAISS parses it, so an interrupted
- * write, a truncated or foreign file, or a mismatched pair is an error, not
- * a crash or a wrong answer.
+ * Writing is atomic and durable: both files go to temporary names and are
+ * synced; the sidecar is renamed to ARCHIVE.faiss.meta.next, the index over
+ * ARCHIVE.faiss (the commit), then the sidecar over ARCHIVE.faiss.meta. A
+ * reader checks the .faiss file's size and checksum against the sidecar
+ * before FAISS parses it, and takes .meta.next when that is the one that
+ * matches: a write killed at any point leaves the old pair or the new one,
+ * and a truncated or foreign file, or a mismatched pair, is an error, not a
+ * crash or a wrong answer.
  *
  * struct archive owns its FAISS index and a copy of every stored record.
  */
