@@ -13,9 +13,10 @@
 
 #define SYNOPSIS                                                                               \
 	"usage: eosin-index --out ARCHIVE [--factory STR] [--metric ip|l2] [--normalize] "     \
-	"[--field NAME] [--pool first|mean] [--train-sample N] [--seed S] "                    \
-	"[--trained ARCHIVE | --add] [--train-only] [--rejects FILE] [file ...]\n"             \
-	"       eosin-index --merge --out ARCHIVE shard ...\n"
+	"[--field NAME] [--kind KIND[,KIND...]] [--pool first|mean] [--train-sample N] "      \
+	"[--seed S] [--first-id N] [--trained ARCHIVE | --add] [--train-only] "               \
+	"[--rejects FILE] [file ...]\n"                                                        \
+	"       eosin-index --merge --out ARCHIVE [--first-id N] shard ...\n"
 
 static void usage(void)
 {
@@ -34,10 +35,29 @@ struct collected {
 };
 
 static const char *field = "joint_emb";
+static const char *kinds;  /* --kind: comma-separated kinds to index; NULL: all */
 static int pool_mean;
 static struct stream_writer rejects;
 static int have_rejects;
-static uint64_t nrejected, nwithout;
+static uint64_t nrejected, nwithout, nother;
+
+/* Is the record's kind one of --kind's? */
+static int wanted_kind(const struct record *rec)
+{
+	if (!kinds)
+		return 1;
+	const char *k;
+	size_t n;
+	if (record_get_str(rec, "k", &k, &n))
+		return 0;
+	for (const char *p = kinds; *p;) {
+		size_t len = strcspn(p, ",");
+		if (len == n && !memcmp(p, k, n))
+			return 1;
+		p += len + (p[len] == ',');
+	}
+	return 0;
+}
 
 static int grow(struct collected *c)
 {
@@ -150,6 +170,10 @@ static int collect(struct collected *c, const char *path)
 	while ((rc = stream_read(&r, &rec)) == 1) {
 		if (record_is(&rec, "hdr") || record_is(&rec, "index"))
 			continue;
+		if (!wanted_kind(&rec)) {
+			nother++;
+			continue;
+		}
 		if (take(c, r.name, &rec) < 0) {
 			rc = -2; /* already reported */
 			break;
@@ -184,13 +208,15 @@ static float *sample_rows(const struct collected *c, int64_t m, uint64_t seed)
 	return x;
 }
 
-static int merge_main(const char *out, int argc, char **argv)
+static int merge_main(const char *out, int64_t first_id, int argc, char **argv)
 {
 	if (argc < 1)
 		usage();
 	struct archive all;
 	if (archive_read(&all, argv[0]) < 0)
 		die_lib();
+	if (first_id >= 0)
+		all.first_id = first_id;
 	for (int i = 1; i < argc; i++) {
 		struct archive shard;
 		if (archive_read(&shard, argv[i]) < 0)
@@ -212,6 +238,7 @@ int main(int argc, char **argv)
 	const char *out = NULL, *factory = "Flat", *trained = NULL, *rejects_path = NULL;
 	int metric = ARCHIVE_IP, normalize = 0, merge = 0, add = 0, train_only = 0;
 	long train_sample = 100000;
+	int64_t first_id = -1; /* --first-id; -1: not given */
 	uint64_t seed = 1;
 	static const struct option opts[] = {
 	    {"out", required_argument, 0, 'o'},     {"factory", required_argument, 0, 'f'},
@@ -221,6 +248,7 @@ int main(int argc, char **argv)
 	    {"trained", required_argument, 0, 't'}, {"add", no_argument, 0, 'a'},
 	    {"train-only", no_argument, 0, 'O'},    {"merge", no_argument, 0, 'M'},
 	    {"rejects", required_argument, 0, 'r'}, {"help", no_argument, 0, 'h'},
+	    {"kind", required_argument, 0, 'k'},    {"first-id", required_argument, 0, 'I'},
 	    {0, 0, 0, 0},
 	};
 	int ch;
@@ -251,6 +279,14 @@ int main(int argc, char **argv)
 		case 'O': train_only = 1; break;
 		case 'M': merge = 1; break;
 		case 'r': rejects_path = optarg; break;
+		case 'k':
+			if (!*optarg || strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789_,") !=
+			                    strlen(optarg))
+				errx(EXIT_USAGE, "--kind: '%s' is not a comma-separated list of kinds",
+				     optarg);
+			kinds = optarg;
+			break;
+		case 'I': first_id = prog_long("--first-id", optarg, 0, ARCHIVE_MAX_ID); break;
 		default: usage();
 		}
 	}
@@ -258,8 +294,10 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (!out || (trained && add))
 		usage();
+	if (add && first_id >= 0)
+		errx(EXIT_USAGE, "--first-id: an archive keeps its ids; it cannot be given with --add");
 	if (merge)
-		return merge_main(out, argc, argv);
+		return merge_main(out, first_id, argc, argv);
 
 	if (rejects_path) {
 		if (stream_writer_open(&rejects, rejects_path) < 0)
@@ -312,6 +350,8 @@ int main(int argc, char **argv)
 			die_lib();
 		free(xs);
 	}
+	if (first_id >= 0)
+		a.first_id = first_id;
 	if (!train_only && c.n > 0 && archive_add(&a, c.n, c.x, c.recs, c.lens) < 0)
 		die_lib();
 	if (archive_write(&a, out) < 0)
@@ -319,6 +359,10 @@ int main(int argc, char **argv)
 	fprintf(stderr, "eosin-index: %s: %" PRId64 " vectors of dimension %d (%s, %s%s)",
 	        out, a.count, a.dim, a.factory, a.metric == ARCHIVE_IP ? "ip" : "l2",
 	        a.normalize ? ", normalised" : "");
+	if (a.first_id)
+		fprintf(stderr, "; ids from %" PRId64, a.first_id);
+	if (nother)
+		fprintf(stderr, "; %" PRIu64 " records of other kinds skipped", nother);
 	if (nwithout)
 		fprintf(stderr, "; %" PRIu64 " records without '%s' skipped", nwithout, field);
 	if (nrejected)

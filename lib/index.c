@@ -396,6 +396,8 @@ static int write_sidecar(const struct archive *a, const char *path, uint64_t sum
 	if (*a->hash)
 		recb_str(&b, "hash", a->hash);
 	recb_str(&b, "train_token", a->train_token);
+	if (a->first_id)
+		recb_int(&b, "first_id", a->first_id);
 	recb_int(&b, "index_bytes", (int64_t)size);
 	recb_str(&b, "index_sum", sumhex);
 	int rc = recb_write(&b, &w);
@@ -454,6 +456,11 @@ int archive_write(struct archive *a, const char *path)
 	int rc = -1;
 	if (!meta)
 		return -1;
+	if (a->first_id < 0 || a->first_id > ARCHIVE_MAX_ID - a->count) {
+		eosin_error("ids %" PRId64 "..%" PRId64 " pass the largest, %" PRId64, a->first_id,
+		            a->first_id + a->count - 1, ARCHIVE_MAX_ID);
+		goto out;
+	}
 	if (asprintf(&tmp_index, "%s.tmp.%ld", path, (long)getpid()) < 0 ||
 	    asprintf(&tmp_meta, "%s.tmp.%ld", meta, (long)getpid()) < 0 ||
 	    asprintf(&next, "%s%s", meta, NEXT_SUFFIX) < 0 || !(dir = strdup(path))) {
@@ -533,6 +540,12 @@ static int read_head(struct archive *a, const struct record *rec, uint64_t *sum,
 		return eosin_error("index record lacks dim, count, index_bytes, metric or normalize");
 	if (dim <= 0 || dim > 1 << 20 || *count < 0)
 		return eosin_error("index record has dim %" PRId64 ", count %" PRId64, dim, *count);
+	int rc = record_get_int(rec, "first_id", &a->first_id);
+	if (rc == 1)
+		a->first_id = 0;
+	else if (rc < 0 || a->first_id < 0 || a->first_id > ARCHIVE_MAX_ID - *count)
+		return eosin_error("index record's first_id is not an integer in 0..%" PRId64,
+		                   ARCHIVE_MAX_ID - *count);
 	a->dim = (int)dim;
 	a->metric = mlen == 2 && !memcmp(metric, "l2", 2) ? ARCHIVE_L2 : ARCHIVE_IP;
 	if (!(a->factory = field_strdup(rec, "factory", 1)) ||
@@ -704,6 +717,10 @@ int archive_search(struct archive *a, int64_t nq, const float *x, int k, float *
 	free(copy);
 	if (rc)
 		return eosin_error("search failed: %s", faiss_msg());
+	if (a->first_id)
+		for (int64_t i = 0; i < nq * k; i++)
+			if (ids[i] >= 0)
+				ids[i] += a->first_id;
 	return 0;
 }
 
@@ -721,10 +738,11 @@ int archive_set_param(struct archive *a, const char *name, double value)
 
 int archive_record(const struct archive *a, int64_t id, const char **p, size_t *n)
 {
-	if (id < 0 || id >= a->count)
-		return eosin_error("id %" PRId64 " is not in the index (0..%" PRId64 ")", id,
-		                   a->count - 1);
-	*p = a->meta + a->off[id];
-	*n = a->off[id + 1] - a->off[id];
+	int64_t pos = id - a->first_id;
+	if (id < a->first_id || pos >= a->count)
+		return eosin_error("id %" PRId64 " is not in the index (%" PRId64 "..%" PRId64 ")", id,
+		                   a->first_id, a->first_id + a->count - 1);
+	*p = a->meta + a->off[pos];
+	*n = a->off[pos + 1] - a->off[pos];
 	return 0;
 }

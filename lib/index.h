@@ -6,9 +6,12 @@
  * factory, count, the embedding's model/hash, a token of the trained state
  * and the size and checksum of the .faiss file), then the stored records,
  * one per FAISS id, in id order: the input records with every embedding
- * and binary field (pixels) removed. FAISS id i is stored record i; ids are
- * assigned in the order vectors are added (0, 1, 2, ...), so no IDMap is
- * needed and merged shards simply continue the numbering.
+ * and binary field (pixels) removed. FAISS position i is stored record i;
+ * positions are assigned in the order vectors are added (0, 1, 2, ...), so
+ * no IDMap is needed and merged shards simply continue the numbering. The
+ * ids an archive answers with are first_id + position (first_id 0 unless
+ * the builder chose another, e.g. one range per shard of a fan-out that is
+ * searched shard by shard): 64-bit throughout, up to ARCHIVE_MAX_ID.
  *
  * Writing is atomic and durable: both files go to temporary names and are
  * synced; the sidecar is renamed to ARCHIVE.faiss.meta.next, the index over
@@ -33,6 +36,8 @@
 
 enum archive_metric { ARCHIVE_IP = 0, ARCHIVE_L2 = 1 };
 
+#define ARCHIVE_MAX_ID ((int64_t)1 << 62) /* first_id + count never passes it */
+
 struct archive {
 	FaissIndex *faiss;
 	int dim;
@@ -43,6 +48,7 @@ struct archive {
 	char *model, *hash;   /* the embedding's model and weights hash ("" if none) */
 	char *train_token;    /* checksum of the trained, empty index (hex) */
 	int64_t count;        /* stored records == FAISS ntotal */
+	int64_t first_id;     /* ids are first_id + FAISS's position: first_id .. first_id+count-1 */
 	/* Stored records, back to back: record i is meta[off[i] .. off[i+1]). */
 	char *meta;
 	size_t meta_len, meta_cap;
@@ -76,13 +82,14 @@ int archive_read(struct archive *a, const char *path);
 void archive_release(struct archive *a);
 
 /* Search nq queries x (nq, dim) (normalised here when a->normalize):
- * scores (nq, k) and ids (nq, k); id -1 where fewer than k were found.
+ * scores (nq, k) and ids (nq, k), first_id-based; id -1 where fewer than k
+ * were found.
  * Scores are inner products (ip) or squared L2 distances (l2). */
 int archive_search(struct archive *a, int64_t nq, const float *x, int k, float *scores,
                    int64_t *ids);
 /* Set a search parameter by FAISS's name (nprobe, efSearch, ...). */
 int archive_set_param(struct archive *a, const char *name, double value);
-/* Stored record `id` as bytes (a msgpack map), or -1. */
+/* Stored record `id` (first_id-based) as bytes (a msgpack map), or -1. */
 int archive_record(const struct archive *a, int64_t id, const char **p, size_t *n);
 
 /* The record without its embeddings and binary fields, into a malloc'd
