@@ -7,11 +7,13 @@
 # Data: N clustered synthetic float32 vectors, 512-d (1000 Gaussian clusters),
 # 1000 queries from the same distribution, indexed IVF1024,Flat (inner
 # product); and the real 512-d feature bags in ../shared/data/features (957
-# rows; every 4th row is a query), indexed Flat and HNSW32. Each index is
+# rows, indexed; the queries are those rows QREPS times, default 100, so a
+# search takes about a second), indexed Flat and HNSW32. Each index is
 # built once by eosin-index; both sides search that file with the defaults of
 # eosin-query (nprobe 16, efSearch 64), k = 10.
 #
-# Timings are medians of 3 runs of the same invocation:
+# Timings are medians of RUNS (default 5) runs of the same invocation, the
+# two sides interleaved so that other load falls on both alike:
 #   faiss_qps      python: queries / time inside index.search() (one call)
 #   eosin_qps      eosin-query --stats: queries / time inside FAISS search
 #                  (calls of up to 16384 queries)
@@ -31,6 +33,8 @@ $PY -c 'import faiss, numpy' || { echo "query.sh: needs python3-faiss and python
 W=${BENCH_TMP:-$(mktemp -d "${TMPDIR:-/tmp}/eosin-bench-query.XXXXXX")}
 F="$PY bench/query_faiss.py"
 K=10
+RUNS=${RUNS:-5}
+QREPS=${QREPS:-100}
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 now() { date +%s.%N; }
@@ -45,7 +49,7 @@ run_case() {
 	fi
 	build=$(cat "$d/$factory.build")
 	: >"$d/fs" ; : >"$d/ft"; : >"$d/et"; : >"$d/es"
-	for i in 1 2 3; do
+	for i in $(seq "$RUNS"); do
 		t0=$(now)
 		$F search "$d/$factory.faiss" "$d/queries.f32" $K 16 64 >"$d/out"
 		echo "$(now) - $t0" | bc >>"$d/ft"
@@ -73,7 +77,7 @@ run_case() {
 	    "$ft" "$et" "$rf" "$re"
 }
 
-echo "# bench/query.sh N=$N on $(nproc) cores, $(uname -m); FAISS $($PY -c 'import faiss; print(faiss.__version__)'); work dir $W"
+echo "# bench/query.sh N=$N RUNS=$RUNS QREPS=$QREPS on $(nproc) cores, $(uname -m); FAISS $($PY -c 'import faiss; print(faiss.__version__)'); work dir $W"
 printf '%-22s %-13s %7s | %9s %9s %6s | %8s %8s | %6s %6s\n' data index build_s \
     faiss_qps eosin_qps ratio faiss_tot eosin_tot R@10_fs R@10_eo
 
@@ -81,7 +85,7 @@ printf '%-22s %-13s %7s | %9s %9s %6s | %8s %8s | %6s %6s\n' data index build_s 
 FEAT=${EOSIN_SHARED:-../shared/data}/features
 if [ -d "$FEAT" ] && $PY -c 'import h5py' 2>/dev/null; then
 	mkdir -p "$W/feat"
-	set -- $($F h5 "$W/feat" "$FEAT"/*.h5)
+	set -- $($F h5 "$W/feat" "$QREPS" "$FEAT"/*.h5)
 	rm -f "$W/feat/"*.build
 	nq=$2
 	echo "$3" >"$W/feat/dim"

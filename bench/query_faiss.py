@@ -5,9 +5,10 @@
 #   query_faiss.py synth N NQ DIM SEED DIR
 #       clustered float32 vectors: DIR/base.mpk (eosin records, joint_emb),
 #       DIR/base.f32, DIR/queries.mpk, DIR/queries.f32
-#   query_faiss.py h5 DIR FILE.h5 ...
+#   query_faiss.py h5 DIR REPS FILE.h5 ...
 #       the feature bags' rows as base (every row) and queries (every row,
-#       ten times: enough queries that search time dominates)
+#       REPS times: enough queries that a search takes about a second, so
+#       that timer and scheduling noise stay well under the 5% compared)
 #   query_faiss.py truth DIR K        exact top-K by inner product: DIR/truth.i64
 #   query_faiss.py search INDEX QUERIES.f32 K NPROBE EF
 #       load the index, search, print "load SECONDS search SECONDS"; writes the
@@ -50,7 +51,7 @@ def synth(n, nq, dim, seed, d):
     write_mpk(d + "/one.mpk", xq[:1], "q", "text")
 
 
-def h5(d, *files):
+def h5(d, reps, *files):
     import h5py
     rows = []
     for f in files:
@@ -58,7 +59,7 @@ def h5(d, *files):
             key = "feats" if "feats" in h else "features"
             rows.append(np.asarray(h[key], dtype="float32"))
     xb = np.concatenate(rows)
-    xq = np.tile(xb, (10, 1))
+    xq = np.tile(xb, (int(reps), 1))
     xb.tofile(d + "/base.f32")
     xq.tofile(d + "/queries.f32")
     write_mpk(d + "/base.mpk", xb, "b", "patch")
