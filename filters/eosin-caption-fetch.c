@@ -253,6 +253,8 @@ struct slot {
 	char *source;             /* URL asked (--url) */
 	char part[TEXT_LABEL_MAX];/* part the slide names, "" if none */
 	uint64_t number;          /* input record number, for messages */
+	const char *input;        /* its input's name (lives as long as argv) */
+	int warned;               /* its failure is already on stderr */
 	struct request *req;
 	struct slot *req_next;    /* next slot waiting on the same request */
 };
@@ -433,6 +435,31 @@ static const char *const text_fields[] = {F_COMMON_CAPTION, F_COMMON_CAPTION_ERR
 static const char *const text_fields_part[] = {F_COMMON_CAPTION, F_COMMON_CAPTION_ERROR, F_COMMON_SENTENCES,
                                                F_COMMON_KEYWORDS, F_COMMON_PART, NULL};
 
+/* The first few failed requests (a server down or refusing us fails them
+ * all alike) on stderr, naming record and id; the rest are counted in the
+ * summary and said in each record's caption_error. */
+static void warn_failure(const struct slot *s, const char *error)
+{
+	enum { SHOWN = 3 };
+	static int shown;
+	if (shown == SHOWN)
+		return;
+	char id[256] = "";
+	if (s->raw) {
+		msgpack_unpacked unp;
+		msgpack_unpacked_init(&unp);
+		if (msgpack_unpack_next(&unp, s->raw, s->rawlen, NULL) == MSGPACK_UNPACK_SUCCESS) {
+			struct record r = {.raw = s->raw, .len = s->rawlen, .root = unp.data};
+			record_id(&r, id, sizeof id);
+		}
+		msgpack_unpacked_destroy(&unp);
+	} else {
+		snprintf(id, sizeof id, "%s/report", s->slide);
+	}
+	warnx("%s: record %" PRIu64 " (id '%s'): %s%s", s->input, s->number, id, error,
+	      ++shown == SHOWN ? " (further failures: see the summary and caption_error)" : "");
+}
+
 /* Finish a waiting slot with text (error NULL) or an error. */
 static void slot_finish(struct slot *s, const char *text, size_t n, const char *error)
 {
@@ -447,6 +474,8 @@ static void slot_finish(struct slot *s, const char *text, size_t n, const char *
 	if (error) {
 		g.failed++;
 		s->reject = g.have_rejects;
+		if (!s->warned)
+			warn_failure(s, error);
 	}
 	if (!s->raw) { /* a doc record */
 		recb_begin(&g.b, "doc", 1);
@@ -645,6 +674,7 @@ static void ask(struct slot *s, const char *key, const char *url, char *body, si
 static void bad_record(struct slot *s, const char *why)
 {
 	warnx("%s: record %" PRIu64 ": %s", g.input_name, s->number, why);
+	s->warned = 1;
 	slot_finish(s, NULL, 0, why);
 }
 
@@ -809,6 +839,7 @@ static void handle_record(const struct record *rec, uint64_t number)
 	queue_hdr();
 	struct slot *s = slot_new();
 	s->number = number;
+	s->input = g.input_name;
 	if (!record_is(rec, "tile")) {
 		slot_ready_bytes(s, rec->raw, rec->len);
 		window_push(s);
@@ -837,6 +868,7 @@ static void handle_record(const struct record *rec, uint64_t number)
 			hput(&g.slides, slide, (void *)1);
 			struct slot *d = slot_new();
 			d->number = number;
+			d->input = g.input_name;
 			if (!(d->slide = strdup(slide)))
 				errx(1, "out of memory");
 			snprintf(d->part, sizeof d->part, "%s", part);
@@ -886,7 +918,8 @@ static int run_input(const char *path)
 		warn_lib();
 		return -1;
 	}
-	g.input_name = r.name;
+	/* r.name goes with r, but slots of this input may finish later */
+	g.input_name = strcmp(path, "-") ? path : "<stdin>";
 	int ready = 0, ret = 0, since_pump = 0;
 	for (;;) {
 		if (g.n >= (size_t)opt.window) {
@@ -923,7 +956,8 @@ int main(int argc, char **argv)
 {
 	enum { O_VLM = 256, O_URL, O_DOC, O_MODEL, O_PROMPTS, O_LOW, O_HIGH, O_HIGHMAG, O_SYSTEM,
 	       O_MAXTOK, O_KEYENV, O_INFLIGHT, O_PERHOST, O_RATE, O_RETRIES, O_TIMEOUT,
-	       O_DEADLINE, O_BACKOFF, O_CACHE, O_WINDOW, O_KEYWORDS, O_PARTFROM, O_REJECTS };
+	       O_DEADLINE, O_BACKOFF, O_CACHE, O_WINDOW, O_KEYWORDS, O_PARTFROM, O_REJECTS,
+	       O_CACERT };
 	static const struct option opts[] = {
 	    {"vlm", required_argument, 0, O_VLM},
 	    {"url", required_argument, 0, O_URL},
@@ -948,6 +982,7 @@ int main(int argc, char **argv)
 	    {"keywords", required_argument, 0, O_KEYWORDS},
 	    {"part-from", required_argument, 0, O_PARTFROM},
 	    {"rejects", required_argument, 0, O_REJECTS},
+	    {"cacert", required_argument, 0, O_CACERT},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -979,6 +1014,11 @@ int main(int argc, char **argv)
 		case O_KEYWORDS: opt.keywords = (int)prog_long("--keywords", optarg, 0, 1000); break;
 		case O_PARTFROM: opt.part_from = optarg; break;
 		case O_REJECTS: opt.rejects = optarg; break;
+		case O_CACERT:
+			if (access(optarg, R_OK) < 0)
+				err(EXIT_USAGE, "--cacert: '%s'", optarg);
+			opt.fc.cacert = optarg;
+			break;
 		default: usage();
 		}
 	}

@@ -279,6 +279,8 @@ static int start(struct fetch *f, struct fetch_job *j)
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,file");
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "eosin/0.1");
+	if (f->cfg.cacert)
+		curl_easy_setopt(e, CURLOPT_CAINFO, f->cfg.cacert);
 	if (f->cfg.timeout > 0) {
 		long ms = (long)ceil(f->cfg.timeout * 1000);
 		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);

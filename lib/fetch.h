@@ -46,6 +46,8 @@ struct fetch_config {
 	double retry_after_max;  /* cap on a server's Retry-After, seconds */
 	size_t max_answer;       /* bytes; 0: 64 MiB */
 	const char *const *headers; /* NULL-terminated "Name: value" for HTTP requests, or NULL */
+	const char *cacert;      /* PEM file of the CAs https servers are checked against,
+	                            instead of the system's; NULL: the system's */
 };
 
 struct fetch_answer {

@@ -240,9 +240,16 @@ def main():
     ap.add_argument("--expect-key-env")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                    help="serve https with this PEM certificate chain and key")
     ARGS = ap.parse_args()
     STATE = State()
     srv = Server(("127.0.0.1", ARGS.port), Handler)
+    if ARGS.tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(ARGS.tls[0], ARGS.tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     port = srv.server_address[1]
     if ARGS.port_file:
         tmp = ARGS.port_file + ".tmp"
