@@ -946,8 +946,10 @@ int main(int argc, char **argv)
 	if (opt.cfg.queries > 0 && (opt.cfg.qdim % 4 || opt.cfg.qdim % opt.cfg.heads))
 		errx(EXIT_USAGE, "--qdim %d must be a multiple of 4 and of --heads %d", opt.cfg.qdim,
 		     opt.cfg.heads);
+	/* one pool of threads: the model parallelises over bags and splits
+	 * large products itself with OpenMP, each BLAS call on one thread */
 	omp_set_num_threads(opt.threads);
-	openblas_set_num_threads(opt.threads);
+	openblas_set_num_threads(1);
 	if (opt.apply)
 		return apply(argc, argv);
 	static char *stdin_only[] = {"-", NULL};

@@ -144,6 +144,10 @@ struct align_model {
 	int qf_sets;
 	int qf_sets_limit;        /* at most this many sets (0: as many as fit) */
 	struct align_batch_act *ba;
+	/* training with more than one OpenMP thread: the Q-Former gradients of
+	 * thread t > 0, thread_grad_sets arrays of nfloats (zero between steps) */
+	float *thread_grads;
+	int thread_grad_sets;
 };
 
 /* Fill the parameter table for cfg; 0 or -1 (bad config). */
@@ -180,6 +184,13 @@ int align_embed_text(struct align_model *m, const float *txt, int rows, float *o
 const float *align_mrtva_targets(const struct align_model *m);
 
 /* ---- layers (exposed for the gradient checks) ---- */
+/* C (M,N) = alpha op(A) op(B) + beta C, row-major, op = transpose when
+ * trans_*: cblas_sgemm, split across the OpenMP threads by blocks of rows
+ * (or columns) of C when called outside a parallel region and large
+ * enough. The split depends only on the sizes and the thread count, and
+ * never splits K, so a product repeats bit for bit at the same count. */
+void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc);
 /* out (N,OC) = inp (N,C) W^T (W is (OC,C)) + b (OC, may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC);
