@@ -494,8 +494,7 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 	m->ba->owner = calloc(nb, sizeof(int));
 	m->ba->bag_order = calloc(nb, sizeof(int));
 	m->ba->bag_cost = calloc(nb, sizeof(long));
-	if (!m->ba->run0 || !m->ba->grow0 || !m->ba->owner || !m->ba->bag_order ||
-	    !m->ba->bag_cost)
+	if (!m->ba->run0 || !m->ba->grow0 || !m->ba->owner || !m->ba->bag_order || !m->ba->bag_cost)
 		return eosin_error("align: out of memory");
 	if (m->mm)
 		free(m->mm->topidx);
@@ -670,8 +669,9 @@ static void qformer_backward(struct align_model *m, const struct align_qformer_p
 			a->dln[q * W + w] = dpooled[w] / Q;
 	memset(a->dx, 0, sizeof(float) * QW);
 	memset(a->dkv, 0, sizeof(float) * (size_t)N * W);
-	align_layernorm_backward(a->dx, grad_in(m, grads, P->lnfw), grad_in(m, grads, P->lnfb), a->dln, a->x_out,
-	                         align_param_ptr(m, P->lnfw), a->lnfm, a->lnfr, Q, W);
+	align_layernorm_backward(a->dx, grad_in(m, grads, P->lnfw), grad_in(m, grads, P->lnfb),
+	                         a->dln, a->x_out, align_param_ptr(m, P->lnfw), a->lnfm, a->lnfr, Q,
+	                         W);
 	for (int l = c->layers - 1; l >= 0; l--) {
 		__typeof__(a->l[0]) *L = &a->l[l];
 		__typeof__(P->blk[0]) *B = &P->blk[l];
@@ -679,40 +679,43 @@ static void qformer_backward(struct align_model *m, const struct align_qformer_p
 		memset(a->dfg, 0, sizeof(float) * Q * F);
 		memset(a->dfh, 0, sizeof(float) * Q * F);
 		memset(a->dln, 0, sizeof(float) * QW);
-		linear_backward(a->dfg, grad_in(m, grads, B->f2w), grad_in(m, grads, B->f2b), a->dx, L->fg,
-		                align_param_ptr(m, B->f2w), Q, F, W);
+		linear_backward(a->dfg, grad_in(m, grads, B->f2w), grad_in(m, grads, B->f2b), a->dx,
+		                L->fg, align_param_ptr(m, B->f2w), Q, F, W);
 		align_gelu_backward(a->dfh, L->fh, a->dfg, (size_t)Q * F);
-		linear_backward(a->dln, grad_in(m, grads, B->f1w), grad_in(m, grads, B->f1b), a->dfh, L->ln3,
-		                align_param_ptr(m, B->f1w), Q, W, F);
-		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln3w), grad_in(m, grads, B->ln3b), a->dln, L->x2,
+		linear_backward(a->dln, grad_in(m, grads, B->f1w), grad_in(m, grads, B->f1b),
+		                a->dfh, L->ln3, align_param_ptr(m, B->f1w), Q, W, F);
+		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln3w),
+		                         grad_in(m, grads, B->ln3b), a->dln, L->x2,
 		                         align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
 		/* cross-attention: dx is now d x2 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dcq, 0, sizeof(float) * QW);
 		memset(a->dckv, 0, sizeof(float) * (size_t)N * 2 * W);
 		memset(a->dln, 0, sizeof(float) * QW);
-		linear_backward(a->datt, grad_in(m, grads, B->cow), grad_in(m, grads, B->cob), a->dx, L->catt,
-		                align_param_ptr(m, B->cow), Q, W, W);
+		linear_backward(a->datt, grad_in(m, grads, B->cow), grad_in(m, grads, B->cob),
+		                a->dx, L->catt, align_param_ptr(m, B->cow), Q, W, W);
 		align_attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq,
 		                         W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
-		linear_backward(a->dkv, grad_in(m, grads, B->ckvw), grad_in(m, grads, B->ckvb), a->dckv, a->kv,
-		                align_param_ptr(m, B->ckvw), N, W, 2 * W);
-		linear_backward(a->dln, grad_in(m, grads, B->cqw), grad_in(m, grads, B->cqb), a->dcq, L->ln2,
-		                align_param_ptr(m, B->cqw), Q, W, W);
-		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln2w), grad_in(m, grads, B->ln2b), a->dln, L->x1,
+		linear_backward(a->dkv, grad_in(m, grads, B->ckvw), grad_in(m, grads, B->ckvb),
+		                a->dckv, a->kv, align_param_ptr(m, B->ckvw), N, W, 2 * W);
+		linear_backward(a->dln, grad_in(m, grads, B->cqw), grad_in(m, grads, B->cqb),
+		                a->dcq, L->ln2, align_param_ptr(m, B->cqw), Q, W, W);
+		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln2w),
+		                         grad_in(m, grads, B->ln2b), a->dln, L->x1,
 		                         align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
 		/* self-attention: dx is now d x1 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dqkv, 0, sizeof(float) * QW * 3);
 		memset(a->dln, 0, sizeof(float) * QW);
-		linear_backward(a->datt, grad_in(m, grads, B->sow), grad_in(m, grads, B->sob), a->dx, L->satt,
-		                align_param_ptr(m, B->sow), Q, W, W);
+		linear_backward(a->datt, grad_in(m, grads, B->sow), grad_in(m, grads, B->sob),
+		                a->dx, L->satt, align_param_ptr(m, B->sow), Q, W, W);
 		align_attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt,
 		                         L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W,
 		                         Q, Q, H, hd);
-		linear_backward(a->dln, grad_in(m, grads, B->qkvw), grad_in(m, grads, B->qkvb), a->dqkv, L->ln1,
-		                align_param_ptr(m, B->qkvw), Q, W, 3 * W);
-		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln1w), grad_in(m, grads, B->ln1b), a->dln, L->x_in,
+		linear_backward(a->dln, grad_in(m, grads, B->qkvw), grad_in(m, grads, B->qkvb),
+		                a->dqkv, L->ln1, align_param_ptr(m, B->qkvw), Q, W, 3 * W);
+		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln1w),
+		                         grad_in(m, grads, B->ln1b), a->dln, L->x_in,
 		                         align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
 	}
 	float *dq = grad_in(m, grads, P->queries);
@@ -943,7 +946,8 @@ static void visual_forward(struct align_model *m, const struct align_bag *bags, 
 		else
 			mean_rows(row, bag->img, NULL, -1, bag->n, C);
 		for (int q = 0; q < nr; q++) /* each region's mean patch */
-			mean_rows(vin + (size_t)(g + q) * vin_dim, bag->img, bag->region, q, bag->n, C);
+			mean_rows(vin + (size_t)(g + q) * vin_dim, bag->img, bag->region, q, bag->n,
+			          C);
 		r += items;
 		g += nr;
 	}
@@ -991,8 +995,8 @@ static void deal_bags(struct align_model *m, const struct align_bag *bags, int n
  * thread 0 accumulates into m->grads and thread t > 0 into its own array
  * m->thread_grads[t - 1] (zero between steps), summed into m->grads after,
  * in thread order. */
-static void visual_backward(struct align_model *m, const struct align_bag *bags, int nbags,
-                            int R, const float *vin, float *dvin)
+static void visual_backward(struct align_model *m, const struct align_bag *bags, int nbags, int R,
+                            const float *vin, float *dvin)
 {
 	const struct align_config *c = &m->cfg;
 	struct align_batch_act *b = m->ba;
@@ -1017,11 +1021,12 @@ static void visual_backward(struct align_model *m, const struct align_bag *bags,
 			used = omp_get_num_threads();
 			deal_bags(m, bags, nbags, used);
 		}
-		float *grads = tid == 0 ? m->grads : m->thread_grads + (size_t)(tid - 1) * m->nfloats;
+		float *grads =
+		    tid == 0 ? m->grads : m->thread_grads + (size_t)(tid - 1) * m->nfloats;
 		for (int i = nbags - 1; i >= 0; i--)
 			if (b->owner[i] == tid)
-				bag_qformer_backward(m, &bags[i], i, b->run0[i], b->grow0[i], R, vin, dvin,
-				                     grads);
+				bag_qformer_backward(m, &bags[i], i, b->run0[i], b->grow0[i], R,
+				                     vin, dvin, grads);
 	}
 	size_t lo, hi, block = 4096;
 	qformer_span(m, &lo, &hi);
@@ -1213,8 +1218,7 @@ static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt,
 {
 	struct align_itm_act *t = m->itm;
 	int D = m->cfg.dim, Hi = m->cfg.hidden > 0 ? m->cfg.hidden : m->cfg.dim, P = 3 * R;
-	align_gemm(0, 1, R, R, D, 1.0f, zi, D, zt, D, 0.0f, sims,
-	            R);
+	align_gemm(0, 1, R, R, D, 1.0f, zi, D, zt, D, 0.0f, sims, R);
 	for (int i = 0; i < R && !m->itm_keep_negatives; i++) {
 		int bt = -1, bi = -1; /* hardest text for image i, hardest image for text i */
 		for (int j = 0; j < R; j++) {

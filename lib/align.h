@@ -189,8 +189,8 @@ const float *align_mrtva_targets(const struct align_model *m);
  * (or columns) of C when called outside a parallel region and large
  * enough. The split depends only on the sizes and the thread count, and
  * never splits K, so a product repeats bit for bit at the same count. */
-void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
 /* out (N,OC) = inp (N,C) W^T (W is (OC,C)) + b (OC, may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC);

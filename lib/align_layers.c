@@ -21,8 +21,8 @@
 /* below this many multiply-adds a product is not split across threads */
 #define GEMM_PAR_MIN (1 << 22)
 
-void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float beta, float *C, int ldc)
+void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc)
 {
 	enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
 	enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
@@ -54,8 +54,7 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
                     int OC)
 {
 	/* out (N,OC) = inp (N,C) @ w^T (C,OC) */
-	align_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f,
-	            out, OC);
+	align_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
 	if (b) {
 #pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
 		for (int i = 0; i < N; i++)
@@ -68,11 +67,9 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
                      const float *w, int N, int C, int OC)
 {
 	if (dinp) /* dinp (N,C) += dout (N,OC) @ w (OC,C) */
-		align_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C,
-		            1.0f, dinp, C);
+		align_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
 	/* dw (OC,C) += dout^T (OC,N) @ inp (N,C) */
-	align_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-	            dw, C);
+	align_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 	if (db) /* row by row, so the inner loop runs along memory */
 		for (int i = 0; i < N; i++) {
 			const float *d = dout + (size_t)i * OC;
@@ -247,11 +244,10 @@ void align_attention_forward(float *out, float *att, const float *q, int ldq, co
 #pragma omp parallel for schedule(static) if ((double)H * Tq * Tk * hd >= GEMM_PAR_MIN)
 	for (int h = 0; h < H; h++) {
 		float *a = att + (size_t)h * Tq * Tk; /* (Tq, Tk) */
-		align_gemm(0, 1, Tq, Tk, hd, scale, q + h * hd, ldq,
-		            k + h * hd, ldk, 0.0f, a, Tk);
+		align_gemm(0, 1, Tq, Tk, hd, scale, q + h * hd, ldq, k + h * hd, ldk, 0.0f, a, Tk);
 		softmax_rows(a, Tq, Tk);
-		align_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk,
-		            v + h * hd, ldv, 0.0f, out + h * hd, H * hd);
+		align_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk, v + h * hd, ldv, 0.0f, out + h * hd,
+		           H * hd);
 	}
 }
 
@@ -264,11 +260,9 @@ void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, c
 		const float *a = att + (size_t)h * Tq * Tk;
 		const float *dy = dout + h * hd; /* (Tq, hd), ld H*hd */
 		/* dP (Tq,Tk) = dy @ v_h^T */
-		align_gemm(0, 1, Tq, Tk, hd, 1.0f, dy, H * hd,
-		            v + h * hd, ldv, 0.0f, scratch, Tk);
+		align_gemm(0, 1, Tq, Tk, hd, 1.0f, dy, H * hd, v + h * hd, ldv, 0.0f, scratch, Tk);
 		/* dv_h (Tk,hd) += P^T @ dy */
-		align_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dy, H * hd,
-		            1.0f, dv + h * hd, ldv);
+		align_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dy, H * hd, 1.0f, dv + h * hd, ldv);
 		/* dS = P * (dP - rowsum(P * dP)) */
 #pragma omp parallel for schedule(static) if ((size_t)Tq * Tk >= PAR_MIN)
 		for (int i = 0; i < Tq; i++) {
@@ -281,10 +275,10 @@ void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, c
 				d[j] = p[j] * (d[j] - s);
 		}
 		/* dq_h += scale dS @ k_h ; dk_h += scale dS^T @ q_h */
-		align_gemm(0, 0, Tq, hd, Tk, scale, scratch, Tk,
-		            k + h * hd, ldk, 1.0f, dq + h * hd, ldq);
-		align_gemm(1, 0, Tk, hd, Tq, scale, scratch, Tk,
-		            q + h * hd, ldq, 1.0f, dk + h * hd, ldk);
+		align_gemm(0, 0, Tq, hd, Tk, scale, scratch, Tk, k + h * hd, ldk, 1.0f, dq + h * hd,
+		           ldq);
+		align_gemm(1, 0, Tk, hd, Tq, scale, scratch, Tk, q + h * hd, ldq, 1.0f, dk + h * hd,
+		           ldk);
 	}
 }
 
@@ -324,11 +318,9 @@ static void similarity_backward(float *da, float *db, float *dlogit_scale, const
 		*dlogit_scale += w * ds;
 	}
 	if (da)
-		align_gemm(0, 0, G, D, S, w * sc, dl, S, b, D, 1.0f,
-		            da, D);
+		align_gemm(0, 0, G, D, S, w * sc, dl, S, b, D, 1.0f, da, D);
 	if (db)
-		align_gemm(1, 0, S, D, G, w * sc, dl, S, a, D, 1.0f,
-		            db, D);
+		align_gemm(1, 0, S, D, G, w * sc, dl, S, a, D, 1.0f, db, D);
 }
 
 float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, float *logits,
@@ -338,8 +330,7 @@ float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, floa
 	float s = expf(logit_scale);
 	float *dl = logits + (size_t)R * R; /* (R,R) dloss/dlogits */
 	/* logits (R,R) = s zi zt^T */
-	align_gemm(0, 1, R, R, D, s, zi, D, zt, D, 0.0f, logits,
-	            R);
+	align_gemm(0, 1, R, R, D, s, zi, D, zt, D, 0.0f, logits, R);
 	/* log-sum-exp of every row (image -> text) and every column (text ->
 	 * image), each column's taken row by row so that the loops run along
 	 * memory; then dl = (softmax_row + softmax_col - 2 I) / 2R in one pass */
