@@ -936,20 +936,28 @@ static void visual_forward(struct align_model *m, const struct align_bag *bags, 
 			bag_qformer_forward(m, &bags[i], i, b->run0[i], b->grow0[i], R, vin);
 		return;
 	}
+	/* each bag's rows: b->run0 holds its first item row here */
 	int r = 0, g = R;
+	size_t patches = 0;
+	for (int i = 0; i < nbags; i++) {
+		b->run0[i] = r;
+		b->grow0[i] = g;
+		r += align_bag_items(m, &bags[i]);
+		g += align_bag_regions(m, &bags[i]);
+		patches += (size_t)bags[i].n;
+	}
+#pragma omp parallel for schedule(static) if (patches * C >= 1 << 20)
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
-		int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
-		float *row = vin + (size_t)r * vin_dim;
+		int nr = align_bag_regions(m, bag);
+		float *row = vin + (size_t)b->run0[i] * vin_dim;
 		if (per_patch(m, bag))
 			memcpy(row, bag->img, sizeof(float) * bag->n * C);
 		else
 			mean_rows(row, bag->img, NULL, -1, bag->n, C);
 		for (int q = 0; q < nr; q++) /* each region's mean patch */
-			mean_rows(vin + (size_t)(g + q) * vin_dim, bag->img, bag->region, q, bag->n,
-			          C);
-		r += items;
-		g += nr;
+			mean_rows(vin + (size_t)(b->grow0[i] + q) * vin_dim, bag->img, bag->region, q,
+			          bag->n, C);
 	}
 }
 

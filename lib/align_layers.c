@@ -190,6 +190,7 @@ void align_layernorm_backward(float *dinp, float *dw, float *db, const float *do
 
 void l2norm_forward(float *out, float *norm, const float *inp, int N, int C)
 {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
 	for (int i = 0; i < N; i++) {
 		const float *x = inp + (size_t)i * C;
 		float s = 0.0f;
@@ -207,6 +208,7 @@ void l2norm_forward(float *out, float *norm, const float *inp, int N, int C)
 void l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm, int N,
                      int C)
 {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
 	for (int i = 0; i < N; i++) {
 		const float *y = out + (size_t)i * C, *dy = dout + (size_t)i * C;
 		float d = 0.0f;
