@@ -53,14 +53,12 @@ void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC)
 {
-	/* out (N,OC) = inp (N,C) @ w^T (C,OC) */
-	align_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, 0.0f, out, OC);
-	if (b) {
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
+	/* out (N,OC) = b + inp (N,C) @ w^T (C,OC): the bias in place of the
+	 * zeros BLAS would write before accumulating */
+	if (b)
 		for (int i = 0; i < N; i++)
-			for (int o = 0; o < OC; o++)
-				out[(size_t)i * OC + o] += b[o];
-	}
+			memcpy(out + (size_t)i * OC, b, sizeof(float) * OC);
+	align_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, b ? 1.0f : 0.0f, out, OC);
 }
 
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
@@ -225,6 +223,7 @@ static void softmax_rows(float *a, int rows, int cols)
 	for (int i = 0; i < rows; i++) {
 		float *r = a + (size_t)i * cols;
 		float mx = r[0];
+#pragma omp simd reduction(max : mx)
 		for (int j = 1; j < cols; j++)
 			mx = r[j] > mx ? r[j] : mx;
 		float s = 0.0f;
@@ -233,8 +232,10 @@ static void softmax_rows(float *a, int rows, int cols)
 			r[j] = exp_vec(r[j] - mx);
 			s += r[j];
 		}
+		float inv = 1.0f / s; /* as PyTorch: one division a row */
+#pragma omp simd
 		for (int j = 0; j < cols; j++)
-			r[j] /= s;
+			r[j] *= inv;
 	}
 }
 
