@@ -863,9 +863,9 @@ static int apply(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	/* OpenBLAS keeps its own pthreads; OpenMP threads that spin after each
-	 * parallel region take the cores from them (ten times slower on two
-	 * cores). libgomp reads the policy when it loads, so set it and start
+	/* Idle OpenMP threads sleep rather than spin after each parallel
+	 * region, leaving the cores to the threads with work and to other
+	 * programs. libgomp reads the policy when it loads, so set it and start
 	 * again; if that fails, carry on as we are. */
 	if (!getenv("OMP_WAIT_POLICY")) {
 		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
