@@ -9,6 +9,7 @@
  * the clamps of exp_vec() into selects, so the loops over it stay scalar
  * (PyTorch builds with the same flags). */
 #include "align.h"
+#include "clones.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -108,24 +109,43 @@ static inline float tanh_fast(float u)
 	return 1.0f - 2.0f / (exp_vec(2.0f * u) + 1.0f);
 }
 
-void align_gelu_forward(float *out, const float *inp, size_t n)
+/* elements [lo, hi) of GELU forward and backward */
+CLONES static void gelu_forward_span(float *restrict out, const float *restrict inp,
+                                         size_t lo, size_t hi)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
+#pragma omp simd
+	for (size_t i = lo; i < hi; i++) {
 		float x = inp[i];
 		out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
 	}
 }
 
-void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+CLONES static void gelu_backward_span(float *restrict dinp, const float *restrict inp,
+                                          const float *restrict dout, size_t lo, size_t hi)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
+#pragma omp simd
+	for (size_t i = lo; i < hi; i++) {
 		float x = inp[i];
 		float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
 		float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
 		dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
 	}
+}
+
+#define SPAN 4096 /* elements a call of a span kernel takes */
+
+void align_gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+	for (size_t s = 0; s < n; s += SPAN)
+		gelu_forward_span(out, inp, s, s + SPAN < n ? s + SPAN : n);
+}
+
+void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+	for (size_t s = 0; s < n; s += SPAN)
+		gelu_backward_span(dinp, inp, dout, s, s + SPAN < n ? s + SPAN : n);
 }
 
 void align_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -217,26 +237,30 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 	}
 }
 
+/* one row of cols: exp(x - max) / sum */
+CLONES static void softmax_row(float *r, int cols)
+{
+	float mx = r[0];
+#pragma omp simd reduction(max : mx)
+	for (int j = 1; j < cols; j++)
+		mx = r[j] > mx ? r[j] : mx;
+	float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+	for (int j = 0; j < cols; j++) {
+		r[j] = exp_vec(r[j] - mx);
+		s += r[j];
+	}
+	float inv = 1.0f / s; /* as PyTorch: one division a row */
+#pragma omp simd
+	for (int j = 0; j < cols; j++)
+		r[j] *= inv;
+}
+
 static void softmax_rows(float *a, int rows, int cols)
 {
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= PAR_MIN)
-	for (int i = 0; i < rows; i++) {
-		float *r = a + (size_t)i * cols;
-		float mx = r[0];
-#pragma omp simd reduction(max : mx)
-		for (int j = 1; j < cols; j++)
-			mx = r[j] > mx ? r[j] : mx;
-		float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-		for (int j = 0; j < cols; j++) {
-			r[j] = exp_vec(r[j] - mx);
-			s += r[j];
-		}
-		float inv = 1.0f / s; /* as PyTorch: one division a row */
-#pragma omp simd
-		for (int j = 0; j < cols; j++)
-			r[j] *= inv;
-	}
+	for (int i = 0; i < rows; i++)
+		softmax_row(a + (size_t)i * cols, cols);
 }
 
 void align_attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
