@@ -4,11 +4,18 @@
  * optimizer in optim.c. See align.h for the model and the buffer contract.
  *
  * Memory: align_model_alloc() makes one arena for the activations of the
- * largest bag (Q-Former, one bag at a time) and of the largest batch
- * (heads, losses); a training step allocates nothing. The Q-Former keeps
- * only one bag's activations: the batch forward stores each bag's pooled
- * feature, and the backward pass recomputes a bag's forward just before its
- * backward (the last bag's activations are still there and are reused).
+ * largest batch (heads, losses) and of Q-Former runs: one set per run of a
+ * batch when they fit in ALIGN_ACT_BUDGET, else fewer, and the backward
+ * pass recomputes a run whose set another overwrote. After the first
+ * training step (which makes the threads' gradient arrays) a step
+ * allocates nothing.
+ *
+ * Threads: one pool, OpenMP's; BLAS is called one thread per call (the
+ * program sets it). When every run has its own set, the bags of a batch go
+ * through the Q-Formers in parallel, forward and backward, a thread summing
+ * its bags' parameter gradients in its own array (bags dealt by cost, the
+ * arrays added in thread order: the same sums for the same thread count).
+ * Elsewhere the loops over rows and align_gemm() split the work.
  */
 #include "align.h"
 
@@ -302,9 +309,9 @@ struct align_batch_act {
 	float *gnce;                  /* (2, max_regions, max_sents) */
 	int *rgid, *sgid;             /* (max_regions) (max_sents): bag of each row */
 	int *order;                   /* (max_kw) */
-	/* per bag of a batch (max_items): first Q-Former run, first region
-	 * row, owning thread, cost, and the bags by cost */
-	int *run0, *grow0, *owner, *bag_order;
+	/* per bag of a batch (max_items): first item row, first Q-Former run,
+	 * first region row, owning thread, cost, and the bags by cost */
+	int *item0, *run0, *grow0, *owner, *bag_order;
 	long *bag_cost;
 };
 
@@ -450,6 +457,7 @@ static void batch_act_free(struct align_batch_act *b)
 	free(b->order);
 	free(b->rgid);
 	free(b->sgid);
+	free(b->item0);
 	free(b->run0);
 	free(b->grow0);
 	free(b->owner);
@@ -489,12 +497,14 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 	m->ba->rgid = calloc((size_t)m->max_regions + 1, sizeof(int));
 	m->ba->sgid = calloc((size_t)m->max_sents + 1, sizeof(int));
 	size_t nb = (size_t)max_items + 1;
+	m->ba->item0 = calloc(nb, sizeof(int));
 	m->ba->run0 = calloc(nb, sizeof(int));
 	m->ba->grow0 = calloc(nb, sizeof(int));
 	m->ba->owner = calloc(nb, sizeof(int));
 	m->ba->bag_order = calloc(nb, sizeof(int));
 	m->ba->bag_cost = calloc(nb, sizeof(long));
-	if (!m->ba->run0 || !m->ba->grow0 || !m->ba->owner || !m->ba->bag_order || !m->ba->bag_cost)
+	if (!m->ba->item0 || !m->ba->run0 || !m->ba->grow0 || !m->ba->owner || !m->ba->bag_order ||
+	    !m->ba->bag_cost)
 		return eosin_error("align: out of memory");
 	if (m->mm)
 		free(m->mm->topidx);
@@ -936,11 +946,10 @@ static void visual_forward(struct align_model *m, const struct align_bag *bags, 
 			bag_qformer_forward(m, &bags[i], i, b->run0[i], b->grow0[i], R, vin);
 		return;
 	}
-	/* each bag's rows: b->run0 holds its first item row here */
 	int r = 0, g = R;
 	size_t patches = 0;
 	for (int i = 0; i < nbags; i++) {
-		b->run0[i] = r;
+		b->item0[i] = r;
 		b->grow0[i] = g;
 		r += align_bag_items(m, &bags[i]);
 		g += align_bag_regions(m, &bags[i]);
@@ -950,7 +959,7 @@ static void visual_forward(struct align_model *m, const struct align_bag *bags, 
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
 		int nr = align_bag_regions(m, bag);
-		float *row = vin + (size_t)b->run0[i] * vin_dim;
+		float *row = vin + (size_t)b->item0[i] * vin_dim;
 		if (per_patch(m, bag))
 			memcpy(row, bag->img, sizeof(float) * bag->n * C);
 		else

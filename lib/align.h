@@ -44,6 +44,11 @@
  *
  * Parameters, gradients and AdamW moments are each one flat float array;
  * struct align_param names each tensor's slice (name, shape, offset).
+ *
+ * Threads: the model does its parallel work with OpenMP (omp_get_max_threads()
+ * threads) and expects a single-threaded BLAS (openblas_set_num_threads(1)):
+ * a threaded one works, but its threads and OpenMP's fight over the cores.
+ * Results repeat bit for bit for the same thread count.
  */
 #ifndef EOSIN_ALIGN_H
 #define EOSIN_ALIGN_H
