@@ -863,9 +863,9 @@ static int apply(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	/* OpenBLAS keeps its own pthreads; OpenMP threads that spin after each
-	 * parallel region take the cores from them (ten times slower on two
-	 * cores). libgomp reads the policy when it loads, so set it and start
+	/* Idle OpenMP threads sleep rather than spin after each parallel
+	 * region, leaving the cores to the threads with work and to other
+	 * programs. libgomp reads the policy when it loads, so set it and start
 	 * again; if that fails, carry on as we are. */
 	if (!getenv("OMP_WAIT_POLICY")) {
 		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
@@ -946,8 +946,10 @@ int main(int argc, char **argv)
 	if (opt.cfg.queries > 0 && (opt.cfg.qdim % 4 || opt.cfg.qdim % opt.cfg.heads))
 		errx(EXIT_USAGE, "--qdim %d must be a multiple of 4 and of --heads %d", opt.cfg.qdim,
 		     opt.cfg.heads);
+	/* one pool of threads: the model parallelises over bags and splits
+	 * large products itself with OpenMP, each BLAS call on one thread */
 	omp_set_num_threads(opt.threads);
-	openblas_set_num_threads(opt.threads);
+	openblas_set_num_threads(1);
 	if (opt.apply)
 		return apply(argc, argv);
 	static char *stdin_only[] = {"-", NULL};

@@ -4,19 +4,25 @@
  * optimizer in optim.c. See align.h for the model and the buffer contract.
  *
  * Memory: align_model_alloc() makes one arena for the activations of the
- * largest bag (Q-Former, one bag at a time) and of the largest batch
- * (heads, losses); a training step allocates nothing. The Q-Former keeps
- * only one bag's activations: the batch forward stores each bag's pooled
- * feature, and the backward pass recomputes a bag's forward just before its
- * backward (the last bag's activations are still there and are reused).
+ * largest batch (heads, losses) and of Q-Former runs: one set per run of a
+ * batch when they fit in ALIGN_ACT_BUDGET, else fewer, and the backward
+ * pass recomputes a run whose set another overwrote. After the first
+ * training step (which makes the threads' gradient arrays) a step
+ * allocates nothing.
+ *
+ * Threads: one pool, OpenMP's; BLAS is called one thread per call (the
+ * program sets it). When every run has its own set, the bags of a batch go
+ * through the Q-Formers in parallel, forward and backward, a thread summing
+ * its bags' parameter gradients in its own array (bags dealt by cost, the
+ * arrays added in thread order: the same sums for the same thread count).
+ * Elsewhere the loops over rows and align_gemm() split the work.
  */
 #include "align.h"
 
 #include "error.h"
 
-#include <cblas.h>
-
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +309,10 @@ struct align_batch_act {
 	float *gnce;                  /* (2, max_regions, max_sents) */
 	int *rgid, *sgid;             /* (max_regions) (max_sents): bag of each row */
 	int *order;                   /* (max_kw) */
+	/* per bag of a batch (max_items): first item row, first Q-Former run,
+	 * first region row, owning thread, cost, and the bags by cost */
+	int *item0, *run0, *grow0, *owner, *bag_order;
+	long *bag_cost;
 };
 
 /* Carve n floats from the arena (or count them when base is NULL). */
@@ -440,18 +450,29 @@ static size_t arena_layout(struct align_model *m, float *base)
 	return used;
 }
 
+static void batch_act_free(struct align_batch_act *b)
+{
+	if (!b)
+		return;
+	free(b->order);
+	free(b->rgid);
+	free(b->sgid);
+	free(b->item0);
+	free(b->run0);
+	free(b->grow0);
+	free(b->owner);
+	free(b->bag_order);
+	free(b->bag_cost);
+	free(b);
+}
+
 int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_kw)
 {
 	if (max_n < 1 || max_items < 1 || max_kw < 0)
 		return eosin_error("align: bad activation sizes");
 	free(m->act);
 	free(m->qf);
-	if (m->ba) {
-		free(m->ba->order);
-		free(m->ba->rgid);
-		free(m->ba->sgid);
-	}
-	free(m->ba);
+	batch_act_free(m->ba);
 	m->max_n = max_n;
 	m->max_items = max_items;
 	m->max_kw = max_kw;
@@ -470,9 +491,21 @@ int align_model_alloc(struct align_model *m, int max_n, int max_items, int max_k
 	}
 	m->qf = calloc((size_t)m->qf_sets, sizeof *m->qf);
 	m->ba = calloc(1, sizeof *m->ba);
+	if (!m->ba)
+		return eosin_error("align: out of memory");
 	m->ba->order = calloc((size_t)(max_kw > 0 ? max_kw : 1), sizeof(int));
 	m->ba->rgid = calloc((size_t)m->max_regions + 1, sizeof(int));
 	m->ba->sgid = calloc((size_t)m->max_sents + 1, sizeof(int));
+	size_t nb = (size_t)max_items + 1;
+	m->ba->item0 = calloc(nb, sizeof(int));
+	m->ba->run0 = calloc(nb, sizeof(int));
+	m->ba->grow0 = calloc(nb, sizeof(int));
+	m->ba->owner = calloc(nb, sizeof(int));
+	m->ba->bag_order = calloc(nb, sizeof(int));
+	m->ba->bag_cost = calloc(nb, sizeof(long));
+	if (!m->ba->item0 || !m->ba->run0 || !m->ba->grow0 || !m->ba->owner || !m->ba->bag_order ||
+	    !m->ba->bag_cost)
+		return eosin_error("align: out of memory");
 	if (m->mm)
 		free(m->mm->topidx);
 	free(m->mm);
@@ -506,13 +539,11 @@ void align_model_free(struct align_model *m)
 	free(m->m);
 	free(m->v);
 	free(m->act);
-	if (m->ba) {
-		free(m->ba->order);
-		free(m->ba->rgid);
-		free(m->ba->sgid);
-	}
-	free(m->ba);
+	batch_act_free(m->ba);
 	free(m->qf);
+	free(m->thread_grads);
+	m->thread_grads = NULL;
+	m->thread_grad_sets = 0;
 	if (m->mm)
 		free(m->mm->topidx);
 	free(m->mm);
@@ -627,10 +658,17 @@ static void qformer_forward(struct align_model *m, const struct align_qformer_pa
 	}
 }
 
-/* dpooled (W): accumulate the run's parameter gradients, and d input into
- * dx (n, dim) unless it is NULL (patch embeddings are constants) */
+/* parameter idx's gradient in the gradient array grads (nfloats) */
+static float *grad_in(const struct align_model *m, float *grads, int idx)
+{
+	return grads + m->param[idx].offset;
+}
+
+/* dpooled (W): accumulate the run's parameter gradients into grads (an
+ * array of nfloats laid out as m->grads), and d input into dx (n, dim)
+ * unless it is NULL (patch embeddings are constants) */
 static void qformer_backward(struct align_model *m, const struct align_qformer_params *P,
-                             struct align_qf_act *a, const float *dpooled, float *dx)
+                             struct align_qf_act *a, const float *dpooled, float *dx, float *grads)
 {
 	const struct align_config *c = &m->cfg;
 	int N = a->in.n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
@@ -641,8 +679,9 @@ static void qformer_backward(struct align_model *m, const struct align_qformer_p
 			a->dln[q * W + w] = dpooled[w] / Q;
 	memset(a->dx, 0, sizeof(float) * QW);
 	memset(a->dkv, 0, sizeof(float) * (size_t)N * W);
-	align_layernorm_backward(a->dx, gradp(m, P->lnfw), gradp(m, P->lnfb), a->dln, a->x_out,
-	                         align_param_ptr(m, P->lnfw), a->lnfm, a->lnfr, Q, W);
+	align_layernorm_backward(a->dx, grad_in(m, grads, P->lnfw), grad_in(m, grads, P->lnfb),
+	                         a->dln, a->x_out, align_param_ptr(m, P->lnfw), a->lnfm, a->lnfr, Q,
+	                         W);
 	for (int l = c->layers - 1; l >= 0; l--) {
 		__typeof__(a->l[0]) *L = &a->l[l];
 		__typeof__(P->blk[0]) *B = &P->blk[l];
@@ -650,47 +689,50 @@ static void qformer_backward(struct align_model *m, const struct align_qformer_p
 		memset(a->dfg, 0, sizeof(float) * Q * F);
 		memset(a->dfh, 0, sizeof(float) * Q * F);
 		memset(a->dln, 0, sizeof(float) * QW);
-		linear_backward(a->dfg, gradp(m, B->f2w), gradp(m, B->f2b), a->dx, L->fg,
-		                align_param_ptr(m, B->f2w), Q, F, W);
+		linear_backward(a->dfg, grad_in(m, grads, B->f2w), grad_in(m, grads, B->f2b), a->dx,
+		                L->fg, align_param_ptr(m, B->f2w), Q, F, W);
 		align_gelu_backward(a->dfh, L->fh, a->dfg, (size_t)Q * F);
-		linear_backward(a->dln, gradp(m, B->f1w), gradp(m, B->f1b), a->dfh, L->ln3,
-		                align_param_ptr(m, B->f1w), Q, W, F);
-		align_layernorm_backward(a->dx, gradp(m, B->ln3w), gradp(m, B->ln3b), a->dln, L->x2,
+		linear_backward(a->dln, grad_in(m, grads, B->f1w), grad_in(m, grads, B->f1b),
+		                a->dfh, L->ln3, align_param_ptr(m, B->f1w), Q, W, F);
+		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln3w),
+		                         grad_in(m, grads, B->ln3b), a->dln, L->x2,
 		                         align_param_ptr(m, B->ln3w), L->ln3m, L->ln3r, Q, W);
 		/* cross-attention: dx is now d x2 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dcq, 0, sizeof(float) * QW);
 		memset(a->dckv, 0, sizeof(float) * (size_t)N * 2 * W);
 		memset(a->dln, 0, sizeof(float) * QW);
-		linear_backward(a->datt, gradp(m, B->cow), gradp(m, B->cob), a->dx, L->catt,
-		                align_param_ptr(m, B->cow), Q, W, W);
+		linear_backward(a->datt, grad_in(m, grads, B->cow), grad_in(m, grads, B->cob),
+		                a->dx, L->catt, align_param_ptr(m, B->cow), Q, W, W);
 		align_attention_backward(a->dcq, a->dckv, a->dckv + W, a->scratch, a->datt, L->cP, L->cq,
 		                         W, L->ckv, 2 * W, L->ckv + W, 2 * W, Q, N, H, hd);
-		linear_backward(a->dkv, gradp(m, B->ckvw), gradp(m, B->ckvb), a->dckv, a->kv,
-		                align_param_ptr(m, B->ckvw), N, W, 2 * W);
-		linear_backward(a->dln, gradp(m, B->cqw), gradp(m, B->cqb), a->dcq, L->ln2,
-		                align_param_ptr(m, B->cqw), Q, W, W);
-		align_layernorm_backward(a->dx, gradp(m, B->ln2w), gradp(m, B->ln2b), a->dln, L->x1,
+		linear_backward(a->dkv, grad_in(m, grads, B->ckvw), grad_in(m, grads, B->ckvb),
+		                a->dckv, a->kv, align_param_ptr(m, B->ckvw), N, W, 2 * W);
+		linear_backward(a->dln, grad_in(m, grads, B->cqw), grad_in(m, grads, B->cqb),
+		                a->dcq, L->ln2, align_param_ptr(m, B->cqw), Q, W, W);
+		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln2w),
+		                         grad_in(m, grads, B->ln2b), a->dln, L->x1,
 		                         align_param_ptr(m, B->ln2w), L->ln2m, L->ln2r, Q, W);
 		/* self-attention: dx is now d x1 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dqkv, 0, sizeof(float) * QW * 3);
 		memset(a->dln, 0, sizeof(float) * QW);
-		linear_backward(a->datt, gradp(m, B->sow), gradp(m, B->sob), a->dx, L->satt,
-		                align_param_ptr(m, B->sow), Q, W, W);
+		linear_backward(a->datt, grad_in(m, grads, B->sow), grad_in(m, grads, B->sob),
+		                a->dx, L->satt, align_param_ptr(m, B->sow), Q, W, W);
 		align_attention_backward(a->dqkv, a->dqkv + W, a->dqkv + 2 * W, a->scratch, a->datt,
 		                         L->sP, L->qkv, 3 * W, L->qkv + W, 3 * W, L->qkv + 2 * W, 3 * W,
 		                         Q, Q, H, hd);
-		linear_backward(a->dln, gradp(m, B->qkvw), gradp(m, B->qkvb), a->dqkv, L->ln1,
-		                align_param_ptr(m, B->qkvw), Q, W, 3 * W);
-		align_layernorm_backward(a->dx, gradp(m, B->ln1w), gradp(m, B->ln1b), a->dln, L->x_in,
+		linear_backward(a->dln, grad_in(m, grads, B->qkvw), grad_in(m, grads, B->qkvb),
+		                a->dqkv, L->ln1, align_param_ptr(m, B->qkvw), Q, W, 3 * W);
+		align_layernorm_backward(a->dx, grad_in(m, grads, B->ln1w),
+		                         grad_in(m, grads, B->ln1b), a->dln, L->x_in,
 		                         align_param_ptr(m, B->ln1w), L->ln1m, L->ln1r, Q, W);
 	}
-	float *dq = gradp(m, P->queries);
+	float *dq = grad_in(m, grads, P->queries);
 	for (size_t e = 0; e < QW; e++)
 		dq[e] += a->dx[e];
 	/* the positional encoding is a constant: dkv goes straight to kv_in */
-	linear_backward(dx, gradp(m, P->kvw), gradp(m, P->kvb), a->dkv, a->in.x,
+	linear_backward(dx, grad_in(m, grads, P->kvw), grad_in(m, grads, P->kvb), a->dkv, a->in.x,
 	                align_param_ptr(m, P->kvw), N, a->in.dim, W);
 }
 
@@ -803,81 +845,218 @@ static void qf_run(struct align_model *m, int t, const struct align_qformer_para
 	a->part = part;
 }
 
+/* Q-Former runs of a bag: its regions' then its slide's, or one */
+static int bag_runs(const struct align_model *m, const struct align_bag *bag)
+{
+	return hierarchical(m) ? align_bag_regions(m, bag) + 1 : 1;
+}
+
+/* Where each bag's Q-Former runs and region rows start: b->run0[i] (its
+ * first run), b->grow0[i] (its first region row of vin, from R). Returns the
+ * batch's runs. Bags with a Q-Former give one item each: item row i. */
+static int plan_runs(struct align_model *m, const struct align_bag *bags, int nbags, int R)
+{
+	struct align_batch_act *b = m->ba;
+	int t = 0, g = R;
+	for (int i = 0; i < nbags; i++) {
+		b->run0[i] = t;
+		b->grow0[i] = g;
+		t += bag_runs(m, &bags[i]);
+		g += align_bag_regions(m, &bags[i]);
+	}
+	return t;
+}
+
+/* Can the bags' Q-Former runs go in parallel? Each needs its own
+ * activation set, kept from forward to backward. */
+static int runs_in_parallel(const struct align_model *m, int runs, int nbags)
+{
+	return runs <= m->qf_sets && nbags > 1 && omp_get_max_threads() > 1;
+}
+
+/* Forward through the Q-Formers of bag i (first run t, first region row g)
+ * into its item row of vin and, with the Slide Q-Former, its region rows */
+static void bag_qformer_forward(struct align_model *m, const struct align_bag *bag, int i, int t,
+                                int g, int R, float *vin)
+{
+	int W = m->cfg.qdim;
+	float *row = vin + (size_t)i * W;
+	if (!hierarchical(m)) {
+		qf_run(m, t, &m->qfp[0], bag, -1, NULL, NULL, row);
+		return;
+	}
+	int nr = align_bag_regions(m, bag);
+	float *rp = m->ba->rpos + (size_t)(g - R) * 2;
+	for (int q = 0; q < nr; q++) {
+		qf_run(m, t + q, &m->qfp[0], bag, q, NULL, NULL, vin + (size_t)(g + q) * W);
+		struct align_qf_act *a = qf_set(m, t + q);
+		rp[2 * q] = rp[2 * q + 1] = 0.0f;
+		for (int p = 0; p < a->in.n && a->in.pos; p++) {
+			rp[2 * q] += a->in.pos[2 * p] / a->in.n;
+			rp[2 * q + 1] += a->in.pos[2 * p + 1] / a->in.n;
+		}
+	}
+	qf_run(m, t + nr, &m->qfp[1], bag, -1, vin + (size_t)g * W, rp, row);
+}
+
+/* Backward through the Q-Formers of bag i, its runs in reverse order: the
+ * slide's before its regions' (it adds to their rows of dvin). A run whose
+ * activation set another run overwrote is recomputed first. Parameter
+ * gradients accumulate into grads (laid out as m->grads). */
+static void bag_qformer_backward(struct align_model *m, const struct align_bag *bag, int i, int t,
+                                 int g, int R, const float *vin, float *dvin, float *grads)
+{
+	int W = m->cfg.qdim;
+	struct align_qf_act *a;
+	if (!hierarchical(m)) {
+		a = qf_set(m, t);
+		if (a->bag != bag || a->part != -1)
+			qf_run(m, t, &m->qfp[0], bag, -1, NULL, NULL, a->pooled);
+		qformer_backward(m, &m->qfp[0], a, dvin + (size_t)i * W, NULL, grads);
+		return;
+	}
+	int nr = align_bag_regions(m, bag);
+	const float *rp = m->ba->rpos + (size_t)(g - R) * 2;
+	a = qf_set(m, t + nr);
+	if (a->bag != bag || a->part != -1)
+		qf_run(m, t + nr, &m->qfp[1], bag, -1, vin + (size_t)g * W, rp, a->pooled);
+	qformer_backward(m, &m->qfp[1], a, dvin + (size_t)i * W, dvin + (size_t)g * W, grads);
+	for (int q = nr - 1; q >= 0; q--) {
+		a = qf_set(m, t + q);
+		if (a->bag != bag || a->part != q)
+			qf_run(m, t + q, &m->qfp[0], bag, q, NULL, NULL, a->pooled);
+		qformer_backward(m, &m->qfp[0], a, dvin + (size_t)(g + q) * W, NULL, grads);
+	}
+}
+
 /* Image-side inputs of a batch: vin (R + G, vin_dim), the items' rows, then
  * the region rows of the bags that have them, in bag order. Q-Former runs
- * are numbered in this order (regions of a bag, then its slide). */
+ * are numbered in this order (regions of a bag, then its slide); the bags'
+ * runs go in parallel when each has its own activation set. */
 static void visual_forward(struct align_model *m, const struct align_bag *bags, int nbags,
                            int R, float *vin)
 {
 	const struct align_config *c = &m->cfg;
 	struct align_batch_act *b = m->ba;
 	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim, C = c->img_dim;
-	int r = 0, g = R, t = 0;
+	if (c->queries > 0) {
+		int par = runs_in_parallel(m, plan_runs(m, bags, nbags, R), nbags);
+#pragma omp parallel for schedule(dynamic, 1) if (par)
+		for (int i = 0; i < nbags; i++)
+			bag_qformer_forward(m, &bags[i], i, b->run0[i], b->grow0[i], R, vin);
+		return;
+	}
+	int r = 0, g = R;
+	size_t patches = 0;
+	for (int i = 0; i < nbags; i++) {
+		b->item0[i] = r;
+		b->grow0[i] = g;
+		r += align_bag_items(m, &bags[i]);
+		g += align_bag_regions(m, &bags[i]);
+		patches += (size_t)bags[i].n;
+	}
+#pragma omp parallel for schedule(static) if (patches * C >= 1 << 20)
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
-		int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
-		float *row = vin + (size_t)r * vin_dim;
-		if (hierarchical(m)) {
-			float *rp = b->rpos + (size_t)(g - R) * 2;
-			for (int q = 0; q < nr; q++) {
-				qf_run(m, t++, &m->qfp[0], bag, q, NULL, NULL, vin + (size_t)(g + q) * vin_dim);
-				struct align_qf_act *a = qf_set(m, t - 1);
-				rp[2 * q] = rp[2 * q + 1] = 0.0f;
-				for (int p = 0; p < a->in.n && a->in.pos; p++) {
-					rp[2 * q] += a->in.pos[2 * p] / a->in.n;
-					rp[2 * q + 1] += a->in.pos[2 * p + 1] / a->in.n;
-				}
-			}
-			qf_run(m, t++, &m->qfp[1], bag, -1, vin + (size_t)g * vin_dim, rp, row);
-		} else if (c->queries > 0) {
-			qf_run(m, t++, &m->qfp[0], bag, -1, NULL, NULL, row);
-		} else if (per_patch(m, bag)) {
+		int nr = align_bag_regions(m, bag);
+		float *row = vin + (size_t)b->item0[i] * vin_dim;
+		if (per_patch(m, bag))
 			memcpy(row, bag->img, sizeof(float) * bag->n * C);
-		} else {
+		else
 			mean_rows(row, bag->img, NULL, -1, bag->n, C);
-		}
-		if (!hierarchical(m) && nr > 0) /* each region's mean patch */
-			for (int q = 0; q < nr; q++)
-				mean_rows(vin + (size_t)(g + q) * vin_dim, bag->img, bag->region, q, bag->n, C);
-		r += items;
-		g += nr;
+		for (int q = 0; q < nr; q++) /* each region's mean patch */
+			mean_rows(vin + (size_t)(b->grow0[i] + q) * vin_dim, bag->img, bag->region, q,
+			          bag->n, C);
 	}
 }
 
-/* The Q-Formers' backward over a batch, runs in reverse order: a slide's
- * run before its regions' (it adds to their rows of dvin). A run whose
- * activation set another run overwrote is recomputed first. */
-static void visual_backward(struct align_model *m, const struct align_bag *bags, int nbags,
-                            int R, int G, const float *vin, float *dvin)
+/* Q-Former parameters: one span [*lo, *hi) of the flat arrays */
+static void qformer_span(const struct align_model *m, size_t *lo, size_t *hi)
+{
+	int last = m->qfp[1].lnfb >= 0 ? m->qfp[1].lnfb : m->qfp[0].lnfb;
+	*lo = m->param[m->qfp[0].queries].offset;
+	*hi = m->param[last].offset + m->param[last].count;
+}
+
+/* Deal the bags to nt threads, the costliest first, each to the thread with
+ * the least work so far (ties to the lowest): b->owner[i]. Depends only on
+ * the batch and nt, so that each thread's sums run in a fixed order. */
+static void deal_bags(struct align_model *m, const struct align_bag *bags, int nbags, int nt)
+{
+	struct align_batch_act *b = m->ba;
+	long load[nt];
+	int *order = b->bag_order;
+	for (int t = 0; t < nt; t++)
+		load[t] = 0;
+	for (int i = 0; i < nbags; i++) { /* insertion sort by cost, then index */
+		long cost = (long)bags[i].n + (long)m->cfg.queries * bag_runs(m, &bags[i]);
+		b->bag_cost[i] = cost;
+		int j = i;
+		while (j > 0 && b->bag_cost[order[j - 1]] < cost) {
+			order[j] = order[j - 1];
+			j--;
+		}
+		order[j] = i;
+	}
+	for (int k = 0; k < nbags; k++) {
+		int best = 0;
+		for (int t = 1; t < nt; t++)
+			if (load[t] < load[best])
+				best = t;
+		b->owner[order[k]] = best;
+		load[best] += b->bag_cost[order[k]];
+	}
+}
+
+/* The Q-Formers' backward over a batch, bags in reverse order. In parallel,
+ * thread 0 accumulates into m->grads and thread t > 0 into its own array
+ * m->thread_grads[t - 1] (zero between steps), summed into m->grads after,
+ * in thread order. */
+static void visual_backward(struct align_model *m, const struct align_bag *bags, int nbags, int R,
+                            const float *vin, float *dvin)
 {
 	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
 	if (c->queries == 0)
 		return;
-	int W = c->qdim, g = R + G, t = 0;
-	for (int i = 0; i < nbags; i++)
-		t += hierarchical(m) ? align_bag_regions(m, &bags[i]) + 1 : 1;
-	for (int i = nbags - 1; i >= 0; i--) { /* one item per bag: row i */
-		const struct align_bag *bag = &bags[i];
-		struct align_qf_act *a;
-		if (!hierarchical(m)) {
-			a = qf_set(m, --t);
-			if (a->bag != bag || a->part != -1)
-				qf_run(m, t, &m->qfp[0], bag, -1, NULL, NULL, a->pooled);
-			qformer_backward(m, &m->qfp[0], a, dvin + (size_t)i * W, NULL);
-			continue;
+	int runs = plan_runs(m, bags, nbags, R);
+	int nt = omp_get_max_threads();
+	if (nt > m->thread_grad_sets + 1)
+		nt = m->thread_grad_sets + 1;
+	if (!runs_in_parallel(m, runs, nbags) || nt < 2) {
+		for (int i = nbags - 1; i >= 0; i--)
+			bag_qformer_backward(m, &bags[i], i, b->run0[i], b->grow0[i], R, vin, dvin,
+			                     m->grads);
+		return;
+	}
+	int used = 1;
+#pragma omp parallel num_threads(nt)
+	{
+		int tid = omp_get_thread_num();
+#pragma omp single
+		{
+			used = omp_get_num_threads();
+			deal_bags(m, bags, nbags, used);
 		}
-		int nr = align_bag_regions(m, bag);
-		g -= nr;
-		const float *rp = m->ba->rpos + (size_t)(g - R) * 2;
-		a = qf_set(m, --t);
-		if (a->bag != bag || a->part != -1)
-			qf_run(m, t, &m->qfp[1], bag, -1, vin + (size_t)g * W, rp, a->pooled);
-		qformer_backward(m, &m->qfp[1], a, dvin + (size_t)i * W, dvin + (size_t)g * W);
-		for (int q = nr - 1; q >= 0; q--) {
-			a = qf_set(m, --t);
-			if (a->bag != bag || a->part != q)
-				qf_run(m, t, &m->qfp[0], bag, q, NULL, NULL, a->pooled);
-			qformer_backward(m, &m->qfp[0], a, dvin + (size_t)(g + q) * W, NULL);
+		float *grads =
+		    tid == 0 ? m->grads : m->thread_grads + (size_t)(tid - 1) * m->nfloats;
+		for (int i = nbags - 1; i >= 0; i--)
+			if (b->owner[i] == tid)
+				bag_qformer_backward(m, &bags[i], i, b->run0[i], b->grow0[i], R,
+				                     vin, dvin, grads);
+	}
+	size_t lo, hi, block = 4096;
+	qformer_span(m, &lo, &hi);
+#pragma omp parallel for schedule(static)
+	for (size_t s = lo; s < hi; s += block) {
+		size_t e_end = s + block < hi ? s + block : hi;
+		for (int t = 1; t < used; t++) {
+			float *tg = m->thread_grads + (size_t)(t - 1) * m->nfloats;
+#pragma omp simd
+			for (size_t e = s; e < e_end; e++) {
+				m->grads[e] += tg[e];
+				tg[e] = 0.0f;
+			}
 		}
 	}
 }
@@ -1056,8 +1235,7 @@ static float itm_forward_backward(struct align_model *m, float *dzi, float *dzt,
 {
 	struct align_itm_act *t = m->itm;
 	int D = m->cfg.dim, Hi = m->cfg.hidden > 0 ? m->cfg.hidden : m->cfg.dim, P = 3 * R;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, D, 1.0f, zi, D, zt, D, 0.0f, sims,
-	            R);
+	align_gemm(0, 1, R, R, D, 1.0f, zi, D, zt, D, 0.0f, sims, R);
 	for (int i = 0; i < R && !m->itm_keep_negatives; i++) {
 		int bt = -1, bi = -1; /* hardest text for image i, hardest image for text i */
 		for (int j = 0; j < R; j++) {
@@ -1141,6 +1319,22 @@ static float clamped_scale(const struct align_model *m, int *clamped)
 	return s;
 }
 
+/* Gradient arrays for the OpenMP threads after the first, made at the
+ * first training step (inference needs none) */
+static int thread_grads_reserve(struct align_model *m)
+{
+	int sets = omp_get_max_threads() - 1;
+	if (sets <= m->thread_grad_sets)
+		return 0;
+	free(m->thread_grads);
+	m->thread_grad_sets = 0;
+	m->thread_grads = calloc((size_t)sets * m->nfloats, sizeof(float));
+	if (!m->thread_grads)
+		return eosin_error("align: out of memory for %d threads' gradients", sets + 1);
+	m->thread_grad_sets = sets;
+	return 0;
+}
+
 int align_step_grads(struct align_model *m, const struct align_bag *bags, int nbags,
                      int backward, struct align_losses *out)
 {
@@ -1169,6 +1363,8 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		                   m->max_regions, m->max_sents);
 	if (R < 2)
 		return eosin_error("align: a batch needs at least 2 items, got %d", R);
+	if (backward && c->queries > 0 && thread_grads_reserve(m) < 0)
+		return -1;
 	memset(m->grads, 0, sizeof(float) * m->nfloats);
 	/* image inputs: items then regions (R + G, vin) */
 	visual_forward(m, bags, nbags, R, b->vin);
@@ -1263,7 +1459,7 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	              m->p_vb2);
 	head_backward(m, &b->txt, NULL, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1,
 	              m->p_tw2, m->p_tb2);
-	visual_backward(m, bags, nbags, R, G, b->vin, b->dvin);
+	visual_backward(m, bags, nbags, R, b->vin, b->dvin);
 	return 0;
 }
 

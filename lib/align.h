@@ -44,6 +44,11 @@
  *
  * Parameters, gradients and AdamW moments are each one flat float array;
  * struct align_param names each tensor's slice (name, shape, offset).
+ *
+ * Threads: the model does its parallel work with OpenMP (omp_get_max_threads()
+ * threads) and expects a single-threaded BLAS (openblas_set_num_threads(1)):
+ * a threaded one works, but its threads and OpenMP's fight over the cores.
+ * Results repeat bit for bit for the same thread count.
  */
 #ifndef EOSIN_ALIGN_H
 #define EOSIN_ALIGN_H
@@ -144,6 +149,10 @@ struct align_model {
 	int qf_sets;
 	int qf_sets_limit;        /* at most this many sets (0: as many as fit) */
 	struct align_batch_act *ba;
+	/* training with more than one OpenMP thread: the Q-Former gradients of
+	 * thread t > 0, thread_grad_sets arrays of nfloats (zero between steps) */
+	float *thread_grads;
+	int thread_grad_sets;
 };
 
 /* Fill the parameter table for cfg; 0 or -1 (bad config). */
@@ -180,6 +189,13 @@ int align_embed_text(struct align_model *m, const float *txt, int rows, float *o
 const float *align_mrtva_targets(const struct align_model *m);
 
 /* ---- layers (exposed for the gradient checks) ---- */
+/* C (M,N) = alpha op(A) op(B) + beta C, row-major, op = transpose when
+ * trans_*: cblas_sgemm, split across the OpenMP threads by blocks of rows
+ * (or columns) of C when called outside a parallel region and large
+ * enough. The split depends only on the sizes and the thread count, and
+ * never splits K, so a product repeats bit for bit at the same count. */
+void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc);
 /* out (N,OC) = inp (N,C) W^T (W is (OC,C)) + b (OC, may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC);

@@ -9,38 +9,66 @@
  * the clamps of exp_vec() into selects, so the loops over it stay scalar
  * (PyTorch builds with the same flags). */
 #include "align.h"
+#include "clones.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
 /* below this many elements a parallel region costs more than it saves */
 #define PAR_MIN 32768
+/* below this many multiply-adds a product is not split across threads */
+#define GEMM_PAR_MIN (1 << 22)
+
+void align_gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc)
+{
+	enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+	enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+	int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+	if (nt < 2 || (double)M * N * K < GEMM_PAR_MIN || (M < 32 && N < 32)) {
+		cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+		return;
+	}
+	/* split the longer side of C into one block per thread, 16-aligned
+	 * (the kernels' unroll); K is never split, so each element of C is one
+	 * call's dot product over all of it */
+	int by_rows = M >= N, len = by_rows ? M : N;
+	int chunk = ((len + nt - 1) / nt + 15) & ~15;
+	int parts = (len + chunk - 1) / chunk;
+#pragma omp parallel for num_threads(parts) schedule(static, 1)
+	for (int p = 0; p < parts; p++) {
+		int s = p * chunk, e = s + chunk < len ? s + chunk : len;
+		if (by_rows) /* rows s..e of op(A) and C */
+			cblas_sgemm(CblasRowMajor, ta, tb, e - s, N, K, alpha,
+			            trans_a ? A + s : A + (size_t)s * lda, lda, B, ldb, beta,
+			            C + (size_t)s * ldc, ldc);
+		else /* columns s..e of op(B) and C */
+			cblas_sgemm(CblasRowMajor, ta, tb, M, e - s, K, alpha, A, lda,
+			            trans_b ? B + (size_t)s * ldb : B + s, ldb, beta, C + s, ldc);
+	}
+}
 
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int C,
                     int OC)
 {
-	/* out (N,OC) = inp (N,C) @ w^T (C,OC) */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C, 0.0f,
-	            out, OC);
-	if (b) {
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_MIN)
+	/* out (N,OC) = b + inp (N,C) @ w^T (C,OC): the bias in place of the
+	 * zeros BLAS would write before accumulating */
+	if (b)
 		for (int i = 0; i < N; i++)
-			for (int o = 0; o < OC; o++)
-				out[(size_t)i * OC + o] += b[o];
-	}
+			memcpy(out + (size_t)i * OC, b, sizeof(float) * OC);
+	align_gemm(0, 1, N, OC, C, 1.0f, inp, C, w, C, b ? 1.0f : 0.0f, out, OC);
 }
 
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int N, int C, int OC)
 {
 	if (dinp) /* dinp (N,C) += dout (N,OC) @ w (OC,C) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
-		            1.0f, dinp, C);
+		align_gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);
 	/* dw (OC,C) += dout^T (OC,N) @ inp (N,C) */
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f,
-	            dw, C);
+	align_gemm(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);
 	if (db) /* row by row, so the inner loop runs along memory */
 		for (int i = 0; i < N; i++) {
 			const float *d = dout + (size_t)i * OC;
@@ -81,24 +109,43 @@ static inline float tanh_fast(float u)
 	return 1.0f - 2.0f / (exp_vec(2.0f * u) + 1.0f);
 }
 
-void align_gelu_forward(float *out, const float *inp, size_t n)
+/* elements [lo, hi) of GELU forward and backward */
+CLONES static void gelu_forward_span(float *restrict out, const float *restrict inp,
+                                         size_t lo, size_t hi)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
+#pragma omp simd
+	for (size_t i = lo; i < hi; i++) {
 		float x = inp[i];
 		out[i] = 0.5f * x * (1.0f + tanh_fast(GELU_K * (x + GELU_C * x * x * x)));
 	}
 }
 
-void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+CLONES static void gelu_backward_span(float *restrict dinp, const float *restrict inp,
+                                          const float *restrict dout, size_t lo, size_t hi)
 {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-	for (size_t i = 0; i < n; i++) {
+#pragma omp simd
+	for (size_t i = lo; i < hi; i++) {
 		float x = inp[i];
 		float t = tanh_fast(GELU_K * (x + GELU_C * x * x * x));
 		float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * GELU_C * x * x);
 		dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
 	}
+}
+
+#define SPAN 4096 /* elements a call of a span kernel takes */
+
+void align_gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+	for (size_t s = 0; s < n; s += SPAN)
+		gelu_forward_span(out, inp, s, s + SPAN < n ? s + SPAN : n);
+}
+
+void align_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+	for (size_t s = 0; s < n; s += SPAN)
+		gelu_backward_span(dinp, inp, dout, s, s + SPAN < n ? s + SPAN : n);
 }
 
 void align_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -161,6 +208,7 @@ void align_layernorm_backward(float *dinp, float *dw, float *db, const float *do
 
 void l2norm_forward(float *out, float *norm, const float *inp, int N, int C)
 {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
 	for (int i = 0; i < N; i++) {
 		const float *x = inp + (size_t)i * C;
 		float s = 0.0f;
@@ -178,6 +226,7 @@ void l2norm_forward(float *out, float *norm, const float *inp, int N, int C)
 void l2norm_backward(float *dinp, const float *dout, const float *out, const float *norm, int N,
                      int C)
 {
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
 	for (int i = 0; i < N; i++) {
 		const float *y = out + (size_t)i * C, *dy = dout + (size_t)i * C;
 		float d = 0.0f;
@@ -188,36 +237,44 @@ void l2norm_backward(float *dinp, const float *dout, const float *out, const flo
 	}
 }
 
+/* one row of cols: exp(x - max) / sum */
+CLONES static void softmax_row(float *r, int cols)
+{
+	float mx = r[0];
+#pragma omp simd reduction(max : mx)
+	for (int j = 1; j < cols; j++)
+		mx = r[j] > mx ? r[j] : mx;
+	float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+	for (int j = 0; j < cols; j++) {
+		r[j] = exp_vec(r[j] - mx);
+		s += r[j];
+	}
+	float inv = 1.0f / s; /* as PyTorch: one division a row */
+#pragma omp simd
+	for (int j = 0; j < cols; j++)
+		r[j] *= inv;
+}
+
 static void softmax_rows(float *a, int rows, int cols)
 {
 #pragma omp parallel for schedule(static) if ((size_t)rows * cols >= PAR_MIN)
-	for (int i = 0; i < rows; i++) {
-		float *r = a + (size_t)i * cols;
-		float mx = r[0];
-		for (int j = 1; j < cols; j++)
-			mx = r[j] > mx ? r[j] : mx;
-		float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-		for (int j = 0; j < cols; j++) {
-			r[j] = exp_vec(r[j] - mx);
-			s += r[j];
-		}
-		for (int j = 0; j < cols; j++)
-			r[j] /= s;
-	}
+	for (int i = 0; i < rows; i++)
+		softmax_row(a + (size_t)i * cols, cols);
 }
 
 void align_attention_forward(float *out, float *att, const float *q, int ldq, const float *k, int ldk,
                        const float *v, int ldv, int Tq, int Tk, int H, int hd)
 {
 	float scale = 1.0f / sqrtf((float)hd);
+	/* heads write disjoint columns of out and planes of att */
+#pragma omp parallel for schedule(static) if ((double)H * Tq * Tk * hd >= GEMM_PAR_MIN)
 	for (int h = 0; h < H; h++) {
 		float *a = att + (size_t)h * Tq * Tk; /* (Tq, Tk) */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, hd, scale, q + h * hd, ldq,
-		            k + h * hd, ldk, 0.0f, a, Tk);
+		align_gemm(0, 1, Tq, Tk, hd, scale, q + h * hd, ldq, k + h * hd, ldk, 0.0f, a, Tk);
 		softmax_rows(a, Tq, Tk);
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, Tk, 1.0f, a, Tk,
-		            v + h * hd, ldv, 0.0f, out + h * hd, H * hd);
+		align_gemm(0, 0, Tq, hd, Tk, 1.0f, a, Tk, v + h * hd, ldv, 0.0f, out + h * hd,
+		           H * hd);
 	}
 }
 
@@ -230,11 +287,9 @@ void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, c
 		const float *a = att + (size_t)h * Tq * Tk;
 		const float *dy = dout + h * hd; /* (Tq, hd), ld H*hd */
 		/* dP (Tq,Tk) = dy @ v_h^T */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, hd, 1.0f, dy, H * hd,
-		            v + h * hd, ldv, 0.0f, scratch, Tk);
+		align_gemm(0, 1, Tq, Tk, hd, 1.0f, dy, H * hd, v + h * hd, ldv, 0.0f, scratch, Tk);
 		/* dv_h (Tk,hd) += P^T @ dy */
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, hd, Tq, 1.0f, a, Tk, dy, H * hd,
-		            1.0f, dv + h * hd, ldv);
+		align_gemm(1, 0, Tk, hd, Tq, 1.0f, a, Tk, dy, H * hd, 1.0f, dv + h * hd, ldv);
 		/* dS = P * (dP - rowsum(P * dP)) */
 #pragma omp parallel for schedule(static) if ((size_t)Tq * Tk >= PAR_MIN)
 		for (int i = 0; i < Tq; i++) {
@@ -247,10 +302,10 @@ void align_attention_backward(float *dq, float *dk, float *dv, float *scratch, c
 				d[j] = p[j] * (d[j] - s);
 		}
 		/* dq_h += scale dS @ k_h ; dk_h += scale dS^T @ q_h */
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, hd, Tk, scale, scratch, Tk,
-		            k + h * hd, ldk, 1.0f, dq + h * hd, ldq);
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Tk, hd, Tq, scale, scratch, Tk,
-		            q + h * hd, ldq, 1.0f, dk + h * hd, ldk);
+		align_gemm(0, 0, Tq, hd, Tk, scale, scratch, Tk, k + h * hd, ldk, 1.0f, dq + h * hd,
+		           ldq);
+		align_gemm(1, 0, Tk, hd, Tq, scale, scratch, Tk, q + h * hd, ldq, 1.0f, dk + h * hd,
+		           ldk);
 	}
 }
 
@@ -290,11 +345,9 @@ static void similarity_backward(float *da, float *db, float *dlogit_scale, const
 		*dlogit_scale += w * ds;
 	}
 	if (da)
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G, D, S, w * sc, dl, S, b, D, 1.0f,
-		            da, D);
+		align_gemm(0, 0, G, D, S, w * sc, dl, S, b, D, 1.0f, da, D);
 	if (db)
-		cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, S, D, G, w * sc, dl, S, a, D, 1.0f,
-		            db, D);
+		align_gemm(1, 0, S, D, G, w * sc, dl, S, a, D, 1.0f, db, D);
 }
 
 float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, float *logits,
@@ -304,8 +357,7 @@ float infonce_forward_backward(float *dzi, float *dzt, float *dlogit_scale, floa
 	float s = expf(logit_scale);
 	float *dl = logits + (size_t)R * R; /* (R,R) dloss/dlogits */
 	/* logits (R,R) = s zi zt^T */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, R, D, s, zi, D, zt, D, 0.0f, logits,
-	            R);
+	align_gemm(0, 1, R, R, D, s, zi, D, zt, D, 0.0f, logits, R);
 	/* log-sum-exp of every row (image -> text) and every column (text ->
 	 * image), each column's taken row by row so that the loops run along
 	 * memory; then dl = (softmax_row + softmax_col - 2 I) / 2R in one pass */
@@ -416,7 +468,7 @@ float groupnce_forward_backward(float *da, float *db, float *dlogit_scale, float
 {
 	float sc = expf(logit_scale);
 	float *l = scratch, *dl = scratch + (size_t)G * S; /* (G,S) each */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G, S, D, sc, a, D, b, D, 0.0f, l, S);
+	align_gemm(0, 1, G, S, D, sc, a, D, b, D, 0.0f, l, S);
 	memset(dl, 0, sizeof(float) * G * S);
 	int nrows = 0, ncols = 0;
 	for (int g = 0; g < G; g++)

@@ -47,17 +47,34 @@ float lr_schedule(float lr, float min_lr, long warmup, long total, long step)
 	return (float)(min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(M_PI * p)));
 }
 
+/* the sum of squares in at most CLIP_BLOCKS blocks of at least CLIP_MIN
+ * elements, the blocks' sums added in order: the same for any thread count */
+#define CLIP_BLOCKS 256
+#define CLIP_MIN 32768
+
 float clip_grad_norm(float *grad, size_t n, float max_norm)
 {
-	double s = 0.0;
+	double part[CLIP_BLOCKS];
+	size_t block = (n + CLIP_BLOCKS - 1) / CLIP_BLOCKS;
+	block = block < CLIP_MIN ? CLIP_MIN : block;
+	int nblocks = (int)((n + block - 1) / block);
+#pragma omp parallel for schedule(static) if (nblocks > 1)
+	for (int k = 0; k < nblocks; k++) {
+		size_t lo = (size_t)k * block, hi = lo + block < n ? lo + block : n;
+		double s = 0.0;
 #pragma omp simd reduction(+ : s)
-	for (size_t i = 0; i < n; i++)
-		s += (double)grad[i] * grad[i];
+		for (size_t i = lo; i < hi; i++)
+			s += (double)grad[i] * grad[i];
+		part[k] = s;
+	}
+	double s = 0.0;
+	for (int k = 0; k < nblocks; k++)
+		s += part[k];
 	float norm = (float)sqrt(s);
 	if (max_norm > 0.0f) {
 		float coef = max_norm / (norm + 1e-6f);
 		if (coef < 1.0f)
-#pragma omp simd
+#pragma omp parallel for simd schedule(static) if (n >= CLIP_MIN)
 			for (size_t i = 0; i < n; i++)
 				grad[i] *= coef;
 	}

@@ -14,6 +14,8 @@
 #include "align.h"
 #include "tap.h"
 
+#include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -309,9 +311,37 @@ static double model_loss(void *p)
 	return L.total;
 }
 
-static void check_model_sets(const char *what, struct align_config cfg, int per_patch_bags,
-                             int pos, int sets_limit)
+/* With threads > 1, the bags' Q-Former runs go in parallel (each thread
+ * its own gradient array): the gradients must repeat bit for bit at that
+ * count and agree with one thread's to float rounding (the sums of the
+ * bags' gradients run in another order). */
+static void check_threads(const char *what, struct align_model *m, struct align_bag *bags,
+                          int nbags, const float *g, int threads)
 {
+	float *g2 = malloc(m->nfloats * sizeof(float));
+	align_step_grads(m, bags, nbags, 1, NULL);
+	ok(!memcmp(g, m->grads, m->nfloats * sizeof(float)),
+	   "%s: gradients repeat bit for bit with %d threads", what, threads);
+	memcpy(g2, m->grads, m->nfloats * sizeof(float));
+	omp_set_num_threads(1);
+	align_step_grads(m, bags, nbags, 1, NULL);
+	omp_set_num_threads(threads);
+	double worst = 0.0, scale = 0.0;
+	for (size_t e = 0; e < m->nfloats; e++) {
+		double d = fabs((double)m->grads[e] - g2[e]);
+		worst = d > worst ? d : worst;
+		scale = fabs((double)m->grads[e]) > scale ? fabs((double)m->grads[e]) : scale;
+	}
+	ok(worst <= 1e-5 * scale, "%s: %d threads agree with one (worst %.2g of largest %.2g)",
+	   what, threads, worst, scale);
+	free(g2);
+}
+
+static void check_model_sets(const char *what, struct align_config cfg, int per_patch_bags,
+                             int pos, int sets_limit, int threads)
+{
+	int threads_before = omp_get_max_threads();
+	omp_set_num_threads(threads);
 	struct align_model m;
 	if (!ok(align_model_init(&m, &cfg) == 0, "%s: model init", what))
 		return;
@@ -361,6 +391,8 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 	ok(align_step_grads(&m, bags, nbags, 1, &L) == 0, "%s: forward and backward", what);
 	float *g = malloc(m.nfloats * sizeof(float));
 	memcpy(g, m.grads, m.nfloats * sizeof(float));
+	if (threads > 1)
+		check_threads(what, &m, bags, nbags, g, threads);
 	float *targets = NULL;
 	m.itm_keep_negatives = 1; /* a fixed choice of hard negatives */
 	if (cfg.w_mrtva > 0) { /* hold the stop-gradient targets still */
@@ -384,11 +416,12 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 		for (int j = 0; j < 5; j++)
 			free(mem[i][j]);
 	align_model_free(&m);
+	omp_set_num_threads(threads_before);
 }
 
 static void check_model(const char *what, struct align_config cfg, int per_patch_bags, int pos)
 {
-	check_model_sets(what, cfg, per_patch_bags, pos, 0);
+	check_model_sets(what, cfg, per_patch_bags, pos, 0, 1);
 }
 
 int main(void)
@@ -412,7 +445,10 @@ int main(void)
 	check_model("q-former with 2-d positions, itc", qf, 0, 1);
 	check_model("q-former without positions, itc", qf, 0, 0);
 	/* one activation set for four bags: the backward pass recomputes */
-	check_model_sets("q-former recomputing activations, itc", qf, 0, 1, 1);
+	check_model_sets("q-former recomputing activations, itc", qf, 0, 1, 1, 1);
+	/* bags in parallel, and in turn when the activations are recomputed */
+	check_model_sets("q-former, 2 threads", qf, 0, 1, 0, 2);
+	check_model_sets("q-former recomputing activations, 2 threads", qf, 0, 1, 1, 2);
 	struct align_config cv = mlp;
 	cv.w_cvta = 0.5f;
 	check_model("per-patch items, itc + cvta", cv, 1, 0);
@@ -437,7 +473,8 @@ int main(void)
 	rq.w_region = 0.8f;
 	check_model("pathflip: region and slide q-formers, itc + region-level nce", rq, 0, 1);
 	check_model_sets("pathflip: region and slide q-formers recomputing activations", rq, 0, 1,
-	                 2);
+	                 2, 1);
+	check_model_sets("pathflip: region and slide q-formers, 2 threads", rq, 0, 1, 0, 2);
 	rq.w_itc = 0;
 	check_model("pathflip: region q-former, region-level nce alone", rq, 0, 0);
 	/* the hardest negative is an argmax: the checks keep the negatives
