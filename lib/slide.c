@@ -14,8 +14,10 @@
 #include "slide.h"
 
 #include "error.h"
+#include "parallel.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +257,69 @@ static void crop_level0(const struct slide *s, int64_t x, int64_t y, int64_t n, 
 	}
 }
 
+/* What the parallel loops of this file share: the slide, the image
+ * being filled, and the first failure. */
+struct fill {
+	const struct slide *s;
+	uint8_t *img;               /* level-0 copy, or the thumbnail */
+	struct tiffjpeg_decoder *d; /* (threads) */
+	int level;
+	int64_t k, tw;             /* thumbnail: level px per thumbnail px, its width */
+	int64_t bl, nbx;           /* blocks: side (level px) and how many across */
+	pthread_mutex_t lock;
+	int failed;
+	char err[512];
+};
+
+static void fill_failed(struct fill *f, const char *msg)
+{
+	pthread_mutex_lock(&f->lock);
+	if (!f->failed)
+		snprintf(f->err, sizeof f->err, "%s", msg);
+	f->failed = 1;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Band b of direct level 0's tiles into the copy: whole tiles decode in
+ * place. */
+static void fill_band(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	int64_t w = s->width[0], h = s->height[0], th = s->direct.levels[0].th;
+	int64_t y0 = b * th, rh = h - y0 < th ? h - y0 : th;
+	if (tiffjpeg_read_region(&s->direct, &f->d[thread], 0, 0, y0, w, rh,
+	                         f->img + (size_t)(y0 * w * 3)) < 0)
+		fill_failed(f, eosin_errmsg());
+}
+
+/* Block b (f->bl level px square) of level 0 through OpenSlide into the
+ * copy. */
+static void fill_block(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	(void)thread;
+	int64_t w = s->width[0], h = s->height[0], bl = f->bl;
+	int64_t bx = (b % f->nbx) * bl, by = (b / f->nbx) * bl;
+	int64_t rw = w - bx < bl ? w - bx : bl, rh = h - by < bl ? h - by : bl;
+	uint32_t *argb = malloc((size_t)(rw * rh * 4));
+	const char *oerr = NULL;
+	if (argb) {
+		openslide_read_region(s->osr, argb, bx, by, 0, rw, rh);
+		oerr = openslide_get_error(s->osr);
+	}
+	if (!argb || oerr) {
+		fill_failed(f, oerr ? oerr : "out of memory");
+		free(argb);
+		return;
+	}
+	for (int64_t y = 0; y < rh; y++)
+		argb_to_rgb_on_white(argb + y * rw, (size_t)rw,
+		                     f->img + (size_t)(((by + y) * w + bx) * 3));
+	free(argb);
+}
+
 int slide_cache_level0(struct slide *s, size_t budget, int threads)
 {
 	int64_t w = s->width[0], h = s->height[0];
@@ -270,71 +335,31 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 	if (posix_memalign(&mem, huge, (bytes + huge - 1) / huge * huge) != 0)
 		return 0; /* not an error: tiles are read through OpenSlide */
 	madvise(mem, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
-	uint8_t *img = mem;
-	int failed = 0;
-	char err[512] = "";
+	threads = threads > 0 ? threads : 1;
+	struct fill f = {.s = s, .img = mem};
+	f.d = calloc((size_t)threads, sizeof *f.d);
+	if (!f.d) {
+		free(mem);
+		return 0;
+	}
+	pthread_mutex_init(&f.lock, NULL);
 	if (is_direct(s, 0)) {
-		/* one band of tiles per step: whole tiles decode in place */
-		int64_t th = s->direct.levels[0].th, bands = s->direct.levels[0].down;
-#pragma omp parallel num_threads(threads > 0 ? threads : 1)
-		{
-			struct tiffjpeg_decoder d = {0};
-#pragma omp for schedule(dynamic)
-			for (int64_t b = 0; b < bands; b++) {
-				int64_t y0 = b * th, rh = h - y0 < th ? h - y0 : th;
-				if (tiffjpeg_read_region(&s->direct, &d, 0, 0, y0, w, rh,
-				                         img + (size_t)(y0 * w * 3)) < 0) {
-#pragma omp critical
-					{
-						if (!failed)
-							snprintf(err, sizeof err, "%s",
-							         eosin_errmsg());
-						failed = 1;
-					}
-				}
-			}
-			tiffjpeg_decoder_release(&d);
-		}
-		if (failed) {
-			free(img);
-			return eosin_error("'%s': reading level 0: %s", s->path, err);
-		}
-		s->level0 = img;
-		return 1;
+		/* one band of tiles per step */
+		parallel_for(s->direct.levels[0].down, threads, fill_band, &f);
+	} else {
+		f.bl = 1024;
+		f.nbx = (w + f.bl - 1) / f.bl;
+		parallel_for(f.nbx * ((h + f.bl - 1) / f.bl), threads, fill_block, &f);
 	}
-	const int64_t bl = 1024;
-	int64_t nbx = (w + bl - 1) / bl, nby = (h + bl - 1) / bl;
-#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
-	for (int64_t b = 0; b < nbx * nby; b++) {
-		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
-		int64_t rw = w - bx < bl ? w - bx : bl, rh = h - by < bl ? h - by : bl;
-		uint32_t *argb = malloc((size_t)(rw * rh * 4));
-		const char *oerr = NULL;
-		if (argb) {
-			openslide_read_region(s->osr, argb, bx, by, 0, rw, rh);
-			oerr = openslide_get_error(s->osr);
-		}
-		if (!argb || oerr) {
-#pragma omp critical
-			{
-				if (!failed)
-					snprintf(err, sizeof err, "%s",
-					         oerr ? oerr : "out of memory");
-				failed = 1;
-			}
-			free(argb);
-			continue;
-		}
-		for (int64_t y = 0; y < rh; y++)
-			argb_to_rgb_on_white(argb + y * rw, (size_t)rw,
-			                     img + (size_t)(((by + y) * w + bx) * 3));
-		free(argb);
+	for (int t = 0; t < threads; t++)
+		tiffjpeg_decoder_release(&f.d[t]);
+	free(f.d);
+	pthread_mutex_destroy(&f.lock);
+	if (f.failed) {
+		free(mem);
+		return eosin_error("'%s': reading level 0: %s", s->path, f.err);
 	}
-	if (failed) {
-		free(img);
-		return eosin_error("'%s': reading level 0: %s", s->path, err);
-	}
-	s->level0 = img;
+	s->level0 = mem;
 	return 1;
 }
 
@@ -398,6 +423,76 @@ int slide_thumbnail_level(const struct slide *s, double ds_target)
 	return level;
 }
 
+/* Block b of the thumbnail's level, box-averaged into the thumbnail. */
+static void thumbnail_block(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	int level = f->level;
+	int64_t k = f->k, tw = f->tw, bl = f->bl;
+	int64_t lw = s->width[level], lh = s->height[level];
+	uint8_t *out = f->img;
+	(void)thread;
+	int64_t bx = (b % f->nbx) * bl, by = (b / f->nbx) * bl;
+	int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+	/* the block as RGB rows: from the level-0 copy, or read */
+	const uint8_t *src;
+	size_t stride;
+	uint32_t *argb = NULL;
+	uint8_t *block = NULL;
+	const char *oerr = NULL;
+	if (level == 0 && s->level0) {
+		src = s->level0 + (size_t)((by * lw + bx) * 3);
+		stride = (size_t)lw * 3;
+	} else {
+		int ok = 0;
+		block = malloc((size_t)(rw * rh * 3));
+		if (block && is_direct(s, level)) {
+			struct tiffjpeg_decoder d = {0};
+			ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh, block) == 0;
+			if (!ok)
+				oerr = eosin_errmsg();
+			tiffjpeg_decoder_release(&d);
+		} else if (block && (argb = malloc((size_t)(rw * rh * 4)))) {
+			/* read_region takes level-0 coordinates */
+			openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
+			                      (int64_t)(by * s->ds[level]), level, rw, rh);
+			oerr = openslide_get_error(s->osr);
+			ok = !oerr;
+			argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
+		}
+		free(argb);
+		src = block;
+		stride = (size_t)rw * 3;
+		if (!ok) {
+			fill_failed(f, oerr ? oerr : "out of memory");
+			free(block);
+			return;
+		}
+	}
+	/* box average of each k x k (clipped) cell */
+	for (int64_t y0 = 0; y0 < rh; y0 += k) {
+		int64_t y1 = y0 + k < rh ? y0 + k : rh;
+		uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
+		for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
+			int64_t x1 = x0 + k < rw ? x0 + k : rw;
+			uint32_t r = 0, g = 0, b3 = 0, n = (uint32_t)((y1 - y0) * (x1 - x0));
+			for (int64_t y = y0; y < y1; y++) {
+				const uint8_t *p = src + (size_t)y * stride + (size_t)x0 * 3;
+				for (int64_t x = x0; x < x1; x++, p += 3) {
+					r += p[0];
+					g += p[1];
+					b3 += p[2];
+				}
+			}
+			o[0] = (uint8_t)((r + n / 2) / n);
+			o[1] = (uint8_t)((g + n / 2) / n);
+			o[2] = (uint8_t)((b3 + n / 2) / n);
+		}
+	}
+	free(block);
+}
+
 int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_t **rgb, int *w,
                     int *h, double *dsx, double *dsy)
 {
@@ -417,89 +512,23 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 		                   (long long)tw, (long long)th);
 	/* blocks of about 1024 level pixels square: one read_region each, up
 	 * to `threads` at once (blocks are independent; the handle is
-	 * thread-safe) */
-	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k; /* block side, thumbnail px */
+	 * thread-safe); from the level-0 copy, where a block costs no read,
+	 * smaller ones, to share the work out evenly */
+	int64_t target = level == 0 && s->level0 ? 256 : 1024;
+	int64_t bt = target / k < 1 ? 1 : target / k; /* block side, thumbnail px */
 	int64_t bl = bt * k;                      /* block side, level px */
 	int64_t nbx = (lw + bl - 1) / bl, nby = (lh + bl - 1) / bl;
 	uint8_t *out = malloc((size_t)(tw * th * 3));
 	if (!out)
 		return eosin_error("out of memory");
-	int failed = 0;
-	char err[512] = "";
-#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
-	for (int64_t b = 0; b < nbx * nby; b++) {
-		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
-		int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
-		/* the block as RGB rows: from the level-0 copy, or read */
-		const uint8_t *src;
-		size_t stride;
-		uint32_t *argb = NULL;
-		uint8_t *block = NULL;
-		const char *oerr = NULL;
-		if (level == 0 && s->level0) {
-			src = s->level0 + (size_t)((by * lw + bx) * 3);
-			stride = (size_t)lw * 3;
-		} else {
-			int ok = 0;
-			block = malloc((size_t)(rw * rh * 3));
-			if (block && is_direct(s, level)) {
-				struct tiffjpeg_decoder d = {0};
-				ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh,
-				                          block) == 0;
-				if (!ok)
-					oerr = eosin_errmsg();
-				tiffjpeg_decoder_release(&d);
-			} else if (block && (argb = malloc((size_t)(rw * rh * 4)))) {
-				/* read_region takes level-0 coordinates */
-				openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
-				                      (int64_t)(by * s->ds[level]), level, rw, rh);
-				oerr = openslide_get_error(s->osr);
-				ok = !oerr;
-				argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
-			}
-			free(argb);
-			src = block;
-			stride = (size_t)rw * 3;
-			if (!ok) {
-#pragma omp critical
-				{
-					if (!failed)
-						snprintf(err, sizeof err, "%s",
-						         oerr ? oerr : "out of memory");
-					failed = 1;
-				}
-				free(block);
-				continue;
-			}
-		}
-		/* box average of each k x k (clipped) cell */
-		for (int64_t y0 = 0; y0 < rh; y0 += k) {
-			int64_t y1 = y0 + k < rh ? y0 + k : rh;
-			uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
-			for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
-				int64_t x1 = x0 + k < rw ? x0 + k : rw;
-				uint32_t r = 0, g = 0, b3 = 0,
-				         n = (uint32_t)((y1 - y0) * (x1 - x0));
-				for (int64_t y = y0; y < y1; y++) {
-					const uint8_t *p =
-					    src + (size_t)y * stride + (size_t)x0 * 3;
-					for (int64_t x = x0; x < x1; x++, p += 3) {
-						r += p[0];
-						g += p[1];
-						b3 += p[2];
-					}
-				}
-				o[0] = (uint8_t)((r + n / 2) / n);
-				o[1] = (uint8_t)((g + n / 2) / n);
-				o[2] = (uint8_t)((b3 + n / 2) / n);
-			}
-		}
-		free(block);
-	}
-	if (failed) {
+	struct fill f = {.s = s, .img = out, .level = level, .k = k, .tw = tw, .bl = bl, .nbx = nbx};
+	pthread_mutex_init(&f.lock, NULL);
+	parallel_for(nbx * nby, threads > 0 ? threads : 1, thumbnail_block, &f);
+	pthread_mutex_destroy(&f.lock);
+	if (f.failed) {
 		free(out);
 		return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path, level,
-		                   err);
+		                   f.err);
 	}
 	*rgb = out;
 	*w = (int)tw;
