@@ -470,7 +470,10 @@ static void thumbnail_block(void *ctx, int64_t b, int thread)
 			return;
 		}
 	}
-	/* box average of each k x k (clipped) cell */
+	/* box average of each k x k (clipped) cell, rounded: (sum + n/2) / n.
+	 * For whole cells (n = k^2 < 2^16, sum + n/2 < 256 n) the quotient is
+	 * (x * (floor(2^40 / n) + 1)) >> 40 exactly, without a division */
+	uint64_t whole = (uint64_t)(k * k), inverse = k < 256 ? ((uint64_t)1 << 40) / whole + 1 : 0;
 	for (int64_t y0 = 0; y0 < rh; y0 += k) {
 		int64_t y1 = y0 + k < rh ? y0 + k : rh;
 		uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
@@ -485,9 +488,15 @@ static void thumbnail_block(void *ctx, int64_t b, int thread)
 					b3 += p[2];
 				}
 			}
-			o[0] = (uint8_t)((r + n / 2) / n);
-			o[1] = (uint8_t)((g + n / 2) / n);
-			o[2] = (uint8_t)((b3 + n / 2) / n);
+			if (n == whole && inverse) {
+				o[0] = (uint8_t)(((r + n / 2) * inverse) >> 40);
+				o[1] = (uint8_t)(((g + n / 2) * inverse) >> 40);
+				o[2] = (uint8_t)(((b3 + n / 2) * inverse) >> 40);
+			} else {
+				o[0] = (uint8_t)((r + n / 2) / n);
+				o[1] = (uint8_t)((g + n / 2) / n);
+				o[2] = (uint8_t)((b3 + n / 2) / n);
+			}
 		}
 	}
 	free(block);

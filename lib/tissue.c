@@ -337,6 +337,30 @@ static inline int first_total_over(const uint8_t c[16], unsigned base, unsigned 
 #endif
 }
 
+/* acc[b] += v[b] (bytes_add16) or -= (bytes_sub16) for 16 bytes,
+ * wrapping. */
+static inline void bytes_add16(uint8_t *acc, const uint8_t *v)
+{
+#ifdef __SSE2__
+	__m128i a = _mm_loadu_si128((const __m128i *)acc), b = _mm_loadu_si128((const __m128i *)v);
+	_mm_storeu_si128((__m128i *)acc, _mm_add_epi8(a, b));
+#else
+	for (int i = 0; i < 16; i++)
+		acc[i] = (uint8_t)(acc[i] + v[i]);
+#endif
+}
+
+static inline void bytes_sub16(uint8_t *acc, const uint8_t *v)
+{
+#ifdef __SSE2__
+	__m128i a = _mm_loadu_si128((const __m128i *)acc), b = _mm_loadu_si128((const __m128i *)v);
+	_mm_storeu_si128((__m128i *)acc, _mm_sub_epi8(a, b));
+#else
+	for (int i = 0; i < 16; i++)
+		acc[i] = (uint8_t)(acc[i] - v[i]);
+#endif
+}
+
 void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out)
 {
 	/* Histograms per column, over the rows of the current window, in
@@ -374,24 +398,37 @@ void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out)
 			}
 		int rows = (y + r + 1 > h ? h : y + r + 1) - (y - r < 0 ? 0 : y - r);
 		uint8_t window[16] = {0}; /* coarse bins over columns [x0, x1) */
+		/* the window's fine counts of each coarse bin, as of column
+		 * synced[bin] of this row (-1: never), brought up to date when
+		 * the median next falls in that bin: usually one column in and
+		 * one out since the last pixel */
+		uint8_t segment[16][16];
+		int synced[16];
+		for (int b = 0; b < 16; b++)
+			synced[b] = -1;
 		for (int x = 0; x < r && x < w; x++)
-			for (int b = 0; b < 16; b++)
-				window[b] = (uint8_t)(window[b] + coarse[(size_t)x * 16 + b]);
+			bytes_add16(window, coarse + (size_t)x * 16);
 		for (int x = 0; x < w; x++) {
 			int x0 = x - r < 0 ? 0 : x - r, x1 = x + r + 1 > w ? w : x + r + 1;
 			if (x + r < w)
-				for (int b = 0; b < 16; b++)
-					window[b] = (uint8_t)(window[b] +
-					                      coarse[(size_t)(x + r) * 16 + b]);
+				bytes_add16(window, coarse + (size_t)(x + r) * 16);
 			if (x - r - 1 >= 0)
-				for (int b = 0; b < 16; b++)
-					window[b] = (uint8_t)(window[b] -
-					                      coarse[(size_t)(x - r - 1) * 16 + b]);
+				bytes_sub16(window, coarse + (size_t)(x - r - 1) * 16);
 			unsigned half = (unsigned)(rows * (x1 - x0)) / 2, before = 0;
 			int bin = first_total_over(window, 0, half, &before);
-			uint8_t counts[16];
-			sum_columns(fine + (size_t)x0 * 256 + bin * 16, x1 - x0, counts);
-			int v = first_total_over(counts, before, half, &before);
+			uint8_t *seg = segment[bin];
+			if (synced[bin] < 0 || x - synced[bin] > 2 * r + 1) {
+				sum_columns(fine + (size_t)x0 * 256 + bin * 16, x1 - x0, seg);
+			} else
+				for (int xx = synced[bin] + 1; xx <= x; xx++) {
+					if (xx + r < w)
+						bytes_add16(seg, fine + (size_t)(xx + r) * 256 + bin * 16);
+					if (xx - r - 1 >= 0)
+						bytes_sub16(seg,
+						            fine + (size_t)(xx - r - 1) * 256 + bin * 16);
+				}
+			synced[bin] = x;
+			int v = first_total_over(seg, before, half, &before);
 			out[(size_t)y * w + x] = (uint8_t)(bin * 16 + v);
 		}
 	}
