@@ -268,14 +268,17 @@ struct fill {
 	int64_t bl, nbx;           /* blocks: side (level px) and how many across */
 	pthread_mutex_t lock;
 	int failed;
-	char err[512];
+	int64_t failed_at; /* the first failing item's index */
+	char err[512];     /* its message: the same for any thread count */
 };
 
-static void fill_failed(struct fill *f, const char *msg)
+static void fill_failed(struct fill *f, int64_t item, const char *msg)
 {
 	pthread_mutex_lock(&f->lock);
-	if (!f->failed)
+	if (!f->failed || item < f->failed_at) {
 		snprintf(f->err, sizeof f->err, "%s", msg);
+		f->failed_at = item;
+	}
 	f->failed = 1;
 	pthread_mutex_unlock(&f->lock);
 }
@@ -290,7 +293,7 @@ static void fill_band(void *ctx, int64_t b, int thread)
 	int64_t y0 = b * th, rh = h - y0 < th ? h - y0 : th;
 	if (tiffjpeg_read_region(&s->direct, &f->d[thread], 0, 0, y0, w, rh,
 	                         f->img + (size_t)(y0 * w * 3)) < 0)
-		fill_failed(f, eosin_errmsg());
+		fill_failed(f, b, eosin_errmsg());
 }
 
 /* Block b (f->bl level px square) of level 0 through OpenSlide into the
@@ -310,7 +313,7 @@ static void fill_block(void *ctx, int64_t b, int thread)
 		oerr = openslide_get_error(s->osr);
 	}
 	if (!argb || oerr) {
-		fill_failed(f, oerr ? oerr : "out of memory");
+		fill_failed(f, b, oerr ? oerr : "out of memory");
 		free(argb);
 		return;
 	}
@@ -465,7 +468,7 @@ static void thumbnail_block(void *ctx, int64_t b, int thread)
 		src = block;
 		stride = (size_t)rw * 3;
 		if (!ok) {
-			fill_failed(f, oerr ? oerr : "out of memory");
+			fill_failed(f, b, oerr ? oerr : "out of memory");
 			free(block);
 			return;
 		}

@@ -6,7 +6,9 @@
  * components by a flood fill. The fast mask must be the same bytes, on
  * made-up images of every window radius and on the thumbnail of a real
  * slide (../shared/data/slides, SHARED names another data directory;
- * that part is skipped without it). Also lib/parallel.c's loop.
+ * that part is skipped without it). Also lib/parallel.c's loop, and the
+ * thumbnail (lib/slide.c) against a plain box average of what OpenSlide
+ * reads, from the slide and from the level-0 copy, on 1 and 3 threads.
  */
 #include "parallel.h"
 #include "slide.h"
@@ -307,6 +309,42 @@ int main(void)
 			if (thumb)
 				same_mask(thumb, tw, th, dsx, s.base_mpp, 5000, "real slide");
 			free(thumb);
+			/* 5 x 5 boxes of level 0 as OpenSlide reads it, rounded */
+			int64_t lw = s.width[0], lh = s.height[0], k = 5;
+			uint32_t *argb = malloc((size_t)(lw * lh) * 4);
+			openslide_read_region(s.osr, argb, 0, 0, 0, lw, lh);
+			int64_t ww = (lw + k - 1) / k, wh = (lh + k - 1) / k;
+			uint8_t *want = malloc((size_t)(ww * wh * 3));
+			for (int64_t y = 0; y < wh; y++)
+				for (int64_t x = 0; x < ww; x++)
+					for (int c = 0; c < 3; c++) {
+						uint32_t sum = 0, n = 0;
+						for (int64_t yy = y * k; yy < (y + 1) * k && yy < lh; yy++)
+							for (int64_t xx = x * k; xx < (x + 1) * k && xx < lw;
+							     xx++, n++) {
+								uint32_t p = argb[yy * lw + xx];
+								/* opaque inside the slide: no
+								 * compositing to do */
+								sum += (p >> (16 - 8 * c)) & 255;
+							}
+						want[(y * ww + x) * 3 + c] = (uint8_t)((sum + n / 2) / n);
+					}
+			free(argb);
+			for (int copy = 0; copy < 2; copy++)
+				for (int threads = 1; threads <= 3; threads += 2) {
+					if (copy)
+						slide_cache_level0(&s, (size_t)1 << 30, threads);
+					thumb = NULL;
+					int r = slide_thumbnail(&s, 5.5, threads, &thumb, &tw, &th,
+					                        &dsx, &dsy);
+					ok(r == 0 && tw == ww && th == wh && dsx == 5 &&
+					       !memcmp(thumb, want, (size_t)(ww * wh * 3)),
+					   "thumbnail %s, %d threads: the box averages of what "
+					   "OpenSlide reads",
+					   copy ? "from the level-0 copy" : "read directly", threads);
+					free(thumb);
+				}
+			free(want);
 			slide_close(&s);
 		} else
 			ok(0, "open %s", path);
