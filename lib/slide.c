@@ -391,6 +391,18 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 	if (nx > 32768 || ny > 32768)
 		return eosin_error("'%s': a %lld px square region at level %d is too large to read",
 		                   s->path, (long long)nx, level);
+	/* side is at most 1e-6 over what is read: clip it to the region */
+	double sx = ox + side > (double)nx ? (double)nx - ox : side;
+	double sy = oy + side > (double)ny ? (double)ny - oy : side;
+	if (level == 0 && s->level0 && x >= 0 && y >= 0 && x + nx <= s->width[0] &&
+	    y + ny <= s->height[0]) {
+		/* inside the level-0 copy: resample straight from it */
+		const uint8_t *at = s->level0 + ((size_t)y * (size_t)s->width[0] + (size_t)x) * 3;
+		if (resample_rgb(&sc->resampler, at, (int)nx, (int)ny, (size_t)s->width[0] * 3, 0,
+		                 0, sx, sy, rgb, px, px) < 0)
+			return eosin_error_prefix("'%s'", s->path);
+		return 0;
+	}
 	if (scratch_reserve(sc, (size_t)(nx * ny)) < 0)
 		return -1;
 	if (level == 0 && s->level0) {
@@ -408,9 +420,6 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 			                   level, (long long)x, (long long)y, oerr);
 		argb_to_rgb_on_white(sc->argb, (size_t)(nx * ny), sc->rgb);
 	}
-	/* side is at most 1e-6 over what was read: clip it to the region */
-	double sx = ox + side > (double)nx ? (double)nx - ox : side;
-	double sy = oy + side > (double)ny ? (double)ny - oy : side;
 	if (resample_rgb(&sc->resampler, sc->rgb, (int)nx, (int)ny, (size_t)nx * 3, ox, oy, sx, sy,
 	                 rgb, px, px) < 0)
 		return eosin_error_prefix("'%s'", s->path);
