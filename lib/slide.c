@@ -22,6 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 const char *mpp_source_name(enum mpp_source src)
 {
@@ -435,6 +438,42 @@ int slide_thumbnail_level(const struct slide *s, double ds_target)
 	return level;
 }
 
+/* acc[i] += row[i] for n bytes, into 16-bit sums. */
+static void add_row_u16(uint16_t *acc, const uint8_t *row, size_t n)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	const __m128i zero = _mm_setzero_si128();
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(row + i));
+		__m128i lo = _mm_loadu_si128((const __m128i *)(acc + i)),
+		        hi = _mm_loadu_si128((const __m128i *)(acc + i + 8));
+		lo = _mm_add_epi16(lo, _mm_unpacklo_epi8(v, zero));
+		hi = _mm_add_epi16(hi, _mm_unpackhi_epi8(v, zero));
+		_mm_storeu_si128((__m128i *)(acc + i), lo);
+		_mm_storeu_si128((__m128i *)(acc + i + 8), hi);
+	}
+#endif
+	for (; i < n; i++)
+		acc[i] = (uint16_t)(acc[i] + row[i]);
+}
+
+/* o = the rounded means of sums of n pixels; inverse (when not 0) the
+ * exact reciprocal of whole (see thumbnail_block). */
+static inline void box_mean(uint8_t *o, uint32_t r, uint32_t g, uint32_t b, uint32_t n,
+                            uint64_t whole, uint64_t inverse)
+{
+	if (n == whole && inverse) {
+		o[0] = (uint8_t)(((r + n / 2) * inverse) >> 40);
+		o[1] = (uint8_t)(((g + n / 2) * inverse) >> 40);
+		o[2] = (uint8_t)(((b + n / 2) * inverse) >> 40);
+	} else {
+		o[0] = (uint8_t)((r + n / 2) / n);
+		o[1] = (uint8_t)((g + n / 2) / n);
+		o[2] = (uint8_t)((b + n / 2) / n);
+	}
+}
+
 /* Block b of the thumbnail's level, box-averaged into the thumbnail. */
 static void thumbnail_block(void *ctx, int64_t b, int thread)
 {
@@ -483,12 +522,33 @@ static void thumbnail_block(void *ctx, int64_t b, int thread)
 		}
 	}
 	/* box average of each k x k (clipped) cell, rounded: (sum + n/2) / n.
+	 * The k rows of a thumbnail row are first summed column by column
+	 * (16-bit: k <= 257 rows of bytes fit), then k columns at a time.
 	 * For whole cells (n = k^2 < 2^16, sum + n/2 < 256 n) the quotient is
 	 * (x * (floor(2^40 / n) + 1)) >> 40 exactly, without a division */
 	uint64_t whole = (uint64_t)(k * k), inverse = k < 256 ? ((uint64_t)1 << 40) / whole + 1 : 0;
+	uint16_t *columns = k <= 257 ? malloc((size_t)rw * 3 * sizeof *columns) : NULL;
 	for (int64_t y0 = 0; y0 < rh; y0 += k) {
 		int64_t y1 = y0 + k < rh ? y0 + k : rh;
 		uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
+		if (columns) {
+			size_t n3 = (size_t)rw * 3;
+			memset(columns, 0, n3 * sizeof *columns);
+			for (int64_t y = y0; y < y1; y++)
+				add_row_u16(columns, src + (size_t)y * stride, n3);
+			for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
+				int64_t x1 = x0 + k < rw ? x0 + k : rw;
+				uint32_t r = 0, g = 0, b3 = 0, n = (uint32_t)((y1 - y0) * (x1 - x0));
+				for (const uint16_t *c = columns + x0 * 3, *e = columns + x1 * 3; c < e;
+				     c += 3) {
+					r += c[0];
+					g += c[1];
+					b3 += c[2];
+				}
+				box_mean(o, r, g, b3, n, whole, inverse);
+			}
+			continue;
+		}
 		for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
 			int64_t x1 = x0 + k < rw ? x0 + k : rw;
 			uint32_t r = 0, g = 0, b3 = 0, n = (uint32_t)((y1 - y0) * (x1 - x0));
@@ -500,17 +560,10 @@ static void thumbnail_block(void *ctx, int64_t b, int thread)
 					b3 += p[2];
 				}
 			}
-			if (n == whole && inverse) {
-				o[0] = (uint8_t)(((r + n / 2) * inverse) >> 40);
-				o[1] = (uint8_t)(((g + n / 2) * inverse) >> 40);
-				o[2] = (uint8_t)(((b3 + n / 2) * inverse) >> 40);
-			} else {
-				o[0] = (uint8_t)((r + n / 2) / n);
-				o[1] = (uint8_t)((g + n / 2) / n);
-				o[2] = (uint8_t)((b3 + n / 2) / n);
-			}
+			box_mean(o, r, g, b3, n, whole, inverse);
 		}
 	}
+	free(columns);
 	free(block);
 }
 
