@@ -471,7 +471,8 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	m->mask = malloc(n);
 	m->integral = malloc((size_t)(w + 1) * (h + 1) * sizeof *m->integral);
 	uint32_t *stack = malloc(n * sizeof *stack);
-	uint8_t *sat = malloc(n), *smooth = malloc(n);
+	/* sat is the morphology's scratch later: n + 2w + 4r bytes, r <= 16 */
+	uint8_t *sat = malloc(n + 2 * (size_t)w + 64), *smooth = malloc(n);
 	if (!m->mask || !m->integral || !stack || !sat || !smooth) {
 		free(stack);
 		free(sat);
@@ -485,7 +486,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	 * into the region it is, and removes isolated specks. */
 	double mask_mpp = base_mpp * sqrt(dsx * dsy);
 	int r = (int)lround(12.0 / mask_mpp);
-	r = r < 1 ? 1 : r > 6 ? 6 : r; /* 13 x 13 at most: cost is w*h*(2r+1) */
+	r = r < 1 ? 1 : r > 6 ? 6 : r; /* 13 x 13 at most */
 	tissue_median(sat, w, h, r, smooth);
 	uint64_t hist[256] = {0};
 	for (size_t i = 0; i < n; i++)
@@ -494,16 +495,15 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	m->threshold = t < TISSUE_MIN_S ? TISSUE_MIN_S : t;
 	for (size_t i = 0; i < n; i++)
 		m->mask[i] = smooth[i] >= m->threshold;
-	free(sat);
 	free(smooth);
 	/* about 8 um of structuring radius, at least one mask pixel */
 	r = (int)lround(8.0 / mask_mpp);
 	r = r < 1 ? 1 : r > 16 ? 16 : r;
-	uint8_t *tmp = (uint8_t *)m->integral; /* scratch until the end: 4 (w+1)(h+1) bytes */
-	morph(m->mask, w, h, r, 0, tmp); /* close: dilate, erode */
-	morph(m->mask, w, h, r, 1, tmp);
-	morph(m->mask, w, h, r, 1, tmp); /* open: erode, dilate */
-	morph(m->mask, w, h, r, 0, tmp);
+	morph(m->mask, w, h, r, 0, sat); /* close: dilate, erode */
+	morph(m->mask, w, h, r, 1, sat);
+	morph(m->mask, w, h, r, 1, sat); /* open: erode, dilate */
+	morph(m->mask, w, h, r, 0, sat);
+	free(sat);
 	drop_small(m->mask, w, h, (int64_t)ceil(min_area_um2 / (mask_mpp * mask_mpp)), stack);
 	free(stack);
 	integrate(m->mask, w, h, m->integral);

@@ -292,6 +292,27 @@ int main(void)
 		}
 	}
 
+	/* images smaller than the windows: the widest morphology (16) and
+	 * median (6) over a few pixels */
+	{
+		static const int tiny[][2] = {{1, 1}, {2, 3}, {5, 1}, {1, 7}, {9, 4}};
+		int bad = 0;
+		for (size_t k = 0; k < sizeof tiny / sizeof *tiny; k++) {
+			int w = tiny[k][0], h = tiny[k][1];
+			uint8_t *rgb = made_up(w, h);
+			for (size_t i = 0; i < (size_t)w * h; i += 2) /* some tissue */
+				memcpy(rgb + 3 * i, (const uint8_t[]){200, 90, 170}, 3);
+			struct tissue_mask m;
+			uint8_t *want = ref_mask(rgb, w, h, 1, 0.5, 0);
+			bad += tissue_detect(&m, rgb, w, h, 1, 1, 0.5, 0) < 0 ||
+			       memcmp(m.mask, want, (size_t)w * h) != 0;
+			tissue_mask_release(&m);
+			free(want);
+			free(rgb);
+		}
+		ok(bad == 0, "images of 1x1 to 9x4 pixels: the mask as the method says");
+	}
+
 	/* a real slide's thumbnail, as eosin-tile makes it */
 	{
 		const char *shared = getenv("SHARED") ? getenv("SHARED") : "../shared/data";
