@@ -470,13 +470,13 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	m->dsy = dsy;
 	m->mask = malloc(n);
 	m->integral = malloc((size_t)(w + 1) * (h + 1) * sizeof *m->integral);
-	uint32_t *stack = malloc(n * sizeof *stack);
-	/* sat is the morphology's scratch later: n + 2w + 4r bytes, r <= 16 */
-	uint8_t *sat = malloc(n + 2 * (size_t)w + 64), *smooth = malloc(n);
-	if (!m->mask || !m->integral || !stack || !sat || !smooth) {
-		free(stack);
+	/* sat is the morphology's scratch later: n + 2w + 4r bytes, r <= 16;
+	 * the summed-area table, filled last, is the components' stack
+	 * before that (n indices): fresh memory costs a page fault a page,
+	 * so the steps share what they can */
+	uint8_t *sat = malloc(n + 2 * (size_t)w + 64);
+	if (!m->mask || !m->integral || !sat) {
 		free(sat);
-		free(smooth);
 		tissue_mask_release(m);
 		return eosin_error("out of memory");
 	}
@@ -487,6 +487,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	double mask_mpp = base_mpp * sqrt(dsx * dsy);
 	int r = (int)lround(12.0 / mask_mpp);
 	r = r < 1 ? 1 : r > 6 ? 6 : r; /* 13 x 13 at most */
+	uint8_t *smooth = m->mask; /* thresholded in place */
 	tissue_median(sat, w, h, r, smooth);
 	uint64_t hist[256] = {0};
 	for (size_t i = 0; i < n; i++)
@@ -495,7 +496,6 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	m->threshold = t < TISSUE_MIN_S ? TISSUE_MIN_S : t;
 	for (size_t i = 0; i < n; i++)
 		m->mask[i] = smooth[i] >= m->threshold;
-	free(smooth);
 	/* about 8 um of structuring radius, at least one mask pixel */
 	r = (int)lround(8.0 / mask_mpp);
 	r = r < 1 ? 1 : r > 16 ? 16 : r;
@@ -504,8 +504,8 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	morph(m->mask, w, h, r, 1, sat); /* open: erode, dilate */
 	morph(m->mask, w, h, r, 0, sat);
 	free(sat);
-	drop_small(m->mask, w, h, (int64_t)ceil(min_area_um2 / (mask_mpp * mask_mpp)), stack);
-	free(stack);
+	drop_small(m->mask, w, h, (int64_t)ceil(min_area_um2 / (mask_mpp * mask_mpp)),
+	           m->integral);
 	integrate(m->mask, w, h, m->integral);
 	m->fraction = (double)m->integral[(size_t)h * (w + 1) + w] / (double)n;
 	return 0;
