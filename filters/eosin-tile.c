@@ -674,18 +674,26 @@ static int tile_slides(const struct options *o, char **paths, int n, struct stre
 		eosin_error("out of memory");
 		return -1;
 	}
+	/* next is being prepared on thread tid while ahead; the second slide
+	 * already while the first is prepared, so that their one-thread
+	 * parts (opening, tissue) overlap too */
+	pthread_t tid;
+	int ahead = 0;
 	cur->o = o;
 	cur->path = paths[0];
+	if (n > 1 && o->threads > 1) {
+		next->o = o;
+		next->path = paths[1];
+		ahead = pthread_create(&tid, NULL, prepare_thread, next) == 0;
+	}
 	prepare_slide(cur);
 	int failed = 0, ret = 0;
 	for (int i = 0; i < n; i++) {
-		pthread_t tid;
-		int ahead = 0;
-		if (i + 1 < n) {
+		if (!ahead && i + 1 < n && o->threads > 1) {
 			memset(next, 0, sizeof *next);
 			next->o = o;
 			next->path = paths[i + 1];
-			ahead = o->threads > 1 && pthread_create(&tid, NULL, prepare_thread, next) == 0;
+			ahead = pthread_create(&tid, NULL, prepare_thread, next) == 0;
 		}
 		int r = tile_prepared(cur, w);
 		prepared_release(cur);
@@ -699,12 +707,17 @@ static int tile_slides(const struct options *o, char **paths, int n, struct stre
 		}
 		failed |= r;
 		if (i + 1 < n) {
-			if (!ahead)
+			if (!ahead) {
+				memset(next, 0, sizeof *next);
+				next->o = o;
+				next->path = paths[i + 1];
 				prepare_slide(next);
+			}
 			struct prepared *t = cur;
 			cur = next;
 			next = t;
 		}
+		ahead = 0;
 	}
 	free(cur);
 	free(next);
