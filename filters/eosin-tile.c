@@ -823,7 +823,9 @@ int main(int argc, char **argv)
 	 * such blocks afresh each time and unmaps them on free, and faulting
 	 * their pages in again costs about as much as filling them: keep
 	 * blocks up to its largest threshold in the heap, and the heap's
-	 * freed memory for the next slide (the peak of one slide, not more). */
+	 * freed memory for the next slide (the peak of the slides in hand at
+	 * once, not more), in one arena for all threads, so that a block
+	 * freed by one thread serves the next slide's on another. */
 	mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_ARENA_MAX, 1);
