@@ -20,6 +20,7 @@
 #include "tissue.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <turbojpeg.h>
@@ -531,42 +532,70 @@ static char *slide_id_of(const char *path)
 	return strndup(base, n);
 }
 
-/* 0 done; 1 the slide failed (reported); -1 a write error (fatal). */
-static int tile_slide(const struct options *o, const char *path, struct stream_writer *w)
-{
+/* A slide made ready to tile: opened, its tissue found and its tiles
+ * planned. With more than one thread the next slide is prepared on a
+ * thread of its own while the current one is tiled, so that the parts
+ * of preparing that run on one thread (opening, tissue detection)
+ * overlap other work; a failure is kept as its message and reported
+ * when that slide's turn comes, so diagnostics keep the order of the
+ * slides. */
+struct prepared {
+	const struct options *o;
+	const char *path;
 	struct slide s;
-	if (slide_open(&s, path, o->override_mpp) < 0) {
-		warn_lib();
-		return 1;
-	}
-	if (!o->openslide_only && slide_use_direct(&s) < 0) {
-		warn_lib();
-		slide_close(&s);
-		return 1;
-	}
-	char *slide_id = o->slide_id ? strdup(o->slide_id) : slide_id_of(path);
-	uint8_t *thumb = NULL;
-	struct tissue_mask mask = {0};
-	struct plan plan = {0};
-	int ret = 1;
-	if (!slide_id) {
-		warnx("out of memory");
-		goto done;
+	int opened;
+	char *slide_id;
+	uint8_t *thumb;
+	struct tissue_mask mask;
+	struct plan plan;
+	int failed;
+	char msg[1536]; /* why it failed */
+};
+
+static void prepared_release(struct prepared *p)
+{
+	free(p->plan.tiles);
+	tissue_mask_release(&p->mask);
+	free(p->thumb);
+	free(p->slide_id);
+	if (p->opened)
+		slide_close(&p->s);
+	p->opened = 0;
+	p->plan.tiles = NULL;
+	p->thumb = NULL;
+	p->slide_id = NULL;
+}
+
+/* Fill p for o and path; on failure p->failed and p->msg. */
+static void prepare_slide(struct prepared *p)
+{
+	const struct options *o = p->o;
+	const char *path = p->path;
+	struct slide *s = &p->s;
+	if (slide_open(s, path, o->override_mpp) < 0)
+		goto failed;
+	p->opened = 1;
+	if (!o->openslide_only && slide_use_direct(s) < 0)
+		goto failed;
+	p->slide_id = o->slide_id ? strdup(o->slide_id) : slide_id_of(path);
+	if (!p->slide_id) {
+		eosin_error("out of memory");
+		goto failed;
 	}
 	for (int k = 0; k < o->nmags; k++) {
 		double mpp = mag_to_mpp(o->mags[k]);
-		if (mpp < s.base_mpp * (1 - o->tolerance) && !o->allow_upsample) {
-			warnx("'%s': %gx (%g um/px) is beyond the scan (%g um/px from %s, about "
-			      "%.3gx); "
-			      "nothing real to read there: drop %g from --mags, or give "
-			      "--allow-upsample to make upsampled tiles (marked upsampled=true)",
-			      path, o->mags[k], mpp, s.base_mpp, mpp_source_name(s.mpp_source),
-			      10.0 / s.base_mpp, o->mags[k]);
-			goto done;
+		if (mpp < s->base_mpp * (1 - o->tolerance) && !o->allow_upsample) {
+			eosin_error("'%s': %gx (%g um/px) is beyond the scan (%g um/px from %s, "
+			            "about %.3gx); nothing real to read there: drop %g from --mags, "
+			            "or give --allow-upsample to make upsampled tiles (marked "
+			            "upsampled=true)",
+			            path, o->mags[k], mpp, s->base_mpp,
+			            mpp_source_name(s->mpp_source), 10.0 / s->base_mpp, o->mags[k]);
+			goto failed;
 		}
 	}
-	double thumb_ds = THUMB_MPP / s.base_mpp;
-	int64_t side = s.width[0] > s.height[0] ? s.width[0] : s.height[0];
+	double thumb_ds = THUMB_MPP / s->base_mpp;
+	int64_t side = s->width[0] > s->height[0] ? s->width[0] : s->height[0];
 	if (side / thumb_ds > THUMB_MAX_SIDE)
 		thumb_ds = (double)side / THUMB_MAX_SIDE;
 	if (side / thumb_ds < THUMB_MIN_SIDE)
@@ -575,53 +604,124 @@ static int tile_slide(const struct options *o, const char *path, struct stream_w
 	 * or small slides) and level 0 also gives the finest tiles, keep the
 	 * level-0 pixels (if they fit): OpenSlide then decodes and composites
 	 * them once, not once for the thumbnail and again per tile. */
-	if (o->cache_mb > 0 && slide_thumbnail_level(&s, thumb_ds) == 0 &&
-	    slide_level_for(&s, mag_to_mpp(o->mags[o->nmags - 1]), o->tolerance) == 0 &&
-	    slide_cache_level0(&s, (size_t)o->cache_mb << 20, o->threads) < 0) {
-		warn_lib();
-		goto done;
-	}
+	if (o->cache_mb > 0 && slide_thumbnail_level(s, thumb_ds) == 0 &&
+	    slide_level_for(s, mag_to_mpp(o->mags[o->nmags - 1]), o->tolerance) == 0 &&
+	    slide_cache_level0(s, (size_t)o->cache_mb << 20, o->threads) < 0)
+		goto failed;
 	int tw, th;
 	double dsx, dsy;
-	if (slide_thumbnail(&s, thumb_ds, o->threads, &thumb, &tw, &th, &dsx, &dsy) < 0 ||
-	    tissue_detect(&mask, thumb, tw, th, dsx, dsy, s.base_mpp, MIN_TISSUE_AREA_UM2) < 0 ||
-	    plan_slide(o, &s, &mask, &plan) < 0) {
-		warn_lib();
-		goto done;
+	if (slide_thumbnail(s, thumb_ds, o->threads, &p->thumb, &tw, &th, &dsx, &dsy) < 0 ||
+	    tissue_detect(&p->mask, p->thumb, tw, th, dsx, dsy, s->base_mpp,
+	                  MIN_TISSUE_AREA_UM2) < 0 ||
+	    plan_slide(o, s, &p->mask, &p->plan) < 0)
+		goto failed;
+	return;
+failed:
+	p->failed = 1;
+	snprintf(p->msg, sizeof p->msg, "%s", eosin_errmsg());
+}
+
+static void *prepare_thread(void *arg)
+{
+	prepare_slide(arg);
+	return NULL;
+}
+
+/* Tile a prepared slide. 0 done; 1 the slide failed (reported); -1 a
+ * write error (fatal). */
+static int tile_prepared(struct prepared *p, struct stream_writer *w)
+{
+	const struct options *o = p->o;
+	if (p->failed) {
+		warnx("%s", p->msg);
+		return 1;
 	}
 	if (o->preview) {
-		char *file = preview_name(o->preview, slide_id);
-		if (!file || write_preview(file, thumb, &mask, &plan) < 0) {
+		char *file = preview_name(o->preview, p->slide_id);
+		if (!file || write_preview(file, p->thumb, &p->mask, &p->plan) < 0) {
 			if (file)
 				warn_lib();
 			else
 				warnx("out of memory");
 			free(file);
-			goto done;
+			return 1;
 		}
 		free(file);
 	}
-	int r = run_plan(o, &s, &plan, slide_id, path, w);
-	if (r == -2) {
-		ret = -1;
-		goto done;
-	}
+	int r = run_plan(o, &p->s, &p->plan, p->slide_id, p->path, w);
+	if (r == -2)
+		return -1;
 	if (r < 0) {
 		warn_lib();
-		goto done;
+		return 1;
 	}
-	if (plan.n == 0)
+	if (p->plan.n == 0)
 		warnx("'%s': no tiles: no %s with tissue >= %g (tissue covers %.1f%% of the "
 		      "slide)",
-		      path, o->grid ? "grid tile" : "parent", o->min_tissue, 100 * mask.fraction);
-	ret = 0;
-done:
-	free(plan.tiles);
-	tissue_mask_release(&mask);
-	free(thumb);
-	free(slide_id);
-	slide_close(&s);
-	return ret;
+		      p->path, o->grid ? "grid tile" : "parent", o->min_tissue,
+		      100 * p->mask.fraction);
+	return 0;
+}
+
+/* Tile the n slides at paths in order. 0 all done; 1 some failed
+ * (reported); -1 a write error (fatal, reported by the caller). */
+static int tile_slides(const struct options *o, char **paths, int n, struct stream_writer *w)
+{
+	struct prepared *cur = calloc(1, sizeof *cur), *next = calloc(1, sizeof *next);
+	if (!cur || !next) {
+		free(cur);
+		free(next);
+		eosin_error("out of memory");
+		return -1;
+	}
+	/* next is being prepared on thread tid while ahead; the second slide
+	 * already while the first is prepared, so that their one-thread
+	 * parts (opening, tissue) overlap too */
+	pthread_t tid;
+	int ahead = 0;
+	cur->o = o;
+	cur->path = paths[0];
+	if (n > 1 && o->threads > 1) {
+		next->o = o;
+		next->path = paths[1];
+		ahead = pthread_create(&tid, NULL, prepare_thread, next) == 0;
+	}
+	prepare_slide(cur);
+	int failed = 0, ret = 0;
+	for (int i = 0; i < n; i++) {
+		if (!ahead && i + 1 < n && o->threads > 1) {
+			memset(next, 0, sizeof *next);
+			next->o = o;
+			next->path = paths[i + 1];
+			ahead = pthread_create(&tid, NULL, prepare_thread, next) == 0;
+		}
+		int r = tile_prepared(cur, w);
+		prepared_release(cur);
+		if (ahead)
+			pthread_join(tid, NULL);
+		if (r < 0) {
+			if (i + 1 < n)
+				prepared_release(next);
+			ret = -1;
+			break;
+		}
+		failed |= r;
+		if (i + 1 < n) {
+			if (!ahead) {
+				memset(next, 0, sizeof *next);
+				next->o = o;
+				next->path = paths[i + 1];
+				prepare_slide(next);
+			}
+			struct prepared *t = cur;
+			cur = next;
+			next = t;
+		}
+		ahead = 0;
+	}
+	free(cur);
+	free(next);
+	return ret < 0 ? -1 : failed;
 }
 
 int main(int argc, char **argv)
@@ -718,6 +818,18 @@ int main(int argc, char **argv)
 		o.threads = n > 0 ? (int)n : 1;
 	}
 
+	/* Each slide allocates and frees the same few buffers of megabytes
+	 * (level-0 copy, thumbnail, tissue mask, level regions). glibc maps
+	 * such blocks afresh each time and unmaps them on free, and faulting
+	 * their pages in again costs about as much as filling them: keep
+	 * blocks up to its largest threshold in the heap, and the heap's
+	 * freed memory for the next slide (the peak of the slides in hand at
+	 * once, not more), in one arena for all threads, so that a block
+	 * freed by one thread serves the next slide's on another. */
+	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	mallopt(M_TRIM_THRESHOLD, 512 << 20);
+	mallopt(M_ARENA_MAX, 1);
+
 	struct stream_writer w;
 	if (stream_writer_init(&w, 1, "<stdout>") < 0)
 		die_lib();
@@ -735,15 +847,11 @@ int main(int argc, char **argv)
 		die_lib();
 	recb_release(&b);
 
-	int failed = 0;
-	for (int i = 0; i < argc; i++) {
-		int r = tile_slide(&o, argv[i], &w);
-		if (r < 0) {
-			warn_lib();
-			stream_writer_close(&w);
-			return 1;
-		}
-		failed |= r;
+	int failed = tile_slides(&o, argv, argc, &w);
+	if (failed < 0) {
+		warn_lib();
+		stream_writer_close(&w);
+		return 1;
 	}
 	prog_close_output(&w);
 	return failed ? 1 : 0;

@@ -85,6 +85,43 @@ static int axis_build(struct resample_axis *a, int in_n, double offset, double s
 		a->first[i] = start;
 	}
 	free(w);
+	/* taps above is a bound; the weights that came out nonzero span
+	 * fewer (the kernel's ends and the rounding leave zeros at either
+	 * side): keep only the widest nonzero run, so that the passes do
+	 * not multiply by zeros. The same nonzero weights on the same
+	 * pixels: the same sums. */
+	int used = 1;
+	for (int i = 0; i < out_n; i++) {
+		const int16_t *wi = a->weight + (size_t)i * taps;
+		int lo = 0, hi = taps - 1;
+		while (lo < hi && wi[lo] == 0)
+			lo++;
+		while (hi > lo && wi[hi] == 0)
+			hi--;
+		used = hi - lo + 1 > used ? hi - lo + 1 : used;
+	}
+	int16_t *row = used < taps ? malloc((size_t)used * sizeof *row) : NULL;
+	if (!row)
+		used = taps; /* (no memory: the wide tables give the same result) */
+	for (int i = 0; row && i < out_n; i++) {
+		const int16_t *wi = a->weight + (size_t)i * taps;
+		int lo = 0;
+		while (wi[lo] == 0)
+			lo++;
+		int start = a->first[i] + lo;
+		if (start + used > in_n)
+			start = in_n - used;
+		for (int k = 0; k < used; k++) {
+			int from = start - a->first[i] + k;
+			row[k] = from >= 0 && from < taps ? wi[from] : 0;
+		}
+		/* rows move down in place, narrower, first to last: row i's
+		 * new place ends before row i+1's old one starts */
+		memcpy(a->weight + (size_t)i * used, row, (size_t)used * sizeof *row);
+		a->first[i] = start;
+	}
+	free(row);
+	taps = used;
 	a->in_n = in_n;
 	a->out_n = out_n;
 	a->offset = offset;

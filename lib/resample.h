@@ -8,10 +8,13 @@
  * pixels cover. Weights are lanczos3((j + 0.5 - u) / s) for the input
  * pixels j within 3 s of u, where s = max(1, span / out_n) (the kernel is
  * widened when shrinking, so it also low-passes), clipped at the input's
- * edges and normalised to sum 1. They are held in 14-bit fixed point.
- * Vertical pass first (8-bit intermediate, rounded and clamped), then
- * horizontal, each summed in 32-bit integers: the same inputs give the
- * same bytes on every machine and for any thread count.
+ * edges and normalised to sum 1. They are held in 14-bit fixed point:
+ * each rounded to nearest, and what the rounding lost added to the
+ * largest (the first of equals), so that they sum to exactly 1 << 14.
+ * Vertical pass first (8-bit intermediate), then horizontal, each summed
+ * in 32-bit integers, rounded (+ 1 << 13, shifted down) and clamped to
+ * 0..255: the same inputs give the same bytes on every machine and for
+ * any thread count. Only the weights' nonzero span is multiplied.
  *
  * struct resampler caches the weight tables of the last geometry (a tile
  * run has only a few) and its scratch rows; one per thread, zeroed to

@@ -14,12 +14,17 @@
 #include "slide.h"
 
 #include "error.h"
+#include "parallel.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 const char *mpp_source_name(enum mpp_source src)
 {
@@ -255,6 +260,72 @@ static void crop_level0(const struct slide *s, int64_t x, int64_t y, int64_t n, 
 	}
 }
 
+/* What the parallel loops of this file share: the slide, the image
+ * being filled, and the first failure. */
+struct fill {
+	const struct slide *s;
+	uint8_t *img;               /* level-0 copy, or the thumbnail */
+	struct tiffjpeg_decoder *d; /* (threads) */
+	int level;
+	int64_t k, tw;             /* thumbnail: level px per thumbnail px, its width */
+	int64_t bl, nbx;           /* blocks: side (level px) and how many across */
+	pthread_mutex_t lock;
+	int failed;
+	int64_t failed_at; /* the first failing item's index */
+	char err[512];     /* its message: the same for any thread count */
+};
+
+static void fill_failed(struct fill *f, int64_t item, const char *msg)
+{
+	pthread_mutex_lock(&f->lock);
+	if (!f->failed || item < f->failed_at) {
+		snprintf(f->err, sizeof f->err, "%s", msg);
+		f->failed_at = item;
+	}
+	f->failed = 1;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Band b of direct level 0's tiles into the copy: whole tiles decode in
+ * place. */
+static void fill_band(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	int64_t w = s->width[0], h = s->height[0], th = s->direct.levels[0].th;
+	int64_t y0 = b * th, rh = h - y0 < th ? h - y0 : th;
+	if (tiffjpeg_read_region(&s->direct, &f->d[thread], 0, 0, y0, w, rh,
+	                         f->img + (size_t)(y0 * w * 3)) < 0)
+		fill_failed(f, b, eosin_errmsg());
+}
+
+/* Block b (f->bl level px square) of level 0 through OpenSlide into the
+ * copy. */
+static void fill_block(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	(void)thread;
+	int64_t w = s->width[0], h = s->height[0], bl = f->bl;
+	int64_t bx = (b % f->nbx) * bl, by = (b / f->nbx) * bl;
+	int64_t rw = w - bx < bl ? w - bx : bl, rh = h - by < bl ? h - by : bl;
+	uint32_t *argb = malloc((size_t)(rw * rh * 4));
+	const char *oerr = NULL;
+	if (argb) {
+		openslide_read_region(s->osr, argb, bx, by, 0, rw, rh);
+		oerr = openslide_get_error(s->osr);
+	}
+	if (!argb || oerr) {
+		fill_failed(f, b, oerr ? oerr : "out of memory");
+		free(argb);
+		return;
+	}
+	for (int64_t y = 0; y < rh; y++)
+		argb_to_rgb_on_white(argb + y * rw, (size_t)rw,
+		                     f->img + (size_t)(((by + y) * w + bx) * 3));
+	free(argb);
+}
+
 int slide_cache_level0(struct slide *s, size_t budget, int threads)
 {
 	int64_t w = s->width[0], h = s->height[0];
@@ -270,71 +341,31 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 	if (posix_memalign(&mem, huge, (bytes + huge - 1) / huge * huge) != 0)
 		return 0; /* not an error: tiles are read through OpenSlide */
 	madvise(mem, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
-	uint8_t *img = mem;
-	int failed = 0;
-	char err[512] = "";
+	threads = threads > 0 ? threads : 1;
+	struct fill f = {.s = s, .img = mem};
+	f.d = calloc((size_t)threads, sizeof *f.d);
+	if (!f.d) {
+		free(mem);
+		return 0;
+	}
+	pthread_mutex_init(&f.lock, NULL);
 	if (is_direct(s, 0)) {
-		/* one band of tiles per step: whole tiles decode in place */
-		int64_t th = s->direct.levels[0].th, bands = s->direct.levels[0].down;
-#pragma omp parallel num_threads(threads > 0 ? threads : 1)
-		{
-			struct tiffjpeg_decoder d = {0};
-#pragma omp for schedule(dynamic)
-			for (int64_t b = 0; b < bands; b++) {
-				int64_t y0 = b * th, rh = h - y0 < th ? h - y0 : th;
-				if (tiffjpeg_read_region(&s->direct, &d, 0, 0, y0, w, rh,
-				                         img + (size_t)(y0 * w * 3)) < 0) {
-#pragma omp critical
-					{
-						if (!failed)
-							snprintf(err, sizeof err, "%s",
-							         eosin_errmsg());
-						failed = 1;
-					}
-				}
-			}
-			tiffjpeg_decoder_release(&d);
-		}
-		if (failed) {
-			free(img);
-			return eosin_error("'%s': reading level 0: %s", s->path, err);
-		}
-		s->level0 = img;
-		return 1;
+		/* one band of tiles per step */
+		parallel_for(s->direct.levels[0].down, threads, fill_band, &f);
+	} else {
+		f.bl = 1024;
+		f.nbx = (w + f.bl - 1) / f.bl;
+		parallel_for(f.nbx * ((h + f.bl - 1) / f.bl), threads, fill_block, &f);
 	}
-	const int64_t bl = 1024;
-	int64_t nbx = (w + bl - 1) / bl, nby = (h + bl - 1) / bl;
-#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
-	for (int64_t b = 0; b < nbx * nby; b++) {
-		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
-		int64_t rw = w - bx < bl ? w - bx : bl, rh = h - by < bl ? h - by : bl;
-		uint32_t *argb = malloc((size_t)(rw * rh * 4));
-		const char *oerr = NULL;
-		if (argb) {
-			openslide_read_region(s->osr, argb, bx, by, 0, rw, rh);
-			oerr = openslide_get_error(s->osr);
-		}
-		if (!argb || oerr) {
-#pragma omp critical
-			{
-				if (!failed)
-					snprintf(err, sizeof err, "%s",
-					         oerr ? oerr : "out of memory");
-				failed = 1;
-			}
-			free(argb);
-			continue;
-		}
-		for (int64_t y = 0; y < rh; y++)
-			argb_to_rgb_on_white(argb + y * rw, (size_t)rw,
-			                     img + (size_t)(((by + y) * w + bx) * 3));
-		free(argb);
+	for (int t = 0; t < threads; t++)
+		tiffjpeg_decoder_release(&f.d[t]);
+	free(f.d);
+	pthread_mutex_destroy(&f.lock);
+	if (f.failed) {
+		free(mem);
+		return eosin_error("'%s': reading level 0: %s", s->path, f.err);
 	}
-	if (failed) {
-		free(img);
-		return eosin_error("'%s': reading level 0: %s", s->path, err);
-	}
-	s->level0 = img;
+	s->level0 = mem;
 	return 1;
 }
 
@@ -363,6 +394,18 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 	if (nx > 32768 || ny > 32768)
 		return eosin_error("'%s': a %lld px square region at level %d is too large to read",
 		                   s->path, (long long)nx, level);
+	/* side is at most 1e-6 over what is read: clip it to the region */
+	double sx = ox + side > (double)nx ? (double)nx - ox : side;
+	double sy = oy + side > (double)ny ? (double)ny - oy : side;
+	if (level == 0 && s->level0 && x >= 0 && y >= 0 && x + nx <= s->width[0] &&
+	    y + ny <= s->height[0]) {
+		/* inside the level-0 copy: resample straight from it */
+		const uint8_t *at = s->level0 + ((size_t)y * (size_t)s->width[0] + (size_t)x) * 3;
+		if (resample_rgb(&sc->resampler, at, (int)nx, (int)ny, (size_t)s->width[0] * 3, 0,
+		                 0, sx, sy, rgb, px, px) < 0)
+			return eosin_error_prefix("'%s'", s->path);
+		return 0;
+	}
 	if (scratch_reserve(sc, (size_t)(nx * ny)) < 0)
 		return -1;
 	if (level == 0 && s->level0) {
@@ -380,9 +423,6 @@ int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64
 			                   level, (long long)x, (long long)y, oerr);
 		argb_to_rgb_on_white(sc->argb, (size_t)(nx * ny), sc->rgb);
 	}
-	/* side is at most 1e-6 over what was read: clip it to the region */
-	double sx = ox + side > (double)nx ? (double)nx - ox : side;
-	double sy = oy + side > (double)ny ? (double)ny - oy : side;
 	if (resample_rgb(&sc->resampler, sc->rgb, (int)nx, (int)ny, (size_t)nx * 3, ox, oy, sx, sy,
 	                 rgb, px, px) < 0)
 		return eosin_error_prefix("'%s'", s->path);
@@ -396,6 +436,135 @@ int slide_thumbnail_level(const struct slide *s, double ds_target)
 		if (s->ds[l] <= ds_target && s->ds[l] >= s->ds[level])
 			level = l;
 	return level;
+}
+
+/* acc[i] += row[i] for n bytes, into 16-bit sums. */
+static void add_row_u16(uint16_t *acc, const uint8_t *row, size_t n)
+{
+	size_t i = 0;
+#ifdef __SSE2__
+	const __m128i zero = _mm_setzero_si128();
+	for (; i + 16 <= n; i += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(row + i));
+		__m128i lo = _mm_loadu_si128((const __m128i *)(acc + i)),
+		        hi = _mm_loadu_si128((const __m128i *)(acc + i + 8));
+		lo = _mm_add_epi16(lo, _mm_unpacklo_epi8(v, zero));
+		hi = _mm_add_epi16(hi, _mm_unpackhi_epi8(v, zero));
+		_mm_storeu_si128((__m128i *)(acc + i), lo);
+		_mm_storeu_si128((__m128i *)(acc + i + 8), hi);
+	}
+#endif
+	for (; i < n; i++)
+		acc[i] = (uint16_t)(acc[i] + row[i]);
+}
+
+/* o = the rounded means of sums of n pixels; inverse (when not 0) the
+ * exact reciprocal of whole (see thumbnail_block). */
+static inline void box_mean(uint8_t *o, uint32_t r, uint32_t g, uint32_t b, uint32_t n,
+                            uint64_t whole, uint64_t inverse)
+{
+	if (n == whole && inverse) {
+		o[0] = (uint8_t)(((r + n / 2) * inverse) >> 40);
+		o[1] = (uint8_t)(((g + n / 2) * inverse) >> 40);
+		o[2] = (uint8_t)(((b + n / 2) * inverse) >> 40);
+	} else {
+		o[0] = (uint8_t)((r + n / 2) / n);
+		o[1] = (uint8_t)((g + n / 2) / n);
+		o[2] = (uint8_t)((b + n / 2) / n);
+	}
+}
+
+/* Block b of the thumbnail's level, box-averaged into the thumbnail. */
+static void thumbnail_block(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	int level = f->level;
+	int64_t k = f->k, tw = f->tw, bl = f->bl;
+	int64_t lw = s->width[level], lh = s->height[level];
+	uint8_t *out = f->img;
+	(void)thread;
+	int64_t bx = (b % f->nbx) * bl, by = (b / f->nbx) * bl;
+	int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+	/* the block as RGB rows: from the level-0 copy, or read */
+	const uint8_t *src;
+	size_t stride;
+	uint32_t *argb = NULL;
+	uint8_t *block = NULL;
+	const char *oerr = NULL;
+	if (level == 0 && s->level0) {
+		src = s->level0 + (size_t)((by * lw + bx) * 3);
+		stride = (size_t)lw * 3;
+	} else {
+		int ok = 0;
+		block = malloc((size_t)(rw * rh * 3));
+		if (block && is_direct(s, level)) {
+			struct tiffjpeg_decoder d = {0};
+			ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh, block) == 0;
+			if (!ok)
+				oerr = eosin_errmsg();
+			tiffjpeg_decoder_release(&d);
+		} else if (block && (argb = malloc((size_t)(rw * rh * 4)))) {
+			/* read_region takes level-0 coordinates */
+			openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
+			                      (int64_t)(by * s->ds[level]), level, rw, rh);
+			oerr = openslide_get_error(s->osr);
+			ok = !oerr;
+			argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
+		}
+		free(argb);
+		src = block;
+		stride = (size_t)rw * 3;
+		if (!ok) {
+			fill_failed(f, b, oerr ? oerr : "out of memory");
+			free(block);
+			return;
+		}
+	}
+	/* box average of each k x k (clipped) cell, rounded: (sum + n/2) / n.
+	 * The k rows of a thumbnail row are first summed column by column
+	 * (16-bit: k <= 257 rows of bytes fit), then k columns at a time.
+	 * For whole cells (n = k^2 < 2^16, sum + n/2 < 256 n) the quotient is
+	 * (x * (floor(2^40 / n) + 1)) >> 40 exactly, without a division */
+	uint64_t whole = (uint64_t)(k * k), inverse = k < 256 ? ((uint64_t)1 << 40) / whole + 1 : 0;
+	uint16_t *columns = k <= 257 ? malloc((size_t)rw * 3 * sizeof *columns) : NULL;
+	for (int64_t y0 = 0; y0 < rh; y0 += k) {
+		int64_t y1 = y0 + k < rh ? y0 + k : rh;
+		uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
+		if (columns) {
+			size_t n3 = (size_t)rw * 3;
+			memset(columns, 0, n3 * sizeof *columns);
+			for (int64_t y = y0; y < y1; y++)
+				add_row_u16(columns, src + (size_t)y * stride, n3);
+			for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
+				int64_t x1 = x0 + k < rw ? x0 + k : rw;
+				uint32_t r = 0, g = 0, b3 = 0, n = (uint32_t)((y1 - y0) * (x1 - x0));
+				for (const uint16_t *c = columns + x0 * 3, *e = columns + x1 * 3; c < e;
+				     c += 3) {
+					r += c[0];
+					g += c[1];
+					b3 += c[2];
+				}
+				box_mean(o, r, g, b3, n, whole, inverse);
+			}
+			continue;
+		}
+		for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
+			int64_t x1 = x0 + k < rw ? x0 + k : rw;
+			uint32_t r = 0, g = 0, b3 = 0, n = (uint32_t)((y1 - y0) * (x1 - x0));
+			for (int64_t y = y0; y < y1; y++) {
+				const uint8_t *p = src + (size_t)y * stride + (size_t)x0 * 3;
+				for (int64_t x = x0; x < x1; x++, p += 3) {
+					r += p[0];
+					g += p[1];
+					b3 += p[2];
+				}
+			}
+			box_mean(o, r, g, b3, n, whole, inverse);
+		}
+	}
+	free(columns);
+	free(block);
 }
 
 int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_t **rgb, int *w,
@@ -417,89 +586,23 @@ int slide_thumbnail(const struct slide *s, double ds_target, int threads, uint8_
 		                   (long long)tw, (long long)th);
 	/* blocks of about 1024 level pixels square: one read_region each, up
 	 * to `threads` at once (blocks are independent; the handle is
-	 * thread-safe) */
-	int64_t bt = 1024 / k < 1 ? 1 : 1024 / k; /* block side, thumbnail px */
+	 * thread-safe); from the level-0 copy, where a block costs no read,
+	 * smaller ones, to share the work out evenly */
+	int64_t target = level == 0 && s->level0 ? 256 : 1024;
+	int64_t bt = target / k < 1 ? 1 : target / k; /* block side, thumbnail px */
 	int64_t bl = bt * k;                      /* block side, level px */
 	int64_t nbx = (lw + bl - 1) / bl, nby = (lh + bl - 1) / bl;
 	uint8_t *out = malloc((size_t)(tw * th * 3));
 	if (!out)
 		return eosin_error("out of memory");
-	int failed = 0;
-	char err[512] = "";
-#pragma omp parallel for schedule(dynamic) num_threads(threads > 0 ? threads : 1)
-	for (int64_t b = 0; b < nbx * nby; b++) {
-		int64_t bx = (b % nbx) * bl, by = (b / nbx) * bl;
-		int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
-		/* the block as RGB rows: from the level-0 copy, or read */
-		const uint8_t *src;
-		size_t stride;
-		uint32_t *argb = NULL;
-		uint8_t *block = NULL;
-		const char *oerr = NULL;
-		if (level == 0 && s->level0) {
-			src = s->level0 + (size_t)((by * lw + bx) * 3);
-			stride = (size_t)lw * 3;
-		} else {
-			int ok = 0;
-			block = malloc((size_t)(rw * rh * 3));
-			if (block && is_direct(s, level)) {
-				struct tiffjpeg_decoder d = {0};
-				ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh,
-				                          block) == 0;
-				if (!ok)
-					oerr = eosin_errmsg();
-				tiffjpeg_decoder_release(&d);
-			} else if (block && (argb = malloc((size_t)(rw * rh * 4)))) {
-				/* read_region takes level-0 coordinates */
-				openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
-				                      (int64_t)(by * s->ds[level]), level, rw, rh);
-				oerr = openslide_get_error(s->osr);
-				ok = !oerr;
-				argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
-			}
-			free(argb);
-			src = block;
-			stride = (size_t)rw * 3;
-			if (!ok) {
-#pragma omp critical
-				{
-					if (!failed)
-						snprintf(err, sizeof err, "%s",
-						         oerr ? oerr : "out of memory");
-					failed = 1;
-				}
-				free(block);
-				continue;
-			}
-		}
-		/* box average of each k x k (clipped) cell */
-		for (int64_t y0 = 0; y0 < rh; y0 += k) {
-			int64_t y1 = y0 + k < rh ? y0 + k : rh;
-			uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
-			for (int64_t x0 = 0; x0 < rw; x0 += k, o += 3) {
-				int64_t x1 = x0 + k < rw ? x0 + k : rw;
-				uint32_t r = 0, g = 0, b3 = 0,
-				         n = (uint32_t)((y1 - y0) * (x1 - x0));
-				for (int64_t y = y0; y < y1; y++) {
-					const uint8_t *p =
-					    src + (size_t)y * stride + (size_t)x0 * 3;
-					for (int64_t x = x0; x < x1; x++, p += 3) {
-						r += p[0];
-						g += p[1];
-						b3 += p[2];
-					}
-				}
-				o[0] = (uint8_t)((r + n / 2) / n);
-				o[1] = (uint8_t)((g + n / 2) / n);
-				o[2] = (uint8_t)((b3 + n / 2) / n);
-			}
-		}
-		free(block);
-	}
-	if (failed) {
+	struct fill f = {.s = s, .img = out, .level = level, .k = k, .tw = tw, .bl = bl, .nbx = nbx};
+	pthread_mutex_init(&f.lock, NULL);
+	parallel_for(nbx * nby, threads > 0 ? threads : 1, thumbnail_block, &f);
+	pthread_mutex_destroy(&f.lock);
+	if (f.failed) {
 		free(out);
 		return eosin_error("'%s': reading level %d for the thumbnail: %s", s->path, level,
-		                   err);
+		                   f.err);
 	}
 	*rgb = out;
 	*w = (int)tw;

@@ -100,7 +100,8 @@ void slide_scratch_release(struct slide_scratch *sc);
  * level pixel at or before x / ds, and the resampler is told the
  * fractional rest, so the box keeps its exact level-0 place. Memory: one
  * level region, (extent/ds + 1)^2 * 7 bytes, kept in sc for the next
- * call. */
+ * call (none for a box inside the level-0 copy: it is resampled where it
+ * lies). */
 int slide_read_box(const struct slide *s, int level, int64_t x, int64_t y, int64_t extent, int px,
                    uint8_t *rgb, struct slide_scratch *sc);
 

@@ -19,6 +19,7 @@
 #ifndef EOSIN_TISSUE_H
 #define EOSIN_TISSUE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define TISSUE_MIN_S 20
@@ -49,6 +50,15 @@ static inline int rgb_saturation(const uint8_t *p)
 	}
 	return mx ? (255 * (mx - mn) + mx / 2) / mx : 0;
 }
+
+/* The steps of tissue_detect(), for testing them against plain
+ * definitions. tissue_saturation: sat[i] = rgb_saturation() of pixel i of
+ * rgb (n, 3), or 0 where its largest component is below 25 (near-black).
+ * tissue_median: out = the median of each (2r+1)^2 window of in (h, w),
+ * clipped at the border; of an even count, the upper middle value (the
+ * smallest v with more than count/2 values <= v). r <= 7. */
+void tissue_saturation(const uint8_t *rgb, size_t n, uint8_t *sat);
+void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out);
 
 /* Build the mask from rgb (h, w, 3) whose pixels are dsx x dsy level-0
  * pixels of base_mpp um each. min_area_um2 is the smallest component kept. */
