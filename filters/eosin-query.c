@@ -20,9 +20,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #define SYNOPSIS                                                                               \
 	"usage: eosin-query --index ARCHIVE [-k K] [--nprobe N] [--ef N] [--field NAME] "       \
@@ -948,16 +945,6 @@ int main(int argc, char **argv)
 		die_lib();
 	take_fn take;
 	if (index_path) {
-#ifdef __GLIBC__
-		/* Every FAISS search call allocates its scratch (a Flat index:
-		 * 16 MiB of query x database products) and frees it. glibc would
-		 * map and unmap such blocks each call, and the fresh pages fault
-		 * in again: on the 2-core VM of bench/query.sh that cost 10-15%
-		 * of Flat search time over calls of 16384 queries. Kept in the
-		 * heap, they are reused; memory stays bounded by the batch. */
-		mallopt(M_MMAP_THRESHOLD, 256 << 20);
-		mallopt(M_TRIM_THRESHOLD, 512 << 20);
-#endif
 		if (archive_read(&arch, index_path) < 0)
 			die_lib();
 		/* FAISS's own defaults (nprobe 1, efSearch 16) trade too much
