@@ -14,6 +14,15 @@ command -v jq >/dev/null || test_skip_all 'jq missing'
 loss() { jq -r "select(.step == $1 and .loss != null) | .loss" "$2"; }
 # |A - B| <= TOL (1 + |B|)?
 close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= t * (1 + m)) }'; }
+# losses of steps 1, 6 and 12 in ONE.jsonl (1 thread) and TWO.jsonl (2
+# threads) present and within 1e-4
+same_losses() {
+	for s in 1 6 12; do
+		l1=$(loss $s "$1") && l2=$(loss $s "$2") && test -n "$l1" && test -n "$l2" &&
+		echo "# step $s: loss $l1 (1 thread) $l2 (2 threads)" &&
+		close "$l2" "$l1" 1e-4 || return 1
+	done
+}
 
 QF="--dim 16 --queries 2 --qdim 16 --heads 2 --ffn 32 --steps 12 --batch 8 --seed 4"
 PF="--dim 16 --hidden 16 --queries 2 --qdim 16 --heads 2 --qformer-layers 1 --ffn 32"
@@ -40,11 +49,7 @@ test_expect_success 'Q-Former, 2 threads: stop and --resume == straight through'
 
 test_expect_success 'Q-Former: 1 and 2 threads train alike (losses within 1e-4)' '
 	eosin-align --train --out one.st $QF --threads 1 --metrics one.jsonl bags.mpk 2>/dev/null &&
-	for s in 1 6 12; do
-		l1=$(loss $s one.jsonl) && l2=$(loss $s a.jsonl) && test -n "$l1" && test -n "$l2" &&
-		echo "# step $s: loss $l1 (1 thread) $l2 (2 threads)" &&
-		close "$l2" "$l1" 1e-4 || return 1
-	done
+	same_losses one.jsonl a.jsonl
 '
 
 test_expect_success 'Region + Slide Q-Formers, 2 threads: same seed, same checkpoint; resume' '
@@ -58,11 +63,7 @@ test_expect_success 'Region + Slide Q-Formers, 2 threads: same seed, same checkp
 
 test_expect_success 'Region + Slide Q-Formers: 1 and 2 threads train alike' '
 	eosin-align --train --out p1.st $PF --threads 1 --metrics p1.jsonl rg.mpk 2>/dev/null &&
-	for s in 1 6 12; do
-		l1=$(loss $s p1.jsonl) && l2=$(loss $s p.jsonl) && test -n "$l1" && test -n "$l2" &&
-		echo "# step $s: loss $l1 (1 thread) $l2 (2 threads)" &&
-		close "$l2" "$l1" 1e-4 || return 1
-	done
+	same_losses p1.jsonl p.jsonl
 '
 
 test_expect_success 'heads only, 2 threads: the same seed gives the same checkpoint' '
