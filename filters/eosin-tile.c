@@ -612,7 +612,7 @@ static void prepare_slide(struct prepared *p)
 	double dsx, dsy;
 	if (slide_thumbnail(s, thumb_ds, o->threads, &p->thumb, &tw, &th, &dsx, &dsy) < 0 ||
 	    tissue_detect(&p->mask, p->thumb, tw, th, dsx, dsy, s->base_mpp,
-	                  MIN_TISSUE_AREA_UM2) < 0 ||
+	                  MIN_TISSUE_AREA_UM2, o->threads) < 0 ||
 	    plan_slide(o, s, &p->mask, &p->plan) < 0)
 		goto failed;
 	return;

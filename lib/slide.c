@@ -91,6 +91,94 @@ int slide_resolve_mpp(const char *mpp_x, const char *tiff_xres, const char *tiff
 	                   SLIDE_MPP_MIN, SLIDE_MPP_MAX);
 }
 
+/* Level-0 copies: tens of MiB each, one per slide in hand. Each is its
+ * own mapping, advised for transparent huge pages, so that neither the
+ * advice nor the trimming of a malloc arena spreads to other memory; and
+ * the last one released is kept (LEVEL0_SPARES) for the next slide, which
+ * then neither faults nor clears its pages again: on a virtual machine
+ * clearing fresh pages cost more than a third of a slide's decode when
+ * two slides were in hand. */
+enum { LEVEL0_SPARES = 1 };
+static struct {
+	pthread_mutex_t lock;
+	void *p[LEVEL0_SPARES];
+	size_t cap[LEVEL0_SPARES];
+} level0_spare = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* A mapping of at least bytes (capacity in *cap), 2 MiB aligned, or NULL. */
+static uint8_t *level0_get(size_t bytes, size_t *cap)
+{
+	size_t want = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+	pthread_mutex_lock(&level0_spare.lock);
+	int best = -1;
+	for (int i = 0; i < LEVEL0_SPARES; i++)
+		if (level0_spare.p[i] && level0_spare.cap[i] >= want &&
+		    (best < 0 || level0_spare.cap[i] < level0_spare.cap[best]))
+			best = i;
+	void *mem = NULL;
+	if (best >= 0) {
+		mem = level0_spare.p[best];
+		*cap = level0_spare.cap[best];
+		level0_spare.p[best] = NULL;
+	}
+	pthread_mutex_unlock(&level0_spare.lock);
+	if (mem)
+		return mem;
+	/* over-map by a huge page and cut the ends, for the alignment */
+	uint8_t *raw = mmap(NULL, want + HUGE_PAGE, PROT_READ | PROT_WRITE,
+	                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (raw == MAP_FAILED)
+		return NULL;
+	uintptr_t a = ((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	uint8_t *al = (uint8_t *)a;
+	if (al > raw)
+		munmap(raw, (size_t)(al - raw));
+	munmap(al + want, (size_t)(raw + want + HUGE_PAGE - (al + want)));
+	madvise(al, want, MADV_HUGEPAGE);
+	*cap = want;
+	return al;
+}
+
+/* Give a copy back: kept as a spare (replacing a smaller one), or unmapped. */
+static void level0_put(uint8_t *mem, size_t cap)
+{
+	if (!mem)
+		return;
+	pthread_mutex_lock(&level0_spare.lock);
+	int slot = -1;
+	for (int i = 0; i < LEVEL0_SPARES; i++)
+		if (!level0_spare.p[i] || level0_spare.cap[i] < cap)
+			if (slot < 0 || !level0_spare.p[slot] ||
+			    (level0_spare.p[i] && level0_spare.cap[i] < level0_spare.cap[slot]))
+				slot = i;
+	if (slot >= 0) {
+		void *old = level0_spare.p[slot];
+		size_t oldcap = level0_spare.cap[slot];
+		level0_spare.p[slot] = mem;
+		level0_spare.cap[slot] = cap;
+		mem = old;
+		cap = oldcap;
+	}
+	pthread_mutex_unlock(&level0_spare.lock);
+	if (mem)
+		munmap(mem, cap);
+}
+
+void slide_release_spares(void)
+{
+	for (int i = 0; i < LEVEL0_SPARES; i++) {
+		pthread_mutex_lock(&level0_spare.lock);
+		void *mem = level0_spare.p[i];
+		size_t cap = level0_spare.cap[i];
+		level0_spare.p[i] = NULL;
+		pthread_mutex_unlock(&level0_spare.lock);
+		if (mem)
+			munmap(mem, cap);
+	}
+}
+
 void slide_close(struct slide *s)
 {
 	if (s->osr)
@@ -99,7 +187,7 @@ void slide_close(struct slide *s)
 	free(s->width);
 	free(s->height);
 	free(s->ds);
-	free(s->level0);
+	level0_put(s->level0, s->level0_cap);
 	if (s->ndirect > 0)
 		tiffjpeg_close(&s->direct);
 	memset(s, 0, sizeof *s);
@@ -336,16 +424,15 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 	/* in 2 MiB pages where the kernel allows it (transparent huge pages
 	 * on madvise): tens of MiB filled once, and faulting them in 4 KiB at
 	 * a time costs about as much as decoding them */
-	size_t bytes = (size_t)(w * h * 3), huge = (size_t)2 << 20;
-	void *mem = NULL;
-	if (posix_memalign(&mem, huge, (bytes + huge - 1) / huge * huge) != 0)
+	size_t cap;
+	uint8_t *mem = level0_get((size_t)(w * h * 3), &cap);
+	if (!mem)
 		return 0; /* not an error: tiles are read through OpenSlide */
-	madvise(mem, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
 	threads = threads > 0 ? threads : 1;
 	struct fill f = {.s = s, .img = mem};
 	f.d = calloc((size_t)threads, sizeof *f.d);
 	if (!f.d) {
-		free(mem);
+		level0_put(mem, cap);
 		return 0;
 	}
 	pthread_mutex_init(&f.lock, NULL);
@@ -362,10 +449,11 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 	free(f.d);
 	pthread_mutex_destroy(&f.lock);
 	if (f.failed) {
-		free(mem);
+		level0_put(mem, cap);
 		return eosin_error("'%s': reading level 0: %s", s->path, f.err);
 	}
 	s->level0 = mem;
+	s->level0_cap = cap;
 	return 1;
 }
 

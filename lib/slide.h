@@ -52,6 +52,7 @@ struct slide {
 	double base_mpp;         /* um per level-0 px */
 	enum mpp_source mpp_source;
 	uint8_t *level0; /* (height[0], width[0], 3) RGB on white, or NULL */
+	size_t level0_cap; /* bytes mapped for it */
 	struct tiffjpeg direct; /* levels whose JPEG tiles are decoded here */
 	int ndirect;            /* how many; 0: everything through OpenSlide */
 };
@@ -76,6 +77,10 @@ int slide_use_direct(struct slide *s);
  * Returns 1 cached, 0 too large (nothing done), -1 on a read error. Call
  * before sharing the slide between threads. */
 int slide_cache_level0(struct slide *s, size_t budget, int threads);
+
+/* slide_close() keeps the last level-0 copy's memory for the next slide's;
+ * this unmaps it (for leak checkers, or to give the memory back early). */
+void slide_release_spares(void);
 
 /* The coarsest level whose mpp (base_mpp * ds) is at most
  * target_mpp * (1 + tolerance); level 0 when none is. */

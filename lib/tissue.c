@@ -4,6 +4,7 @@
 #include "tissue.h"
 
 #include "error.h"
+#include "parallel.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -136,32 +137,66 @@ static void morph_rows(const uint8_t *in, int w, int h, int r, int want_all, uin
 }
 
 /* The same down each column, all columns of a row at once (a count per
- * column, at most 2r+1 <= 33, in bytes). count is w bytes of scratch. */
-static void morph_columns(const uint8_t *in, int w, int h, int r, int want_all, uint8_t *out,
-                          uint8_t *count)
+ * column, at most 2r+1 <= 33, in bytes): w columns of rows `pitch` bytes
+ * apart. count is w bytes of scratch. */
+static void morph_columns(const uint8_t *in, int w, int pitch, int h, int r, int want_all,
+                          uint8_t *out, uint8_t *count)
 {
 	memset(count, 0, (size_t)w);
 	for (int y = 0; y < r && y < h; y++)
-		bytes_apply(count, in + (size_t)y * w, (size_t)w, BYTES_ADD);
+		bytes_apply(count, in + (size_t)y * pitch, (size_t)w, BYTES_ADD);
 	for (int y = 0; y < h; y++) {
 		if (y + r < h)
-			bytes_apply(count, in + (size_t)(y + r) * w, (size_t)w, BYTES_ADD);
+			bytes_apply(count, in + (size_t)(y + r) * pitch, (size_t)w, BYTES_ADD);
 		if (y - r - 1 >= 0)
-			bytes_apply(count, in + (size_t)(y - r - 1) * w, (size_t)w, BYTES_SUB);
+			bytes_apply(count, in + (size_t)(y - r - 1) * pitch, (size_t)w, BYTES_SUB);
 		int y0 = y - r < 0 ? 0 : y - r, y1 = y + r + 1 > h ? h : y + r + 1;
-		bytes_test(count, (size_t)w, want_all, (uint8_t)(y1 - y0), out + (size_t)y * w);
+		bytes_test(count, (size_t)w, want_all, (uint8_t)(y1 - y0), out + (size_t)y * pitch);
 	}
 }
 
 /* Binary erode (want_all) or dilate with a (2r+1)^2 square, clipped at the
  * image border, in place. A clipped square is a rectangle, so "all" (or
  * "any") over it is "all" over its rows of "all" over its columns: a row
- * pass, then a column pass. tmp is w*h + 2w + 4r bytes of scratch. */
-static void morph(uint8_t *img, int w, int h, int r, int want_all, uint8_t *tmp)
+ * pass, then a column pass. On up to `threads` threads: the row pass by
+ * bands of rows, the column pass by strips of columns (a column's count
+ * depends only on its own column), so the result is the same for any
+ * number. tmp is w*h + threads * (2w + 4r) bytes of scratch. */
+struct morph_job {
+	uint8_t *img, *rows, *scratch;
+	int w, h, r, want_all, bands, strip;
+};
+
+static void morph_rows_band(void *ctx, int64_t b, int thread)
 {
-	uint8_t *rows = tmp, *pad = tmp + (size_t)w * h, *win = pad + w + 2 * r;
-	morph_rows(img, w, h, r, want_all, rows, pad, win);
-	morph_columns(rows, w, h, r, want_all, img, pad);
+	struct morph_job *j = ctx;
+	int y0 = (int)((int64_t)j->h * b / j->bands), y1 = (int)((int64_t)j->h * (b + 1) / j->bands);
+	uint8_t *pad = j->scratch + (size_t)thread * (2 * (size_t)j->w + 4 * (size_t)j->r);
+	morph_rows(j->img + (size_t)y0 * j->w, j->w, y1 - y0, j->r, j->want_all,
+	           j->rows + (size_t)y0 * j->w, pad, pad + j->w + 2 * j->r);
+}
+
+static void morph_columns_strip(void *ctx, int64_t b, int thread)
+{
+	struct morph_job *j = ctx;
+	int x0 = (int)b * j->strip, x1 = x0 + j->strip > j->w ? j->w : x0 + j->strip;
+	uint8_t *count = j->scratch + (size_t)thread * (2 * (size_t)j->w + 4 * (size_t)j->r);
+	morph_columns(j->rows + x0, x1 - x0, j->w, j->h, j->r, j->want_all, j->img + x0, count);
+}
+
+static void morph(uint8_t *img, int w, int h, int r, int want_all, uint8_t *tmp, int threads)
+{
+	struct morph_job j = {.img = img, .rows = tmp, .scratch = tmp + (size_t)w * h, .w = w,
+	                      .h = h, .r = r, .want_all = want_all};
+	/* small images: one thread, whose start costs more than the pass */
+	if ((int64_t)w * h < 65536)
+		threads = 1;
+	j.bands = threads < h ? threads : h;
+	parallel_for(j.bands, threads, morph_rows_band, &j);
+	/* strips of whole cache lines, one or two per thread */
+	j.strip = (w + 2 * threads - 1) / (2 * threads);
+	j.strip = (j.strip + 63) / 64 * 64;
+	parallel_for((w + j.strip - 1) / j.strip, threads, morph_columns_strip, &j);
 }
 
 /* Drop 8-connected components of fewer than min_px pixels. stack holds
@@ -361,7 +396,8 @@ static inline void bytes_sub16(uint8_t *acc, const uint8_t *v)
 #endif
 }
 
-void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out)
+static void median_rows(const uint8_t *in, int w, int h, int r, uint8_t *out, int y0, int y1,
+                        uint8_t *fine, uint8_t *coarse)
 {
 	/* Histograms per column, over the rows of the current window, in
 	 * bytes (at most 2r+1 <= 15 each): fine, 256 bins (h, col) = column
@@ -370,20 +406,17 @@ void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out)
 	 * coarse bin is the first whose running total passes half the count,
 	 * and only that bin's 16 fine counts are summed over the window's
 	 * columns. Window counts reach (2r+1)^2 <= 225: bytes still. */
-	uint8_t *fine = calloc((size_t)w * 256, 1), *coarse = calloc((size_t)w * 16, 1);
-	if (!fine || !coarse) {
-		free(fine);
-		free(coarse);
-		tissue_median_plain(in, w, h, r, out);
-		return;
-	}
-	for (int y = 0; y < r && y < h; y++)
+	memset(fine, 0, (size_t)w * 256);
+	memset(coarse, 0, (size_t)w * 16);
+	/* the window of row y0 but its last row, which the loop adds, and
+	 * the row before its first, which the loop drops */
+	for (int y = y0 - r - 1 < 0 ? 0 : y0 - r - 1; y < y0 + r && y < h; y++)
 		for (int x = 0; x < w; x++) {
 			int v = in[(size_t)y * w + x];
 			fine[(size_t)x * 256 + v]++;
 			coarse[(size_t)x * 16 + (v >> 4)]++;
 		}
-	for (int y = 0; y < h; y++) {
+	for (int y = y0; y < y1; y++) {
 		if (y + r < h)
 			for (int x = 0; x < w; x++) {
 				int v = in[(size_t)(y + r) * w + x];
@@ -432,8 +465,38 @@ void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out)
 			out[(size_t)y * w + x] = (uint8_t)(bin * 16 + v);
 		}
 	}
-	free(fine);
-	free(coarse);
+}
+
+struct median_job {
+	const uint8_t *in;
+	uint8_t *out, *hist; /* hist: (bands) of w * 272 bytes, fine then coarse */
+	int w, h, r, bands;
+};
+
+static void median_band(void *ctx, int64_t b, int thread)
+{
+	struct median_job *j = ctx;
+	(void)thread;
+	int y0 = (int)((int64_t)j->h * b / j->bands), y1 = (int)((int64_t)j->h * (b + 1) / j->bands);
+	uint8_t *fine = j->hist + (size_t)b * j->w * 272;
+	median_rows(j->in, j->w, j->h, j->r, j->out, y0, y1, fine, fine + (size_t)j->w * 256);
+}
+
+void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out, int threads)
+{
+	/* bands of rows, each with its own column histograms started at its
+	 * first row: the same values for any number of bands */
+	if ((int64_t)w * h < 65536 || threads < 1)
+		threads = 1;
+	struct median_job j = {.in = in, .out = out, .w = w, .h = h, .r = r};
+	j.bands = threads < h ? threads : h;
+	j.hist = malloc((size_t)j.bands * w * 272);
+	if (!j.hist) {
+		tissue_median_plain(in, w, h, r, out);
+		return;
+	}
+	parallel_for(j.bands, threads, median_band, &j);
+	free(j.hist);
 }
 
 void tissue_saturation(const uint8_t *rgb, size_t n, uint8_t *sat)
@@ -457,8 +520,22 @@ void tissue_saturation(const uint8_t *rgb, size_t n, uint8_t *sat)
 	}
 }
 
+struct saturation_job {
+	const uint8_t *rgb;
+	uint8_t *sat;
+	size_t n, chunk;
+};
+
+static void saturation_chunk(void *ctx, int64_t b, int thread)
+{
+	struct saturation_job *j = ctx;
+	(void)thread;
+	size_t i0 = (size_t)b * j->chunk, i1 = i0 + j->chunk > j->n ? j->n : i0 + j->chunk;
+	tissue_saturation(j->rgb + 3 * i0, i1 - i0, j->sat + i0);
+}
+
 int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx, double dsy,
-                  double base_mpp, double min_area_um2)
+                  double base_mpp, double min_area_um2, int threads)
 {
 	memset(m, 0, sizeof *m);
 	if (w <= 0 || h <= 0 || (int64_t)w * h > ((int64_t)1 << 30))
@@ -474,13 +551,15 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	 * the summed-area table, filled last, is the components' stack
 	 * before that (n indices): fresh memory costs a page fault a page,
 	 * so the steps share what they can */
-	uint8_t *sat = malloc(n + 2 * (size_t)w + 64);
+	threads = threads < 1 ? 1 : threads;
+	uint8_t *sat = malloc(n + (size_t)threads * (2 * (size_t)w + 64));
 	if (!m->mask || !m->integral || !sat) {
 		free(sat);
 		tissue_mask_release(m);
 		return eosin_error("out of memory");
 	}
-	tissue_saturation(rgb, n, sat);
+	struct saturation_job sj = {.rgb = rgb, .sat = sat, .n = n, .chunk = 1 << 16};
+	parallel_for((int64_t)((n + sj.chunk - 1) / sj.chunk), threads, saturation_chunk, &sj);
 	/* The median over about 12 um turns fibrous tissue (pale collagen
 	 * with gaps, whose pixels alone sit either side of any threshold)
 	 * into the region it is, and removes isolated specks. */
@@ -488,7 +567,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	int r = (int)lround(12.0 / mask_mpp);
 	r = r < 1 ? 1 : r > 6 ? 6 : r; /* 13 x 13 at most */
 	uint8_t *smooth = m->mask; /* thresholded in place */
-	tissue_median(sat, w, h, r, smooth);
+	tissue_median(sat, w, h, r, smooth, threads);
 	uint64_t hist[256] = {0};
 	for (size_t i = 0; i < n; i++)
 		hist[smooth[i]]++;
@@ -499,10 +578,10 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	/* about 8 um of structuring radius, at least one mask pixel */
 	r = (int)lround(8.0 / mask_mpp);
 	r = r < 1 ? 1 : r > 16 ? 16 : r;
-	morph(m->mask, w, h, r, 0, sat); /* close: dilate, erode */
-	morph(m->mask, w, h, r, 1, sat);
-	morph(m->mask, w, h, r, 1, sat); /* open: erode, dilate */
-	morph(m->mask, w, h, r, 0, sat);
+	morph(m->mask, w, h, r, 0, sat, threads); /* close: dilate, erode */
+	morph(m->mask, w, h, r, 1, sat, threads);
+	morph(m->mask, w, h, r, 1, sat, threads); /* open: erode, dilate */
+	morph(m->mask, w, h, r, 0, sat, threads);
 	free(sat);
 	drop_small(m->mask, w, h, (int64_t)ceil(min_area_um2 / (mask_mpp * mask_mpp)),
 	           m->integral);

@@ -56,14 +56,17 @@ static inline int rgb_saturation(const uint8_t *p)
  * rgb (n, 3), or 0 where its largest component is below 25 (near-black).
  * tissue_median: out = the median of each (2r+1)^2 window of in (h, w),
  * clipped at the border; of an even count, the upper middle value (the
- * smallest v with more than count/2 values <= v). r <= 7. */
+ * smallest v with more than count/2 values <= v). r <= 7. On up to
+ * `threads` threads, with the same result for any number. */
 void tissue_saturation(const uint8_t *rgb, size_t n, uint8_t *sat);
-void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out);
+void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out, int threads);
 
 /* Build the mask from rgb (h, w, 3) whose pixels are dsx x dsy level-0
- * pixels of base_mpp um each. min_area_um2 is the smallest component kept. */
+ * pixels of base_mpp um each. min_area_um2 is the smallest component kept.
+ * The saturation, median and morphology run on up to `threads` threads
+ * (images under 64 Ki pixels on one); the mask is the same for any number. */
 int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx, double dsy,
-                  double base_mpp, double min_area_um2);
+                  double base_mpp, double min_area_um2, int threads);
 void tissue_mask_release(struct tissue_mask *m);
 
 /* Fraction (0..1) of the level-0 box [x, x+extent)^2 covered by tissue:

@@ -87,7 +87,7 @@ int main(void)
 		for (int x = 90; x < 92; x++)
 			memcpy(rgb + 3 * (y * w + x), (const uint8_t[]){225, 150, 195}, 3);
 	struct tissue_mask m;
-	ok(tissue_detect(&m, rgb, w, h, 4, 4, 1.0, 5000) == 0, "tissue_detect runs");
+	ok(tissue_detect(&m, rgb, w, h, 4, 4, 1.0, 5000, 1) == 0, "tissue_detect runs");
 	ok_near(m.fraction, 40.0 * 60 / (w * h), 0.01, "tissue is the square: 24%% of the image");
 	ok(m.mask[5 * w + 90] == 0, "the speck is dropped");
 	ok(tissue_fraction(&m, 120, 160, 80) == 1, "a box inside the square: 1");

@@ -187,10 +187,10 @@ static uint8_t *made_up(int w, int h)
 }
 
 static int same_mask(const uint8_t *rgb, int w, int h, double ds, double base_mpp,
-                     double min_area, const char *what)
+                     double min_area, int threads, const char *what)
 {
 	struct tissue_mask m;
-	if (tissue_detect(&m, rgb, w, h, ds, ds, base_mpp, min_area) < 0)
+	if (tissue_detect(&m, rgb, w, h, ds, ds, base_mpp, min_area, threads) < 0)
 		return ok(0, "%s: tissue_detect", what);
 	uint8_t *want = ref_mask(rgb, w, h, ds, base_mpp, min_area);
 	size_t n = (size_t)w * h, differ = 0, tissue = 0;
@@ -266,7 +266,7 @@ int main(void)
 					for (size_t i = 0; i < n; i++) /* narrow or full range */
 						in[i] = (uint8_t)(spread ? next_u32() % 256
 						                         : 20 + next_u32() % 6);
-					tissue_median(in, w, h, r, got);
+					tissue_median(in, w, h, r, got, 1);
 					ref_median(in, w, h, r, want);
 					bad += memcmp(got, want, n) != 0;
 					cases++;
@@ -278,6 +278,44 @@ int main(void)
 		   cases, bad);
 	}
 
+	/* on several threads (bands of rows for the median, strips of
+	 * columns for the morphology): images past the size where threads
+	 * start, heights that do not divide evenly */
+	{
+		int bad = 0, cases = 0;
+		static const int sizes[][2] = {{300, 250}, {517, 131}, {129, 601}};
+		for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
+			for (int r = 1; r <= 7; r += 3)
+				for (int threads = 2; threads <= 3; threads++) {
+					int w = sizes[k][0], h = sizes[k][1];
+					size_t n = (size_t)w * h;
+					uint8_t *in = malloc(n), *got = malloc(n), *want = malloc(n);
+					for (size_t i = 0; i < n; i++)
+						in[i] = (uint8_t)(next_u32() % 256);
+					tissue_median(in, w, h, r, got, threads);
+					ref_median(in, w, h, r, want);
+					bad += memcmp(got, want, n) != 0;
+					cases++;
+					free(in);
+					free(got);
+					free(want);
+				}
+		ok(bad == 0, "median on 2 and 3 threads: %d large images as sorting says (%d differ)",
+		   cases, bad);
+		static const double mpps[] = {9, 3, 0.6};
+		for (size_t k = 0; k < sizeof mpps / sizeof *mpps; k++)
+			for (int threads = 1; threads <= 3; threads++) {
+				int w = 380 + (int)(next_u32() % 200), h = 250 + (int)(next_u32() % 150);
+				uint8_t *rgb = made_up(w, h);
+				char what[80];
+				snprintf(what, sizeof what, "made-up %dx%d at %g um/px, %d thread%s", w,
+				         h, mpps[k], threads, threads > 1 ? "s" : "");
+				same_mask(rgb, w, h, mpps[k] / 0.5, 0.5, mpps[k] < 1 ? 50 : 5000, threads,
+				          what);
+				free(rgb);
+			}
+	}
+
 	/* the whole mask: radii of the median 1..6 and of the morphology
 	 * 1..16 come from the mask's resolution */
 	{
@@ -287,7 +325,7 @@ int main(void)
 			uint8_t *rgb = made_up(w, h);
 			char what[64];
 			snprintf(what, sizeof what, "made-up %dx%d at %g um/px", w, h, mpps[k]);
-			same_mask(rgb, w, h, mpps[k] / 0.5, 0.5, mpps[k] < 1 ? 50 : 5000, what);
+			same_mask(rgb, w, h, mpps[k] / 0.5, 0.5, mpps[k] < 1 ? 50 : 5000, 1, what);
 			free(rgb);
 		}
 	}
@@ -304,7 +342,7 @@ int main(void)
 				memcpy(rgb + 3 * i, (const uint8_t[]){200, 90, 170}, 3);
 			struct tissue_mask m;
 			uint8_t *want = ref_mask(rgb, w, h, 1, 0.5, 0);
-			bad += tissue_detect(&m, rgb, w, h, 1, 1, 0.5, 0) < 0 ||
+			bad += tissue_detect(&m, rgb, w, h, 1, 1, 0.5, 0, 2) < 0 ||
 			       memcmp(m.mask, want, (size_t)w * h) != 0;
 			tissue_mask_release(&m);
 			free(want);
@@ -328,7 +366,7 @@ int main(void)
 			ok(slide_thumbnail(&s, 6.0, 2, &thumb, &tw, &th, &dsx, &dsy) == 0,
 			   "a thumbnail of the real slide");
 			if (thumb)
-				same_mask(thumb, tw, th, dsx, s.base_mpp, 5000, "real slide");
+				same_mask(thumb, tw, th, dsx, s.base_mpp, 5000, 2, "real slide");
 			free(thumb);
 			/* 5 x 5 boxes of level 0 as OpenSlide reads it, rounded */
 			int64_t lw = s.width[0], lh = s.height[0], k = 5;
