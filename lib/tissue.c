@@ -200,37 +200,45 @@ static void morph(uint8_t *img, int w, int h, int r, int want_all, uint8_t *tmp,
 }
 
 /* Drop 8-connected components of fewer than min_px pixels. stack holds
- * w*h indices. */
+ * w*h entries: pixel positions, as (y << 16 | x) when both fit in 16 bits
+ * (no division per pixel: it was most of the fill's time), else as
+ * indices. */
 static void drop_small(uint8_t *img, int w, int h, int64_t min_px, uint32_t *stack)
 {
 	size_t n = (size_t)w * h;
+	int packed = w <= 65536 && h <= 65536;
 	/* 2 marks "visited, kept"; 3 "visited, to drop" */
 	for (size_t start = 0; start < n; start++) {
 		if (img[start] != 1)
 			continue;
 		size_t top = 0, count = 0, first = 0;
-		stack[top++] = (uint32_t)start;
+		int sx = (int)(start % (size_t)w), sy = (int)(start / (size_t)w);
+		stack[top++] = packed ? (uint32_t)sy << 16 | (uint32_t)sx : (uint32_t)start;
 		img[start] = 2;
 		/* flood fill; stack[first..top) is the component so far */
 		while (first < top) {
-			uint32_t p = stack[first++];
+			uint32_t v = stack[first++];
 			count++;
-			int px = (int)(p % (uint32_t)w), py = (int)(p / (uint32_t)w);
-			for (int dy = -1; dy <= 1; dy++)
-				for (int dx = -1; dx <= 1; dx++) {
-					int qx = px + dx, qy = py + dy;
-					if (qx < 0 || qy < 0 || qx >= w || qy >= h)
-						continue;
-					size_t q = (size_t)qy * w + qx;
-					if (img[q] == 1) {
-						img[q] = 2;
-						stack[top++] = (uint32_t)q;
+			int px = packed ? (int)(v & 0xffff) : (int)(v % (uint32_t)w);
+			int py = packed ? (int)(v >> 16) : (int)(v / (uint32_t)w);
+			int x0 = px > 0 ? px - 1 : 0, x1 = px < w - 1 ? px + 1 : px;
+			int y0 = py > 0 ? py - 1 : 0, y1 = py < h - 1 ? py + 1 : py;
+			for (int qy = y0; qy <= y1; qy++) {
+				uint8_t *row = img + (size_t)qy * w;
+				for (int qx = x0; qx <= x1; qx++)
+					if (row[qx] == 1) {
+						row[qx] = 2;
+						stack[top++] = packed ? (uint32_t)qy << 16 | (uint32_t)qx
+						                      : (uint32_t)((size_t)qy * w + qx);
 					}
-				}
+			}
 		}
 		if ((int64_t)count < min_px)
-			for (size_t k = 0; k < top; k++)
-				img[stack[k]] = 3;
+			for (size_t k = 0; k < top; k++) {
+				uint32_t v = stack[k];
+				size_t q = packed ? (size_t)(v >> 16) * w + (v & 0xffff) : v;
+				img[q] = 3;
+			}
 	}
 	for (size_t i = 0; i < n; i++)
 		img[i] = img[i] == 2;
