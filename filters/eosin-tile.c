@@ -6,10 +6,12 @@
  * Per slide: open and resolve the base mpp (lib/slide), find the tissue on
  * a thumbnail (lib/tissue), plan the tiles (lib/quadtree: which boxes, in
  * output order), then a pool of worker threads reads, resamples and
- * encodes them while the main thread writes the finished records strictly
- * in plan order. A worker may run at most WINDOW_PER_THREAD * threads tiles
- * ahead of the writer, so memory follows the window, never the slide, and
- * the bytes out are the same for any --threads.
+ * encodes them; whichever finishes the record due next writes it, and any
+ * finished after it, strictly in plan order. A worker may run at most
+ * WINDOW_PER_THREAD * threads tiles ahead of the writing, so memory
+ * follows the window, never the slide, and the bytes out are the same for
+ * any --threads. While the next slide is prepared ahead, one worker sits
+ * out (see `ahead`).
  */
 #include "png.h"
 #include "prog.h"
@@ -240,6 +242,25 @@ static int plan_slide(const struct options *o, const struct slide *s, const stru
 
 /* ---- the worker pool ---- */
 
+/* While the next slide is prepared ahead (prepare_thread), one tile
+ * worker of the current slide sits out, so that the threads at work are
+ * as many as --threads: the preparation then gets a core of its own and
+ * is done by the time the tiles are, and the tiles are not left waiting
+ * for its last, one-thread steps (tissue, plan) with a core idle. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t done;
+	int running; /* preparations ahead running */
+} ahead = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+static void ahead_wait(void)
+{
+	pthread_mutex_lock(&ahead.lock);
+	while (ahead.running > 0)
+		pthread_cond_wait(&ahead.done, &ahead.lock);
+	pthread_mutex_unlock(&ahead.lock);
+}
+
 enum { SLOT_EMPTY, SLOT_BUSY, SLOT_DONE };
 
 struct slot {
@@ -255,11 +276,17 @@ struct job {
 	const struct plan *plan;
 	const char *slide_id;
 	const char *path;
+	struct stream_writer *w;
 	pthread_mutex_t lock;
-	pthread_cond_t space, done;
+	pthread_cond_t space, finished;
 	int64_t next_claim, next_write, window;
-	int stop;
-	struct slot *slots; /* (window) ring, index % window */
+	int stop;              /* no more tiles to be claimed */
+	int writing;           /* a worker is writing records out */
+	int result;            /* 0; -1 a tile failed; -2 a write error */
+	char err[1024];        /* why */
+	int nthreads, workers; /* workers to start, started so far */
+	struct progress prog;  /* advanced by the worker writing */
+	struct slot *slots;    /* (window) ring, index % window */
 };
 
 static void tile_id(char *buf, size_t size, const char *slide_id, double mag, int64_t x, int64_t y)
@@ -334,17 +361,67 @@ static int make_tile(struct job *j, int64_t i, struct worker_state *ws, char **r
 	return recb_finish(b, rec, len);
 }
 
+/* Write out the finished records from j->next_write on, in plan order,
+ * as long as they are there. Called with j->lock held by a worker that
+ * just finished a tile, when no other is writing; the lock is let go
+ * while a record is written. A failed tile stops the job there: nothing
+ * after it is written. */
+static void write_ready(struct job *j)
+{
+	j->writing = 1;
+	while (j->result == 0 && j->next_write < j->plan->n) {
+		struct slot *sl = &j->slots[j->next_write % j->window];
+		if (sl->state != SLOT_DONE)
+			break;
+		if (!sl->rec) {
+			j->result = -1;
+			j->stop = 1;
+			snprintf(j->err, sizeof j->err, "%s", sl->err);
+			break;
+		}
+		char *rec = sl->rec;
+		size_t len = sl->len;
+		sl->rec = NULL;
+		sl->state = SLOT_EMPTY;
+		j->next_write++;
+		pthread_cond_broadcast(&j->space);
+		pthread_mutex_unlock(&j->lock);
+		int wr = stream_write_raw(j->w, rec, len);
+		free(rec);
+		if (wr == 0)
+			progress_add(&j->prog, 1);
+		pthread_mutex_lock(&j->lock);
+		if (wr < 0) {
+			j->result = -2;
+			j->stop = 1;
+			snprintf(j->err, sizeof j->err, "%s", eosin_errmsg());
+		}
+	}
+	j->writing = 0;
+	if (j->stop)
+		pthread_cond_broadcast(&j->space);
+	if (j->result != 0 || j->next_write == j->plan->n)
+		pthread_cond_broadcast(&j->finished);
+}
+
 static void *worker(void *arg)
 {
 	struct job *j = arg;
 	int px = j->o->px;
 	struct worker_state ws = {0};
+	pthread_setname_np(pthread_self(), "tile-worker"); /* for top -H, perf */
 	ws.tj = tjInitCompress();
 	ws.rgb = malloc((size_t)px * px * 3);
 	ws.jpeg_cap = tjBufSize(px, px, TJSAMP_444); /* the largest of all samplings */
 	ws.jpeg = tjAlloc((int)ws.jpeg_cap);
 	recb_init(&ws.b);
+	pthread_mutex_lock(&j->lock);
+	int index = j->workers++;
+	pthread_mutex_unlock(&j->lock);
+	int sits_out = index > 0 && index == j->nthreads - 1;
 	for (;;) {
+		if (sits_out)
+			ahead_wait();
 		pthread_mutex_lock(&j->lock);
 		while (!j->stop && j->next_claim < j->plan->n &&
 		       j->next_claim >= j->next_write + j->window)
@@ -372,7 +449,8 @@ static void *worker(void *arg)
 		if (ret < 0)
 			snprintf(sl->err, sizeof sl->err, "%s", eosin_errmsg());
 		sl->state = SLOT_DONE;
-		pthread_cond_broadcast(&j->done);
+		if (!j->writing)
+			write_ready(j);
 		pthread_mutex_unlock(&j->lock);
 	}
 	recb_release(&ws.b);
@@ -384,16 +462,19 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-/* Run the plan through the pool, writing records in plan order. 0 ok;
- * -1 a tile failed (message set, nothing after it written); -2 a write
- * error. */
+/* Run the plan through the pool; the workers write the records in plan
+ * order themselves (whoever finishes the next one to go out writes it and
+ * any finished after it), so no thread wakes per tile just to write. 0
+ * ok; -1 a tile failed (message set, nothing after it written); -2 a
+ * write error. */
 static int run_plan(const struct options *o, const struct slide *s, const struct plan *plan,
                     const char *slide_id, const char *path, struct stream_writer *w)
 {
-	struct job j = {.o = o, .s = s, .plan = plan, .slide_id = slide_id, .path = path};
+	struct job j = {.o = o, .s = s, .plan = plan, .slide_id = slide_id, .path = path, .w = w};
 	int nthreads = o->threads;
 	if (nthreads > plan->n)
 		nthreads = plan->n > 0 ? (int)plan->n : 1;
+	j.nthreads = nthreads;
 	j.window = (int64_t)WINDOW_PER_THREAD * nthreads;
 	j.slots = calloc((size_t)j.window, sizeof *j.slots);
 	pthread_t *tids = calloc((size_t)nthreads, sizeof *tids);
@@ -404,57 +485,35 @@ static int run_plan(const struct options *o, const struct slide *s, const struct
 	}
 	pthread_mutex_init(&j.lock, NULL);
 	pthread_cond_init(&j.space, NULL);
-	pthread_cond_init(&j.done, NULL);
+	pthread_cond_init(&j.finished, NULL);
+	progress_init(&j.prog, "tiles", plan->n);
 	int started = 0;
 	for (; started < nthreads; started++)
 		if (pthread_create(&tids[started], NULL, worker, &j) != 0)
 			break;
-	int ret = 0;
-	if (started == 0)
-		ret = eosin_error("cannot start a thread");
-	struct progress prog;
-	progress_init(&prog, "tiles", plan->n);
-	for (int64_t i = 0; ret == 0 && i < plan->n; i++) {
-		struct slot *sl = &j.slots[i % j.window];
-		pthread_mutex_lock(&j.lock);
-		while (sl->state != SLOT_DONE)
-			pthread_cond_wait(&j.done, &j.lock);
-		char *rec = sl->rec;
-		size_t len = sl->len;
-		if (!rec)
-			ret = eosin_error("%s", sl->err);
-		sl->state = SLOT_EMPTY;
-		sl->rec = NULL;
-		j.next_write = i + 1;
-		if (ret < 0)
-			j.stop = 1;
-		pthread_cond_broadcast(&j.space);
-		pthread_mutex_unlock(&j.lock);
-		if (rec && stream_write_raw(w, rec, len) < 0) {
-			ret = -2;
-			pthread_mutex_lock(&j.lock);
-			j.stop = 1;
-			pthread_cond_broadcast(&j.space);
-			pthread_mutex_unlock(&j.lock);
-		}
-		free(rec);
-		progress_add(&prog, 1);
+	pthread_mutex_lock(&j.lock);
+	if (started == 0) {
+		j.result = -1;
+		snprintf(j.err, sizeof j.err, "cannot start a thread");
 	}
-	progress_done(&prog);
-	char saved[1024];
-	snprintf(saved, sizeof saved, "%s", eosin_errmsg());
+	while (j.result == 0 && j.next_write < plan->n)
+		pthread_cond_wait(&j.finished, &j.lock);
+	j.stop = 1;
+	pthread_cond_broadcast(&j.space);
+	pthread_mutex_unlock(&j.lock);
 	for (int t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
+	progress_done(&j.prog);
 	for (int64_t k = 0; k < j.window; k++)
 		free(j.slots[k].rec);
 	pthread_cond_destroy(&j.space);
-	pthread_cond_destroy(&j.done);
+	pthread_cond_destroy(&j.finished);
 	pthread_mutex_destroy(&j.lock);
 	free(j.slots);
 	free(tids);
-	if (ret < 0)
-		eosin_error("%s", saved);
-	return ret;
+	if (j.result < 0)
+		eosin_error("%s", j.err);
+	return j.result;
 }
 
 /* ---- preview ---- */
@@ -623,7 +682,15 @@ failed:
 
 static void *prepare_thread(void *arg)
 {
+	pthread_setname_np(pthread_self(), "tile-prepare");
+	pthread_mutex_lock(&ahead.lock);
+	ahead.running++;
+	pthread_mutex_unlock(&ahead.lock);
 	prepare_slide(arg);
+	pthread_mutex_lock(&ahead.lock);
+	ahead.running--;
+	pthread_cond_broadcast(&ahead.done);
+	pthread_mutex_unlock(&ahead.lock);
 	return NULL;
 }
 

@@ -48,6 +48,7 @@ static struct {
 static void *helper_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "loop-helper");
 	pthread_mutex_lock(&pool.lock);
 	for (;;) {
 		struct loop *l = pool.open;
