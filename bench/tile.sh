@@ -12,6 +12,7 @@
 #
 #   bench/tile.sh [SLIDE]     (default ../shared/data/slides/cmu-1-small-region.svs)
 #   RUNS=7 REPEAT=5 MAGS=10,20 PX=256 bench/tile.sh
+#   MPP=0.5 bench/tile.sh SLIDE    (a slide that states no resolution)
 # REPEAT lists the slide that many times in one call (both programs), so
 # start-up costs weigh as little as they do on a real archive.
 #
@@ -24,6 +25,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 SLIDE=${1:-../shared/data/slides/cmu-1-small-region.svs}
 RUNS=${RUNS:-5} REPEAT=${REPEAT:-5} MAGS=${MAGS:-10,20} PX=${PX:-256} Q=${Q:-90}
+MPP=${MPP:-}
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
 [ -f "$SLIDE" ] || { echo "bench/tile.sh: no slide '$SLIDE'" >&2; exit 1; }
@@ -49,20 +51,23 @@ run() {
 }
 # shellcheck disable=SC2086
 for r in $(seq "$RUNS"); do
-	run base "$PY" bench/tile_baseline.py --mags "$MAGS" --px "$PX" --quality "$Q" $slides
+	run base "$PY" bench/tile_baseline.py --mags "$MAGS" --px "$PX" --quality "$Q" \
+	    ${MPP:+--mpp "$MPP"} $slides
 	nbase=$(sed -n 's/^\([0-9]*\) tiles.*/\1/p' "$tmp/err")
 	run t1 "$BUILD/bin/eosin-tile" --grid --mags "$MAGS" --px "$PX" --quality "$Q" \
-	    --min-tissue 0 --threads 1 $slides
+	    --min-tissue 0 --threads 1 ${MPP:+--mpp "$MPP"} $slides
 	ntile=$("$BUILD/bin/eosin-cat" --kind tile "$tmp/out" | wc -l)
 	run t2 "$BUILD/bin/eosin-tile" --grid --mags "$MAGS" --px "$PX" --quality "$Q" \
-	    --min-tissue 0 --threads 2 $slides
+	    --min-tissue 0 --threads 2 ${MPP:+--mpp "$MPP"} $slides
 	[ -n "$half2" ] && run p2 sh -c '
-		b=$1 m=$2 p=$3 q=$4 h1=$5 h2=$6
+		b=$1 m=$2 p=$3 q=$4 h1=$5 h2=$6 mpp=$7
 		# shellcheck disable=SC2086
-		"$b" --grid --mags "$m" --px "$p" --quality "$q" --min-tissue 0 --threads 1 $h1 >/dev/null &
+		"$b" --grid --mags "$m" --px "$p" --quality "$q" --min-tissue 0 --threads 1 \
+		    ${mpp:+--mpp "$mpp"} $h1 >/dev/null &
 		# shellcheck disable=SC2086
-		"$b" --grid --mags "$m" --px "$p" --quality "$q" --min-tissue 0 --threads 1 $h2 >/dev/null
-		s=$?; wait $! && exit $s' sh "$BUILD/bin/eosin-tile" "$MAGS" "$PX" "$Q" "$half1" "$half2"
+		"$b" --grid --mags "$m" --px "$p" --quality "$q" --min-tissue 0 --threads 1 \
+		    ${mpp:+--mpp "$mpp"} $h2 >/dev/null
+		s=$?; wait $! && exit $s' sh "$BUILD/bin/eosin-tile" "$MAGS" "$PX" "$Q" "$half1" "$half2" "$MPP"
 done
 [ "$nbase" = "$ntile" ] || { echo "bench/tile.sh: baseline made $nbase tiles, eosin-tile $ntile" >&2; exit 1; }
 

@@ -25,13 +25,15 @@ def main():
     ap.add_argument("--mags", default="10,20")
     ap.add_argument("--px", type=int, default=256)
     ap.add_argument("--quality", type=int, default=90)
+    ap.add_argument("--mpp", type=float, default=0,
+                    help="um per level-0 pixel, for slides that do not say")
     ap.add_argument("slides", nargs="+")
     a = ap.parse_args()
     mags = sorted(float(m) for m in a.mags.split(","))
     n = nbytes = 0
     for path in a.slides:
         slide = openslide.OpenSlide(path)
-        mpp = float(slide.properties[openslide.PROPERTY_NAME_MPP_X])
+        mpp = a.mpp or float(slide.properties[openslide.PROPERTY_NAME_MPP_X])
         w, h = slide.dimensions
         for mag in mags:
             extent = max(1, math.floor(a.px * (10 / mag) / mpp + 0.5))
