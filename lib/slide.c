@@ -126,6 +126,9 @@ static uint8_t *level0_get(size_t bytes, size_t *cap)
 	pthread_mutex_unlock(&level0_spare.lock);
 	if (mem)
 		return mem;
+	/* none fits: the spares go before a new one comes, so that no more
+	 * copies are mapped than slides are in hand */
+	slide_release_spares();
 	/* over-map by a huge page and cut the ends, for the alignment */
 	uint8_t *raw = mmap(NULL, want + HUGE_PAGE, PROT_READ | PROT_WRITE,
 	                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -56,4 +56,24 @@ test_expect_success SLIDES 'the real slide three times: 1 and 2 threads, same by
 	test $(wc -l <r1.json) = 324 && test_cmp r1.json r2.json
 '
 
+# peak RSS of a command, KiB (python: no /usr/bin/time needed)
+maxrss() {
+	python3 -c 'import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "$@"
+}
+
+# a sanitizer's allocator holds freed memory back (ASan's quarantine):
+# peak RSS then says nothing about the program's own memory
+[ -z "${SANITIZE:-}" ] && test_have_prereq SLIDES && test_set_prereq RSS_OF_PLAIN_BUILD
+test_expect_success RSS_OF_PLAIN_BUILD 'memory does not grow with the number of slides (2 threads)' '
+	set -- &&
+	for i in 1 2 3 4; do set -- "$@" "$CMU"; done &&
+	few=$(maxrss eosin-tile --grid --mags 10,20 --px 256 --min-tissue 0 --threads 2 "$@") &&
+	for i in $(seq 36); do set -- "$@" "$CMU"; done &&
+	many=$(maxrss eosin-tile --grid --mags 10,20 --px 256 --min-tissue 0 --threads 2 "$@") &&
+	echo "# peak RSS: 4 slides $few KiB, 40 slides $many KiB" &&
+	test "$many" -le $((few + 4096))
+'
+
 test_done
