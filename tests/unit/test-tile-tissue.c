@@ -208,6 +208,23 @@ static int same_mask(const uint8_t *rgb, int w, int h, double ds, double base_mp
 	return good;
 }
 
+/* tissue_median on `threads` threads against sorting, on a random w x h
+ * image of narrow (spread 0) or full range: 1 when they differ. */
+static int median_differs(int w, int h, int r, int spread, int threads)
+{
+	size_t n = (size_t)w * h;
+	uint8_t *in = malloc(n), *got = malloc(n), *want = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		in[i] = (uint8_t)(spread ? next_u32() % 256 : 20 + next_u32() % 6);
+	tissue_median(in, w, h, r, got, threads);
+	ref_median(in, w, h, r, want);
+	int differ = memcmp(got, want, n) != 0;
+	free(in);
+	free(got);
+	free(want);
+	return differ;
+}
+
 /* ---- parallel_for ---- */
 
 struct count_ctx {
@@ -260,19 +277,8 @@ int main(void)
 		for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
 			for (int r = 1; r <= 7; r++)
 				for (int spread = 0; spread < 2; spread++) {
-					int w = sizes[k][0], h = sizes[k][1];
-					size_t n = (size_t)w * h;
-					uint8_t *in = malloc(n), *got = malloc(n), *want = malloc(n);
-					for (size_t i = 0; i < n; i++) /* narrow or full range */
-						in[i] = (uint8_t)(spread ? next_u32() % 256
-						                         : 20 + next_u32() % 6);
-					tissue_median(in, w, h, r, got, 1);
-					ref_median(in, w, h, r, want);
-					bad += memcmp(got, want, n) != 0;
+					bad += median_differs(sizes[k][0], sizes[k][1], r, spread, 1);
 					cases++;
-					free(in);
-					free(got);
-					free(want);
 				}
 		ok(bad == 0, "median: %d random images of radius 1..7 as sorting says (%d differ)",
 		   cases, bad);
@@ -287,18 +293,8 @@ int main(void)
 		for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++)
 			for (int r = 1; r <= 7; r += 3)
 				for (int threads = 2; threads <= 3; threads++) {
-					int w = sizes[k][0], h = sizes[k][1];
-					size_t n = (size_t)w * h;
-					uint8_t *in = malloc(n), *got = malloc(n), *want = malloc(n);
-					for (size_t i = 0; i < n; i++)
-						in[i] = (uint8_t)(next_u32() % 256);
-					tissue_median(in, w, h, r, got, threads);
-					ref_median(in, w, h, r, want);
-					bad += memcmp(got, want, n) != 0;
+					bad += median_differs(sizes[k][0], sizes[k][1], r, 1, threads);
 					cases++;
-					free(in);
-					free(got);
-					free(want);
 				}
 		ok(bad == 0, "median on 2 and 3 threads: %d large images as sorting says (%d differ)",
 		   cases, bad);
