@@ -2,11 +2,11 @@
  * slide.c: OpenSlide reading, resolution and resampling. See slide.h.
  *
  * Where pixels come from, fastest first: the level-0 copy (small slides,
- * decoded once); the JPEG tiles of Aperio and generic TIFF levels decoded
- * directly (lib/tiffjpeg.c: the same pixels as OpenSlide, without its
- * ARGB conversion and cairo compositing); OpenSlide's read_region for
- * everything else (JPEG 2000 SVS, other vendors), through one openslide_t
- * shared by all threads. The thumbnail is read block by block and
+ * decoded once); the JPEG tiles of Aperio and generic TIFF levels and the
+ * JPEG 2000 tiles of Aperio levels decoded directly (lib/tiffjpeg.c: the
+ * same pixels as OpenSlide, without its ARGB conversion and cairo
+ * compositing); OpenSlide's read_region for everything else (other
+ * vendors, other codecs), through one openslide_t shared by all threads. The thumbnail is read block by block and
  * box-averaged as it goes, so memory follows the thumbnail. Resampling is
  * lib/resample.c: libvips spends more building a pipeline per tile than
  * the arithmetic costs.
@@ -257,7 +257,8 @@ int slide_use_direct(struct slide *s)
 	 * libtiff, with no overlaps or offsets of their own */
 	if (!vendor || (strcmp(vendor, "aperio") && strcmp(vendor, "generic-tiff")))
 		return 0;
-	int n = tiffjpeg_open(&s->direct, s->path, s->nlevels, s->width, s->height);
+	int n = tiffjpeg_open(&s->direct, s->path, s->nlevels, s->width, s->height,
+	                      !strcmp(vendor, "aperio"));
 	if (n < 0)
 		return -1;
 	s->ndirect = n;

@@ -1,10 +1,11 @@
 /*
- * tiffjpeg.c: JPEG tiles of tiled TIFF slides, decoded directly. See
- * tiffjpeg.h.
+ * tiffjpeg.c: JPEG tiles of tiled TIFF slides and Aperio's JPEG 2000
+ * tiles, decoded directly. See tiffjpeg.h.
  */
 #include "tiffjpeg.h"
 
 #include "error.h"
+#include "tiffj2k.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,9 +26,23 @@ void tiffjpeg_close(struct tiffjpeg *t)
 	memset(t, 0, sizeof *t);
 }
 
+/* Whether the current (tiled) directory has a tile with no bytes. */
+static int has_missing(TIFF *tif)
+{
+	uint64_t *size = NULL;
+	if (!TIFFGetField(tif, TIFFTAG_TILEBYTECOUNTS, &size) || !size)
+		return 1; /* cannot tell: as if it had */
+	for (uint32_t i = 0, n = TIFFNumberOfTiles(tif); i < n; i++)
+		if (size[i] == 0)
+			return 1;
+	return 0;
+}
+
 /* The current directory as level l, when it is a JPEG tile pyramid level
- * of the right size. 1 taken, 0 not, -1 out of memory. */
-static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h)
+ * of the right size (or, aperio, a JPEG 2000 one). 1 taken, 0 not, -1
+ * out of memory. */
+static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h,
+                          int aperio)
 {
 	uint32_t iw = 0, ih = 0, tw = 0, th = 0;
 	uint16_t compression = 0, bits = 0, spp = 0, planar = 0, photometric = 0;
@@ -36,12 +51,18 @@ static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_
 	    !TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw) ||
 	    !TIFFGetField(tif, TIFFTAG_TILELENGTH, &th) || tw == 0 || th == 0 || tw > 16384 ||
 	    th > 16384 || !TIFFGetField(tif, TIFFTAG_COMPRESSION, &compression) ||
-	    compression != COMPRESSION_JPEG ||
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bits) || bits != 8 ||
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp) || spp != 3 ||
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar) ||
-	    planar != PLANARCONFIG_CONTIG || !TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) ||
-	    (photometric != PHOTOMETRIC_YCBCR && photometric != PHOTOMETRIC_RGB))
+	    planar != PLANARCONFIG_CONTIG)
+		return 0;
+	int j2k = aperio && (compression == TIFFJ2K_APERIO_YCBCR ||
+	                     compression == TIFFJ2K_APERIO_RGB);
+	/* JPEG 2000: the codestream says what it holds, the photometric tag
+	 * is not read (nor by OpenSlide) */
+	if (!j2k && (compression != COMPRESSION_JPEG ||
+	             !TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) ||
+	             (photometric != PHOTOMETRIC_YCBCR && photometric != PHOTOMETRIC_RGB)))
 		return 0;
 	int64_t across = ((int64_t)iw + tw - 1) / tw, down = ((int64_t)ih + th - 1) / th;
 	if ((int64_t)TIFFNumberOfTiles(tif) != across * down)
@@ -60,7 +81,8 @@ static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_
 	l->th = (int)th;
 	l->across = across;
 	l->down = down;
-	l->ycbcr = photometric == PHOTOMETRIC_YCBCR;
+	l->j2k = j2k;
+	l->ycbcr = j2k ? compression == TIFFJ2K_APERIO_YCBCR : photometric == PHOTOMETRIC_YCBCR;
 	l->dir = TIFFCurrentDirectory(tif);
 	l->direct = 1;
 	return 1;
@@ -78,6 +100,7 @@ void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d)
 	if (d->tif)
 		TIFFClose(d->tif);
 	free(d->tile);
+	free(d->raw);
 	memset(d, 0, sizeof *d);
 }
 
@@ -115,9 +138,25 @@ static int decode_tile(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int
 		if (!TIFFSetDirectory(d->tif, (tdir_t)l->dir))
 			return eosin_error("cannot read TIFF directory %d", l->dir);
 		/* what TIFFRGBAImage asks for: YCbCr converted by libjpeg */
-		if (l->ycbcr && !TIFFSetField(d->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
+		if (!l->j2k && l->ycbcr &&
+		    !TIFFSetField(d->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
 			return eosin_error("cannot set the JPEG colour mode");
 		d->dir = l->dir;
+	}
+	if (l->j2k) {
+		/* the raw codestream, as OpenSlide reads it, decoded in place */
+		uint64_t n = l->size[i];
+		if (n > ((uint64_t)1 << 30))
+			return eosin_error("tile %lld of level %d: %llu bytes of JPEG 2000",
+			                   (long long)i, level, (unsigned long long)n);
+		if (reserve(&d->raw, &d->raw_cap, (size_t)n) < 0)
+			return -1;
+		if (TIFFReadRawTile(d->tif, (uint32_t)i, d->raw, (tmsize_t)n) != (tmsize_t)n)
+			return eosin_error("tile %lld of level %d: cannot read its %llu bytes",
+			                   (long long)i, level, (unsigned long long)n);
+		if (tiffj2k_decode(d->raw, (size_t)n, l->tw, l->th, l->ycbcr, dst, pitch) < 0)
+			return eosin_error_prefix("tile %lld of level %d", (long long)i, level);
+		return 0;
 	}
 	uint8_t *out = dst;
 	if (pitch != row) {
@@ -135,7 +174,7 @@ static int decode_tile(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int
 }
 
 int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64_t *w,
-                  const int64_t *h)
+                  const int64_t *h, int aperio)
 {
 	memset(t, 0, sizeof *t);
 	/* lib/ does not print: libtiff's messages are dropped (for good, as
@@ -154,11 +193,19 @@ int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64
 		goto done;
 	}
 	t->nlevels = nlevels;
+	/* Aperio's levels are its tiled directories in order: whether this
+	 * one or one before it has a tile with no bytes */
+	int missing = 0, tiled = 0;
 	do {
+		if (!TIFFIsTiled(tif))
+			continue;
+		missing = missing || has_missing(tif);
+		if (aperio && tiled++ > 0 && missing)
+			continue; /* OpenSlide paints its missing tiles: not direct */
 		for (int l = 0; l < nlevels; l++) {
 			if (t->levels[l].direct)
 				continue;
-			int r = take_directory(tif, &t->levels[l], w[l], h[l]);
+			int r = take_directory(tif, &t->levels[l], w[l], h[l], aperio);
 			if (r < 0) {
 				ret = -1;
 				goto done;

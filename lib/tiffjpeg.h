@@ -1,6 +1,7 @@
 /*
  * tiffjpeg.h: the JPEG tiles of a tiled TIFF slide (Aperio SVS, generic
- * tiled TIFF), decoded straight to RGB, without OpenSlide in between.
+ * tiled TIFF) and the JPEG 2000 tiles of an Aperio SVS, decoded straight
+ * to RGB, without OpenSlide in between.
  *
  * OpenSlide 3.4.1 reads such a tile with libtiff's TIFFRGBAImage: libtiff's
  * JPEG codec on libjpeg-turbo with its defaults (accurate integer IDCT,
@@ -14,8 +15,21 @@
  * gives the same RGB without the ARGB round trip, the compositing and the
  * per-region cache lookups. A level is taken here only when it is JPEG,
  * 8-bit, 3 samples, contiguous, photometric YCbCr or RGB, and a tile of
- * it decodes at open; anything else (JPEG 2000 SVS, other vendors) stays
- * with OpenSlide.
+ * it decodes at open.
+ *
+ * Aperio's JPEG 2000 levels (TIFF compression 33003, Y'CbCr, and 33005,
+ * RGB; 8-bit, 3 samples) are direct too: OpenSlide reads a tile's raw
+ * bytes (TIFFReadRawTile) and decodes the codestream with OpenJPEG, and
+ * so does lib/tiffj2k.c, with the same Y'CbCr arithmetic (tiffj2k.h), so
+ * the pixels are the same byte for byte. Anything else (other vendors,
+ * other codecs) stays with OpenSlide.
+ *
+ * Tiles with no bytes: OpenSlide leaves them transparent (white here) on
+ * a generic TIFF and on Aperio's first level; on Aperio's other levels
+ * it paints them, and the tiles of the next levels that cover them, from
+ * the level above, downsampled with cairo. So an Aperio level after the
+ * first is direct only when neither it nor any level above it has such a
+ * tile.
  *
  * A libtiff handle is not thread-safe: each thread decodes through its own
  * struct tiffjpeg_decoder (its own TIFF handle, opened on first use), and
@@ -30,7 +44,8 @@
 struct tiffjpeg_level {
 	int direct;           /* 1: tiles are decoded here */
 	int dir;              /* its TIFF directory */
-	int ycbcr;            /* photometric YCbCr (else RGB) */
+	int j2k;              /* Aperio JPEG 2000 (else JPEG) */
+	int ycbcr;            /* JPEG: photometric YCbCr; JPEG 2000: 33003 (else RGB) */
 	int64_t w, h;         /* level size, px */
 	int tw, th;           /* tile size, px */
 	int64_t across, down; /* tiles */
@@ -44,11 +59,13 @@ struct tiffjpeg {
 };
 
 /* Open path's TIFF directories and match them to the nlevels levels of
- * sizes w[], h[] (OpenSlide's). Returns how many levels are direct (0:
- * none, t needs no tiffjpeg_close()), or -1 out of memory. A file libtiff
- * cannot read is 0, not an error: OpenSlide reads it. */
+ * sizes w[], h[] (OpenSlide's); aperio: OpenSlide reads it as an Aperio
+ * slide (JPEG 2000 levels, missing tiles painted from the level above).
+ * Returns how many levels are direct (0: none, t needs no
+ * tiffjpeg_close()), or -1 out of memory. A file libtiff cannot read is
+ * 0, not an error: OpenSlide reads it. */
 int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64_t *w,
-                  const int64_t *h);
+                  const int64_t *h, int aperio);
 void tiffjpeg_close(struct tiffjpeg *t);
 
 /* What one thread needs to decode: zero it to start. */
@@ -57,6 +74,8 @@ struct tiffjpeg_decoder {
 	int dir;       /* its current directory */
 	uint8_t *tile; /* one decoded tile, for edges */
 	size_t tile_cap;
+	uint8_t *raw; /* one JPEG 2000 tile's bytes */
+	size_t raw_cap;
 };
 void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d);
 
