@@ -6,8 +6,9 @@
  * JPEG 2000 tiles of Aperio levels decoded directly (lib/tiffjpeg.c: the
  * same pixels as OpenSlide, without its ARGB conversion and cairo
  * compositing); OpenSlide's read_region for everything else (other
- * vendors, other codecs), through one openslide_t shared by all threads. The thumbnail is read block by block and
- * box-averaged as it goes, so memory follows the thumbnail. Resampling is
+ * vendors, other codecs), through one openslide_t shared by all threads.
+ * The thumbnail is read block by block and box-averaged as it goes, so
+ * memory follows the thumbnail. Resampling is
  * lib/resample.c: libvips spends more building a pipeline per tile than
  * the arithmetic costs.
  */

@@ -87,7 +87,7 @@ static void on_error(const char *msg, void *user)
 		return;
 	snprintf(m->text, sizeof m->text, "%s", msg);
 	size_t n = strlen(m->text);
-	while (n > 0 && (m->text[n - 1] == '\n' || m->text[n - 1] == '\r'))
+	while (n > 0 && (m->text[n - 1] == '\n' || m->text[n - 1] == '\r' || m->text[n - 1] == ' '))
 		m->text[--n] = 0;
 }
 
@@ -116,7 +116,8 @@ static void to_rgb(const opj_image_t *im, int w, int h, int ycbcr, uint8_t *dst,
 		if (sx[0] == 1 && sx[1] == 1 && sx[2] == 1) {
 			if (ycbcr)
 				for (int x = 0; x < w; x++, o += 3) {
-					int Y = (uint8_t)p0[x], cb = (uint8_t)p1[x], cr = (uint8_t)p2[x];
+					int Y = (uint8_t)p0[x], cb = (uint8_t)p1[x],
+					    cr = (uint8_t)p2[x];
 					o[0] = clamp255(Y + r_cr[cr]);
 					o[1] = clamp255(Y + (int16_t)((g_cb[cb] + g_cr[cr]) >> 16));
 					o[2] = clamp255(Y + b_cb[cb]);

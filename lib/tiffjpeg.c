@@ -41,8 +41,7 @@ static int has_missing(TIFF *tif)
 /* The current directory as level l, when it is a JPEG tile pyramid level
  * of the right size (or, aperio, a JPEG 2000 one). 1 taken, 0 not, -1
  * out of memory. */
-static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h,
-                          int aperio)
+static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h, int aperio)
 {
 	uint32_t iw = 0, ih = 0, tw = 0, th = 0;
 	uint16_t compression = 0, bits = 0, spp = 0, planar = 0, photometric = 0;
@@ -56,8 +55,8 @@ static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar) ||
 	    planar != PLANARCONFIG_CONTIG)
 		return 0;
-	int j2k = aperio && (compression == TIFFJ2K_APERIO_YCBCR ||
-	                     compression == TIFFJ2K_APERIO_RGB);
+	int j2k =
+	    aperio && (compression == TIFFJ2K_APERIO_YCBCR || compression == TIFFJ2K_APERIO_RGB);
 	/* JPEG 2000: the codestream says what it holds, the photometric tag
 	 * is not read (nor by OpenSlide) */
 	if (!j2k && (compression != COMPRESSION_JPEG ||
