@@ -100,6 +100,8 @@ void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d)
 		TIFFClose(d->tif);
 	free(d->tile);
 	free(d->raw);
+	free(d->cache);
+	free(d->cache_key);
 	memset(d, 0, sizeof *d);
 }
 
@@ -243,8 +245,57 @@ done:
 	return direct;
 }
 
-int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level,
-                         int64_t x, int64_t y, int64_t w, int64_t h, uint8_t *rgb)
+/* Tile i of a level decoded, as tw x th RGB rows: from the cache, or
+ * decoded into it (into d->tile when there is none). NULL on error. */
+static const uint8_t *tile_for_copy(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level,
+                                    int64_t i)
+{
+	const struct tiffjpeg_level *l = &t->levels[level];
+	size_t tpitch = (size_t)l->tw * 3, bytes = tpitch * (size_t)l->th;
+	int64_t want = 2 * l->across + 2, fit = (int64_t)(TIFFJPEG_CACHE_BYTES / bytes);
+	int slots = (int)(want < fit ? want : fit);
+	if (d->tile_bytes != bytes || (slots > d->slots && slots >= 2)) {
+		free(d->cache);
+		free(d->cache_key);
+		d->cache = NULL;
+		d->cache_key = NULL;
+		d->slots = 0;
+		d->tile_bytes = bytes;
+		if (slots >= 2) {
+			d->cache = malloc((size_t)slots * bytes);
+			d->cache_key = malloc((size_t)slots * sizeof *d->cache_key);
+			if (d->cache && d->cache_key) {
+				d->slots = slots;
+				for (int k = 0; k < slots; k++)
+					d->cache_key[k] = -1;
+			} else { /* no cache: decode every time */
+				free(d->cache);
+				free(d->cache_key);
+				d->cache = NULL;
+				d->cache_key = NULL;
+			}
+		}
+	}
+	if (d->slots == 0) {
+		if (reserve(&d->tile, &d->tile_cap, bytes) < 0 ||
+		    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
+			return NULL; /* (pitch == tpitch: decode_tile writes in place) */
+		return d->tile;
+	}
+	int64_t key = (int64_t)level << 40 | i;
+	int k = (int)(i % d->slots);
+	uint8_t *slot = d->cache + (size_t)k * bytes;
+	if (d->cache_key[k] == key)
+		return slot;
+	d->cache_key[k] = -1;
+	if (decode_tile(t, d, level, i, slot, tpitch) < 0)
+		return NULL;
+	d->cache_key[k] = key;
+	return slot;
+}
+
+int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level, int64_t x,
+                         int64_t y, int64_t w, int64_t h, uint8_t *rgb)
 {
 	const struct tiffjpeg_level *l = &t->levels[level];
 	if (!l->direct || w <= 0 || h <= 0)
@@ -270,12 +321,12 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 				continue;
 			}
 			size_t tpitch = (size_t)l->tw * 3;
-			if (reserve(&d->tile, &d->tile_cap, tpitch * (size_t)l->th) < 0 ||
-			    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
-				return -1; /* (pitch == tpitch: decode_tile writes in place) */
+			const uint8_t *src = tile_for_copy(t, d, level, i);
+			if (!src)
+				return -1;
 			for (int64_t yy = ay; yy < by; yy++)
 				memcpy(rgb + (size_t)(yy - y) * pitch + (size_t)(ax - x) * 3,
-				       d->tile + (size_t)(yy - ty) * tpitch + (size_t)(ax - tx) * 3,
+				       src + (size_t)(yy - ty) * tpitch + (size_t)(ax - tx) * 3,
 				       (size_t)(bx - ax) * 3);
 		}
 	return 0;

@@ -68,14 +68,24 @@ int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64
                   const int64_t *h, int aperio);
 void tiffjpeg_close(struct tiffjpeg *t);
 
-/* What one thread needs to decode: zero it to start. */
+/* What one thread needs to decode one slide's tiles: zero it to start.
+ * Tiles that a region covers only in part are kept for the next regions
+ * (boxes next to each other, and the rows of boxes below, share tiles;
+ * a JPEG 2000 tile costs several times a JPEG one): a direct-mapped cache
+ * by tile index, two rows of the level's tiles and two more, at most
+ * TIFFJPEG_CACHE_BYTES. */
+#define TIFFJPEG_CACHE_BYTES ((size_t)8 << 20)
 struct tiffjpeg_decoder {
 	void *tif;     /* TIFF *, this thread's */
 	int dir;       /* its current directory */
-	uint8_t *tile; /* one decoded tile, for edges */
+	uint8_t *tile; /* one decoded tile, for edges, when no cache */
 	size_t tile_cap;
 	uint8_t *raw; /* one JPEG 2000 tile's bytes */
 	size_t raw_cap;
+	uint8_t *cache;     /* (slots, tile_bytes) decoded tiles */
+	int64_t *cache_key; /* (slots) level << 40 | tile index; -1: empty */
+	int slots;
+	size_t tile_bytes; /* what a slot holds */
 };
 void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d);
 
