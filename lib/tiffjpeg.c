@@ -7,9 +7,61 @@
 #include "error.h"
 #include "tiffj2k.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tiffio.h>
+
+/* Decoded tiles shared by the threads (see tiffjpeg.h): direct-mapped,
+ * each slot one tile of tile_bytes, key level << 40 | tile index. */
+struct tiffjpeg_cache {
+	pthread_mutex_t lock;
+	uint8_t *mem;
+	int64_t *key; /* (slots); -1: empty */
+	size_t slots, tile_bytes;
+};
+
+static size_t cache_slot(const struct tiffjpeg_cache *c, int level, int64_t i)
+{
+	/* levels spread over the slots differently */
+	return (size_t)(((uint64_t)i + (uint64_t)level * 2654435761u) % c->slots);
+}
+
+static void cache_free(struct tiffjpeg_cache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c->mem);
+	free(c->key);
+	free(c);
+}
+
+/* A cache of tiles of tile_bytes, or NULL (no cache: tiles are decoded
+ * each time they are needed). */
+static struct tiffjpeg_cache *cache_new(size_t tile_bytes)
+{
+	size_t slots = TIFFJPEG_CACHE_BYTES / tile_bytes;
+	if (slots < 4)
+		return NULL;
+	struct tiffjpeg_cache *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->mem = malloc(slots * tile_bytes); /* pages touched as slots fill */
+	c->key = malloc(slots * sizeof *c->key);
+	if (!c->mem || !c->key) {
+		free(c->mem);
+		free(c->key);
+		free(c);
+		return NULL;
+	}
+	for (size_t k = 0; k < slots; k++)
+		c->key[k] = -1;
+	c->slots = slots;
+	c->tile_bytes = tile_bytes;
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
 
 static void level_release(struct tiffjpeg_level *l)
 {
@@ -23,6 +75,7 @@ void tiffjpeg_close(struct tiffjpeg *t)
 		level_release(&t->levels[i]);
 	free(t->levels);
 	free(t->path);
+	cache_free(t->cache);
 	memset(t, 0, sizeof *t);
 }
 
@@ -100,8 +153,6 @@ void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d)
 		TIFFClose(d->tif);
 	free(d->tile);
 	free(d->raw);
-	free(d->cache);
-	free(d->cache_key);
 	memset(d, 0, sizeof *d);
 }
 
@@ -235,6 +286,9 @@ int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64
 		free(probe);
 	}
 	tiffjpeg_decoder_release(&d);
+	for (int l = 0; l < nlevels && direct > 0 && !t->cache; l++)
+		if (t->levels[l].direct)
+			t->cache = cache_new((size_t)t->levels[l].tw * t->levels[l].th * 3);
 done:
 	if (tif)
 		TIFFClose(tif);
@@ -243,55 +297,6 @@ done:
 		return ret < 0 ? eosin_error("out of memory") : 0;
 	}
 	return direct;
-}
-
-/* Tile i of a level decoded, as tw x th RGB rows: from the cache, or
- * decoded into it (into d->tile when there is none). NULL on error. */
-static const uint8_t *tile_for_copy(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level,
-                                    int64_t i)
-{
-	const struct tiffjpeg_level *l = &t->levels[level];
-	size_t tpitch = (size_t)l->tw * 3, bytes = tpitch * (size_t)l->th;
-	int64_t want = 2 * l->across + 2, fit = (int64_t)(TIFFJPEG_CACHE_BYTES / bytes);
-	int slots = (int)(want < fit ? want : fit);
-	if (d->tile_bytes != bytes || (slots > d->slots && slots >= 2)) {
-		free(d->cache);
-		free(d->cache_key);
-		d->cache = NULL;
-		d->cache_key = NULL;
-		d->slots = 0;
-		d->tile_bytes = bytes;
-		if (slots >= 2) {
-			d->cache = malloc((size_t)slots * bytes);
-			d->cache_key = malloc((size_t)slots * sizeof *d->cache_key);
-			if (d->cache && d->cache_key) {
-				d->slots = slots;
-				for (int k = 0; k < slots; k++)
-					d->cache_key[k] = -1;
-			} else { /* no cache: decode every time */
-				free(d->cache);
-				free(d->cache_key);
-				d->cache = NULL;
-				d->cache_key = NULL;
-			}
-		}
-	}
-	if (d->slots == 0) {
-		if (reserve(&d->tile, &d->tile_cap, bytes) < 0 ||
-		    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
-			return NULL; /* (pitch == tpitch: decode_tile writes in place) */
-		return d->tile;
-	}
-	int64_t key = (int64_t)level << 40 | i;
-	int k = (int)(i % d->slots);
-	uint8_t *slot = d->cache + (size_t)k * bytes;
-	if (d->cache_key[k] == key)
-		return slot;
-	d->cache_key[k] = -1;
-	if (decode_tile(t, d, level, i, slot, tpitch) < 0)
-		return NULL;
-	d->cache_key[k] = key;
-	return slot;
 }
 
 int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level, int64_t x,
@@ -315,19 +320,55 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 			int64_t bx = tx + l->tw < x1 ? tx + l->tw : x1,
 			        by = ty + l->th < y1 ? ty + l->th : y1;
 			uint8_t *dst = rgb + (size_t)(ay - y) * pitch + (size_t)(ax - x) * 3;
+			size_t tpitch = (size_t)l->tw * 3, part = (size_t)(bx - ax) * 3;
+			struct tiffjpeg_cache *c = t->cache;
+			int cached = c && c->tile_bytes == tpitch * (size_t)l->th;
+			int64_t key = (int64_t)level << 40 | i;
+			size_t k = cached ? cache_slot(c, level, i) : 0;
+			if (cached) {
+				pthread_mutex_lock(&c->lock);
+				int hit = c->key[k] == key;
+				if (hit) {
+					const uint8_t *src = c->mem + k * c->tile_bytes +
+					                     (size_t)(ay - ty) * tpitch +
+					                     (size_t)(ax - tx) * 3;
+					for (int64_t yy = ay; yy < by; yy++)
+						memcpy(dst + (size_t)(yy - ay) * pitch,
+						       src + (size_t)(yy - ay) * tpitch, part);
+				}
+				pthread_mutex_unlock(&c->lock);
+				if (hit)
+					continue;
+			}
+			/* decode: a whole tile in place, a part through d->tile */
+			const uint8_t *tile;
+			size_t from;
 			if (ax == tx && ay == ty && bx == tx + l->tw && by == ty + l->th) {
 				if (decode_tile(t, d, level, i, dst, pitch) < 0)
 					return -1;
-				continue;
+				tile = dst;
+				from = pitch;
+			} else {
+				if (reserve(&d->tile, &d->tile_cap, tpitch * (size_t)l->th) < 0 ||
+				    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
+					return -1; /* (pitch == tpitch: decode_tile writes in place)
+					            */
+				tile = d->tile;
+				from = tpitch;
+				const uint8_t *src =
+				    d->tile + (size_t)(ay - ty) * tpitch + (size_t)(ax - tx) * 3;
+				for (int64_t yy = ay; yy < by; yy++)
+					memcpy(dst + (size_t)(yy - ay) * pitch,
+					       src + (size_t)(yy - ay) * tpitch, part);
 			}
-			size_t tpitch = (size_t)l->tw * 3;
-			const uint8_t *src = tile_for_copy(t, d, level, i);
-			if (!src)
-				return -1;
-			for (int64_t yy = ay; yy < by; yy++)
-				memcpy(rgb + (size_t)(yy - y) * pitch + (size_t)(ax - x) * 3,
-				       src + (size_t)(yy - ty) * tpitch + (size_t)(ax - tx) * 3,
-				       (size_t)(bx - ax) * 3);
+			if (cached) {
+				pthread_mutex_lock(&c->lock);
+				for (int yy = 0; yy < l->th; yy++)
+					memcpy(c->mem + k * c->tile_bytes + (size_t)yy * tpitch,
+					       tile + (size_t)yy * from, tpitch);
+				c->key[k] = key;
+				pthread_mutex_unlock(&c->lock);
+			}
 		}
 	return 0;
 }

@@ -33,7 +33,8 @@
  *
  * A libtiff handle is not thread-safe: each thread decodes through its own
  * struct tiffjpeg_decoder (its own TIFF handle, opened on first use), and
- * the struct tiffjpeg itself is read-only after open.
+ * the struct tiffjpeg itself is read-only after open but for its tile
+ * cache, which has its own lock.
  */
 #ifndef EOSIN_TIFFJPEG_H
 #define EOSIN_TIFFJPEG_H
@@ -52,10 +53,22 @@ struct tiffjpeg_level {
 	uint64_t *size;       /* (down, across) raw tile bytes; 0: no data */
 };
 
+/* Decoded tiles kept for the next reads, shared by all threads (behind a
+ * lock): regions that cover tiles only in part (boxes on fractional
+ * level pixels span 2x2 tiles, and the boxes next to them and below
+ * share them) and the thumbnail's blocks, read before the tiles, would
+ * otherwise decode the same tiles again, and a JPEG 2000 tile costs
+ * several times a JPEG one. Direct-mapped by level and tile index, at
+ * most TIFFJPEG_CACHE_BYTES a slide, for tiles of the first direct
+ * level's size. */
+#define TIFFJPEG_CACHE_BYTES ((size_t)16 << 20)
+struct tiffjpeg_cache;
+
 struct tiffjpeg {
 	char *path;
 	int nlevels;
 	struct tiffjpeg_level *levels; /* (nlevels), indexed like OpenSlide's */
+	struct tiffjpeg_cache *cache;  /* or NULL */
 };
 
 /* Open path's TIFF directories and match them to the nlevels levels of
@@ -68,24 +81,14 @@ int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64
                   const int64_t *h, int aperio);
 void tiffjpeg_close(struct tiffjpeg *t);
 
-/* What one thread needs to decode one slide's tiles: zero it to start.
- * Tiles that a region covers only in part are kept for the next regions
- * (boxes next to each other, and the rows of boxes below, share tiles;
- * a JPEG 2000 tile costs several times a JPEG one): a direct-mapped cache
- * by tile index, two rows of the level's tiles and two more, at most
- * TIFFJPEG_CACHE_BYTES. */
-#define TIFFJPEG_CACHE_BYTES ((size_t)8 << 20)
+/* What one thread needs to decode: zero it to start. */
 struct tiffjpeg_decoder {
 	void *tif;     /* TIFF *, this thread's */
 	int dir;       /* its current directory */
-	uint8_t *tile; /* one decoded tile, for edges, when no cache */
+	uint8_t *tile; /* one decoded tile, for edges */
 	size_t tile_cap;
 	uint8_t *raw; /* one JPEG 2000 tile's bytes */
 	size_t raw_cap;
-	uint8_t *cache;     /* (slots, tile_bytes) decoded tiles */
-	int64_t *cache_key; /* (slots) level << 40 | tile index; -1: empty */
-	int slots;
-	size_t tile_bytes; /* what a slot holds */
 };
 void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d);
 
