@@ -340,7 +340,8 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 				if (hit)
 					continue;
 			}
-			/* decode: a whole tile in place, a part through d->tile */
+			/* decode: a whole tile in place, a part through d->tile
+			 * (where pitch == tpitch decode_tile writes in place) */
 			const uint8_t *tile;
 			size_t from;
 			if (ax == tx && ay == ty && bx == tx + l->tw && by == ty + l->th) {
@@ -351,8 +352,7 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 			} else {
 				if (reserve(&d->tile, &d->tile_cap, tpitch * (size_t)l->th) < 0 ||
 				    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
-					return -1; /* (pitch == tpitch: decode_tile writes in place)
-					            */
+					return -1;
 				tile = d->tile;
 				from = tpitch;
 				const uint8_t *src =
