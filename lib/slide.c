@@ -439,7 +439,10 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 	}
 	pthread_mutex_init(&f.lock, NULL);
 	if (is_direct(s, 0)) {
-		/* one band of tiles per step */
+		/* one band of tiles per step; the copy is all that is read of
+		 * level 0 from now on, so its tiles are not kept */
+		for (int t = 0; t < threads; t++)
+			f.d[t].uncached = 1;
 		parallel_for(s->direct.levels[0].down, threads, fill_band, &f);
 	} else {
 		f.bl = 1024;

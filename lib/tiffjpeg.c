@@ -322,7 +322,7 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 			uint8_t *dst = rgb + (size_t)(ay - y) * pitch + (size_t)(ax - x) * 3;
 			size_t tpitch = (size_t)l->tw * 3, part = (size_t)(bx - ax) * 3;
 			struct tiffjpeg_cache *c = t->cache;
-			int cached = c && c->tile_bytes == tpitch * (size_t)l->th;
+			int cached = c && !d->uncached && c->tile_bytes == tpitch * (size_t)l->th;
 			int64_t key = (int64_t)level << 40 | i;
 			size_t k = cached ? cache_slot(c, level, i) : 0;
 			if (cached) {

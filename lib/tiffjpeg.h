@@ -89,6 +89,7 @@ struct tiffjpeg_decoder {
 	size_t tile_cap;
 	uint8_t *raw; /* one JPEG 2000 tile's bytes */
 	size_t raw_cap;
+	int uncached; /* 1: reads that will not come again, past the tile cache */
 };
 void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d);
 
