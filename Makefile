@@ -14,7 +14,7 @@ SANITIZE ?=
 BUILD    ?= build$(if $(SANITIZE),-san)
 CC       ?= cc
 CXX      ?= c++
-PKGS     := openslide vips msgpack jansson libcurl libturbojpeg libtiff-4
+PKGS     := openslide vips msgpack jansson libcurl libturbojpeg libtiff-4 libopenjp2
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \

@@ -2,12 +2,13 @@
  * slide.c: OpenSlide reading, resolution and resampling. See slide.h.
  *
  * Where pixels come from, fastest first: the level-0 copy (small slides,
- * decoded once); the JPEG tiles of Aperio and generic TIFF levels decoded
- * directly (lib/tiffjpeg.c: the same pixels as OpenSlide, without its
- * ARGB conversion and cairo compositing); OpenSlide's read_region for
- * everything else (JPEG 2000 SVS, other vendors), through one openslide_t
- * shared by all threads. The thumbnail is read block by block and
- * box-averaged as it goes, so memory follows the thumbnail. Resampling is
+ * decoded once); the JPEG tiles of Aperio and generic TIFF levels and the
+ * JPEG 2000 tiles of Aperio levels decoded directly (lib/tiffjpeg.c: the
+ * same pixels as OpenSlide, without its ARGB conversion and cairo
+ * compositing); OpenSlide's read_region for everything else (other
+ * vendors, other codecs), through one openslide_t shared by all threads.
+ * The thumbnail is read block by block and box-averaged as it goes, so
+ * memory follows the thumbnail. Resampling is
  * lib/resample.c: libvips spends more building a pipeline per tile than
  * the arithmetic costs.
  */
@@ -260,7 +261,8 @@ int slide_use_direct(struct slide *s)
 	 * libtiff, with no overlaps or offsets of their own */
 	if (!vendor || (strcmp(vendor, "aperio") && strcmp(vendor, "generic-tiff")))
 		return 0;
-	int n = tiffjpeg_open(&s->direct, s->path, s->nlevels, s->width, s->height);
+	int n = tiffjpeg_open(&s->direct, s->path, s->nlevels, s->width, s->height,
+	                      !strcmp(vendor, "aperio"));
 	if (n < 0)
 		return -1;
 	s->ndirect = n;
@@ -440,7 +442,10 @@ int slide_cache_level0(struct slide *s, size_t budget, int threads)
 	}
 	pthread_mutex_init(&f.lock, NULL);
 	if (is_direct(s, 0)) {
-		/* one band of tiles per step */
+		/* one band of tiles per step; the copy is all that is read of
+		 * level 0 from now on, so its tiles are not kept */
+		for (int t = 0; t < threads; t++)
+			f.d[t].uncached = 1;
 		parallel_for(s->direct.levels[0].down, threads, fill_band, &f);
 	} else {
 		f.bl = 1024;

@@ -53,7 +53,7 @@ struct slide {
 	enum mpp_source mpp_source;
 	uint8_t *level0; /* (height[0], width[0], 3) RGB on white, or NULL */
 	size_t level0_cap; /* bytes mapped for it */
-	struct tiffjpeg direct; /* levels whose JPEG tiles are decoded here */
+	struct tiffjpeg direct; /* levels whose tiles are decoded here */
 	int ndirect;            /* how many; 0: everything through OpenSlide */
 };
 
@@ -62,8 +62,9 @@ struct slide {
 int slide_open(struct slide *s, const char *path, double override_mpp);
 void slide_close(struct slide *s);
 
-/* Decode the JPEG tiles of Aperio and generic tiled TIFF levels directly
- * (lib/tiffjpeg.h) instead of through OpenSlide: the same pixels with a
+/* Decode the JPEG tiles of Aperio and generic tiled TIFF levels, and the
+ * JPEG 2000 tiles of Aperio levels, directly (lib/tiffjpeg.h) instead of
+ * through OpenSlide: the same pixels with a
  * fraction of the work. Returns how many levels are read so (0: none, the
  * slide is read through OpenSlide as before), -1 out of memory. Call
  * after slide_open(), before sharing the slide between threads. */

@@ -1,14 +1,67 @@
 /*
- * tiffjpeg.c: JPEG tiles of tiled TIFF slides, decoded directly. See
- * tiffjpeg.h.
+ * tiffjpeg.c: JPEG tiles of tiled TIFF slides and Aperio's JPEG 2000
+ * tiles, decoded directly. See tiffjpeg.h.
  */
 #include "tiffjpeg.h"
 
 #include "error.h"
+#include "tiffj2k.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <tiffio.h>
+
+/* Decoded tiles shared by the threads (see tiffjpeg.h): direct-mapped,
+ * each slot one tile of tile_bytes, key level << 40 | tile index. */
+struct tiffjpeg_cache {
+	pthread_mutex_t lock;
+	uint8_t *mem;
+	int64_t *key; /* (slots); -1: empty */
+	size_t slots, tile_bytes;
+};
+
+static size_t cache_slot(const struct tiffjpeg_cache *c, int level, int64_t i)
+{
+	/* levels spread over the slots differently */
+	return (size_t)(((uint64_t)i + (uint64_t)level * 2654435761u) % c->slots);
+}
+
+static void cache_free(struct tiffjpeg_cache *c)
+{
+	if (!c)
+		return;
+	pthread_mutex_destroy(&c->lock);
+	free(c->mem);
+	free(c->key);
+	free(c);
+}
+
+/* A cache of tiles of tile_bytes, or NULL (no cache: tiles are decoded
+ * each time they are needed). */
+static struct tiffjpeg_cache *cache_new(size_t tile_bytes)
+{
+	size_t slots = TIFFJPEG_CACHE_BYTES / tile_bytes;
+	if (slots < 4)
+		return NULL;
+	struct tiffjpeg_cache *c = calloc(1, sizeof *c);
+	if (!c)
+		return NULL;
+	c->mem = malloc(slots * tile_bytes); /* pages touched as slots fill */
+	c->key = malloc(slots * sizeof *c->key);
+	if (!c->mem || !c->key) {
+		free(c->mem);
+		free(c->key);
+		free(c);
+		return NULL;
+	}
+	for (size_t k = 0; k < slots; k++)
+		c->key[k] = -1;
+	c->slots = slots;
+	c->tile_bytes = tile_bytes;
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
 
 static void level_release(struct tiffjpeg_level *l)
 {
@@ -22,12 +75,26 @@ void tiffjpeg_close(struct tiffjpeg *t)
 		level_release(&t->levels[i]);
 	free(t->levels);
 	free(t->path);
+	cache_free(t->cache);
 	memset(t, 0, sizeof *t);
 }
 
+/* Whether the current (tiled) directory has a tile with no bytes. */
+static int has_missing(TIFF *tif)
+{
+	uint64_t *size = NULL;
+	if (!TIFFGetField(tif, TIFFTAG_TILEBYTECOUNTS, &size) || !size)
+		return 1; /* cannot tell: as if it had */
+	for (uint32_t i = 0, n = TIFFNumberOfTiles(tif); i < n; i++)
+		if (size[i] == 0)
+			return 1;
+	return 0;
+}
+
 /* The current directory as level l, when it is a JPEG tile pyramid level
- * of the right size. 1 taken, 0 not, -1 out of memory. */
-static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h)
+ * of the right size (or, aperio, a JPEG 2000 one). 1 taken, 0 not, -1
+ * out of memory. */
+static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_t h, int aperio)
 {
 	uint32_t iw = 0, ih = 0, tw = 0, th = 0;
 	uint16_t compression = 0, bits = 0, spp = 0, planar = 0, photometric = 0;
@@ -36,12 +103,18 @@ static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_
 	    !TIFFGetField(tif, TIFFTAG_TILEWIDTH, &tw) ||
 	    !TIFFGetField(tif, TIFFTAG_TILELENGTH, &th) || tw == 0 || th == 0 || tw > 16384 ||
 	    th > 16384 || !TIFFGetField(tif, TIFFTAG_COMPRESSION, &compression) ||
-	    compression != COMPRESSION_JPEG ||
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_BITSPERSAMPLE, &bits) || bits != 8 ||
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_SAMPLESPERPIXEL, &spp) || spp != 3 ||
 	    !TIFFGetFieldDefaulted(tif, TIFFTAG_PLANARCONFIG, &planar) ||
-	    planar != PLANARCONFIG_CONTIG || !TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) ||
-	    (photometric != PHOTOMETRIC_YCBCR && photometric != PHOTOMETRIC_RGB))
+	    planar != PLANARCONFIG_CONTIG)
+		return 0;
+	int j2k =
+	    aperio && (compression == TIFFJ2K_APERIO_YCBCR || compression == TIFFJ2K_APERIO_RGB);
+	/* JPEG 2000: the codestream says what it holds, the photometric tag
+	 * is not read (nor by OpenSlide) */
+	if (!j2k && (compression != COMPRESSION_JPEG ||
+	             !TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photometric) ||
+	             (photometric != PHOTOMETRIC_YCBCR && photometric != PHOTOMETRIC_RGB)))
 		return 0;
 	int64_t across = ((int64_t)iw + tw - 1) / tw, down = ((int64_t)ih + th - 1) / th;
 	if ((int64_t)TIFFNumberOfTiles(tif) != across * down)
@@ -60,7 +133,8 @@ static int take_directory(TIFF *tif, struct tiffjpeg_level *l, int64_t w, int64_
 	l->th = (int)th;
 	l->across = across;
 	l->down = down;
-	l->ycbcr = photometric == PHOTOMETRIC_YCBCR;
+	l->j2k = j2k;
+	l->ycbcr = j2k ? compression == TIFFJ2K_APERIO_YCBCR : photometric == PHOTOMETRIC_YCBCR;
 	l->dir = TIFFCurrentDirectory(tif);
 	l->direct = 1;
 	return 1;
@@ -78,6 +152,7 @@ void tiffjpeg_decoder_release(struct tiffjpeg_decoder *d)
 	if (d->tif)
 		TIFFClose(d->tif);
 	free(d->tile);
+	free(d->raw);
 	memset(d, 0, sizeof *d);
 }
 
@@ -115,9 +190,25 @@ static int decode_tile(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int
 		if (!TIFFSetDirectory(d->tif, (tdir_t)l->dir))
 			return eosin_error("cannot read TIFF directory %d", l->dir);
 		/* what TIFFRGBAImage asks for: YCbCr converted by libjpeg */
-		if (l->ycbcr && !TIFFSetField(d->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
+		if (!l->j2k && l->ycbcr &&
+		    !TIFFSetField(d->tif, TIFFTAG_JPEGCOLORMODE, JPEGCOLORMODE_RGB))
 			return eosin_error("cannot set the JPEG colour mode");
 		d->dir = l->dir;
+	}
+	if (l->j2k) {
+		/* the raw codestream, as OpenSlide reads it, decoded in place */
+		uint64_t n = l->size[i];
+		if (n > ((uint64_t)1 << 30))
+			return eosin_error("tile %lld of level %d: %llu bytes of JPEG 2000",
+			                   (long long)i, level, (unsigned long long)n);
+		if (reserve(&d->raw, &d->raw_cap, (size_t)n) < 0)
+			return -1;
+		if (TIFFReadRawTile(d->tif, (uint32_t)i, d->raw, (tmsize_t)n) != (tmsize_t)n)
+			return eosin_error("tile %lld of level %d: cannot read its %llu bytes",
+			                   (long long)i, level, (unsigned long long)n);
+		if (tiffj2k_decode(d->raw, (size_t)n, l->tw, l->th, l->ycbcr, dst, pitch) < 0)
+			return eosin_error_prefix("tile %lld of level %d", (long long)i, level);
+		return 0;
 	}
 	uint8_t *out = dst;
 	if (pitch != row) {
@@ -135,7 +226,7 @@ static int decode_tile(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int
 }
 
 int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64_t *w,
-                  const int64_t *h)
+                  const int64_t *h, int aperio)
 {
 	memset(t, 0, sizeof *t);
 	/* lib/ does not print: libtiff's messages are dropped (for good, as
@@ -154,11 +245,19 @@ int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64
 		goto done;
 	}
 	t->nlevels = nlevels;
+	/* Aperio's levels are its tiled directories in order: whether this
+	 * one or one before it has a tile with no bytes */
+	int missing = 0, tiled = 0;
 	do {
+		if (!TIFFIsTiled(tif))
+			continue;
+		missing = missing || has_missing(tif);
+		if (aperio && tiled++ > 0 && missing)
+			continue; /* OpenSlide paints its missing tiles: not direct */
 		for (int l = 0; l < nlevels; l++) {
 			if (t->levels[l].direct)
 				continue;
-			int r = take_directory(tif, &t->levels[l], w[l], h[l]);
+			int r = take_directory(tif, &t->levels[l], w[l], h[l], aperio);
 			if (r < 0) {
 				ret = -1;
 				goto done;
@@ -187,6 +286,9 @@ int tiffjpeg_open(struct tiffjpeg *t, const char *path, int nlevels, const int64
 		free(probe);
 	}
 	tiffjpeg_decoder_release(&d);
+	for (int l = 0; l < nlevels && direct > 0 && !t->cache; l++)
+		if (t->levels[l].direct)
+			t->cache = cache_new((size_t)t->levels[l].tw * t->levels[l].th * 3);
 done:
 	if (tif)
 		TIFFClose(tif);
@@ -197,8 +299,8 @@ done:
 	return direct;
 }
 
-int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level,
-                         int64_t x, int64_t y, int64_t w, int64_t h, uint8_t *rgb)
+int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level, int64_t x,
+                         int64_t y, int64_t w, int64_t h, uint8_t *rgb)
 {
 	const struct tiffjpeg_level *l = &t->levels[level];
 	if (!l->direct || w <= 0 || h <= 0)
@@ -218,19 +320,55 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 			int64_t bx = tx + l->tw < x1 ? tx + l->tw : x1,
 			        by = ty + l->th < y1 ? ty + l->th : y1;
 			uint8_t *dst = rgb + (size_t)(ay - y) * pitch + (size_t)(ax - x) * 3;
+			size_t tpitch = (size_t)l->tw * 3, part = (size_t)(bx - ax) * 3;
+			struct tiffjpeg_cache *c = t->cache;
+			int cached = c && !d->uncached && c->tile_bytes == tpitch * (size_t)l->th;
+			int64_t key = (int64_t)level << 40 | i;
+			size_t k = cached ? cache_slot(c, level, i) : 0;
+			if (cached) {
+				pthread_mutex_lock(&c->lock);
+				int hit = c->key[k] == key;
+				if (hit) {
+					const uint8_t *src = c->mem + k * c->tile_bytes +
+					                     (size_t)(ay - ty) * tpitch +
+					                     (size_t)(ax - tx) * 3;
+					for (int64_t yy = ay; yy < by; yy++)
+						memcpy(dst + (size_t)(yy - ay) * pitch,
+						       src + (size_t)(yy - ay) * tpitch, part);
+				}
+				pthread_mutex_unlock(&c->lock);
+				if (hit)
+					continue;
+			}
+			/* decode: a whole tile in place, a part through d->tile
+			 * (where pitch == tpitch decode_tile writes in place) */
+			const uint8_t *tile;
+			size_t from;
 			if (ax == tx && ay == ty && bx == tx + l->tw && by == ty + l->th) {
 				if (decode_tile(t, d, level, i, dst, pitch) < 0)
 					return -1;
-				continue;
+				tile = dst;
+				from = pitch;
+			} else {
+				if (reserve(&d->tile, &d->tile_cap, tpitch * (size_t)l->th) < 0 ||
+				    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
+					return -1;
+				tile = d->tile;
+				from = tpitch;
+				const uint8_t *src =
+				    d->tile + (size_t)(ay - ty) * tpitch + (size_t)(ax - tx) * 3;
+				for (int64_t yy = ay; yy < by; yy++)
+					memcpy(dst + (size_t)(yy - ay) * pitch,
+					       src + (size_t)(yy - ay) * tpitch, part);
 			}
-			size_t tpitch = (size_t)l->tw * 3;
-			if (reserve(&d->tile, &d->tile_cap, tpitch * (size_t)l->th) < 0 ||
-			    decode_tile(t, d, level, i, d->tile, tpitch) < 0)
-				return -1; /* (pitch == tpitch: decode_tile writes in place) */
-			for (int64_t yy = ay; yy < by; yy++)
-				memcpy(rgb + (size_t)(yy - y) * pitch + (size_t)(ax - x) * 3,
-				       d->tile + (size_t)(yy - ty) * tpitch + (size_t)(ax - tx) * 3,
-				       (size_t)(bx - ax) * 3);
+			if (cached) {
+				pthread_mutex_lock(&c->lock);
+				for (int yy = 0; yy < l->th; yy++)
+					memcpy(c->mem + k * c->tile_bytes + (size_t)yy * tpitch,
+					       tile + (size_t)yy * from, tpitch);
+				c->key[k] = key;
+				pthread_mutex_unlock(&c->lock);
+			}
 		}
 	return 0;
 }

@@ -13,12 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* OpenSlide's region at level 0, premultiplied ARGB composited on white. */
-static void openslide_rgb(openslide_t *osr, int64_t x, int64_t y, int64_t w, int64_t h,
-                          uint8_t *rgb)
+/* OpenSlide's region at a level (x, y: level-0 px), premultiplied ARGB
+ * composited on white. */
+static void openslide_rgb(openslide_t *osr, int level, int64_t x, int64_t y, int64_t w,
+                          int64_t h, uint8_t *rgb)
 {
 	uint32_t *argb = malloc((size_t)(w * h) * 4);
-	openslide_read_region(osr, argb, x, y, 0, w, h);
+	openslide_read_region(osr, argb, x, y, level, w, h);
 	for (int64_t i = 0; i < w * h; i++) {
 		uint32_t p = argb[i];
 		unsigned white = 255 - (p >> 24);
@@ -30,17 +31,55 @@ static void openslide_rgb(openslide_t *osr, int64_t x, int64_t y, int64_t w, int
 	free(argb);
 }
 
-/* Compare the region both ways; the number of differing bytes. */
+/* Compare the level-0 region both ways; the number of differing bytes. */
 static int64_t compare(struct slide *s, struct tiffjpeg_decoder *d, int64_t x, int64_t y,
                        int64_t w, int64_t h)
 {
 	uint8_t *a = malloc((size_t)(w * h * 3)), *b = malloc((size_t)(w * h * 3));
 	int64_t diff = -1;
 	if (tiffjpeg_read_region(&s->direct, d, 0, x, y, w, h, a) == 0) {
-		openslide_rgb(s->osr, x, y, w, h, b);
+		openslide_rgb(s->osr, 0, x, y, w, h, b);
 		diff = 0;
 		for (int64_t i = 0; i < w * h * 3; i++)
 			diff += a[i] != b[i];
+	}
+	free(a);
+	free(b);
+	return diff;
+}
+
+/* All of level 0 in 1000 px blocks, both ways: how many blocks differ. */
+static int64_t compare_level0(struct slide *s, struct tiffjpeg_decoder *d, int64_t *blocks)
+{
+	int64_t w = s->width[0], h = s->height[0], bad = 0;
+	*blocks = 0;
+	for (int64_t y = 0; y < h; y += 1000)
+		for (int64_t x = 0; x < w; x += 1000) {
+			int64_t bw = w - x < 1000 ? w - x : 1000, bh = h - y < 1000 ? h - y : 1000;
+			int64_t n = compare(s, d, x, y, bw, bh);
+			bad += n != 0;
+			(*blocks)++;
+			if (n)
+				printf("# block (%lld, %lld): %lld bytes differ\n", (long long)x,
+				       (long long)y, (long long)n);
+		}
+	return bad;
+}
+
+/* A whole level (read from its corner, where level and level-0
+ * coordinates meet exactly) both ways: the number of differing bytes. */
+static int64_t compare_level(struct slide *s, struct tiffjpeg_decoder *d, int level)
+{
+	int64_t w = s->width[level], h = s->height[level];
+	uint8_t *a = malloc((size_t)(w * h * 3)), *b = malloc((size_t)(w * h * 3));
+	int64_t diff = -1;
+	if (tiffjpeg_read_region(&s->direct, d, level, 0, 0, w, h, a) == 0) {
+		openslide_rgb(s->osr, level, 0, 0, w, h, b);
+		diff = 0;
+		for (int64_t i = 0; i < w * h * 3; i++)
+			diff += a[i] != b[i];
+	} else {
+		printf("# level %d: %s\n", level, eosin_errmsg());
 	}
 	free(a);
 	free(b);
@@ -66,17 +105,8 @@ int main(void)
 	ok(s.direct.levels[0].direct && !s.direct.levels[0].ycbcr,
 	   "Aperio JPEG tiles, photometric RGB (RGB coded, no colour transform)");
 	struct tiffjpeg_decoder d = {0};
-	int64_t w = s.width[0], h = s.height[0], bad = 0, blocks = 0;
-	for (int64_t y = 0; y < h; y += 1000)
-		for (int64_t x = 0; x < w; x += 1000) {
-			int64_t bw = w - x < 1000 ? w - x : 1000, bh = h - y < 1000 ? h - y : 1000;
-			int64_t n = compare(&s, &d, x, y, bw, bh);
-			bad += n != 0;
-			blocks++;
-			if (n)
-				printf("# block (%lld, %lld): %lld bytes differ\n", (long long)x,
-				       (long long)y, (long long)n);
-		}
+	int64_t w = s.width[0], h = s.height[0], blocks = 0;
+	int64_t bad = compare_level0(&s, &d, &blocks);
 	ok(bad == 0, "all of level 0 (%lldx%lld, %lld blocks): the same RGB as OpenSlide",
 	   (long long)w, (long long)h, (long long)blocks);
 	ok(compare(&s, &d, w - 300, h - 200, 500, 400) == 0,
@@ -87,10 +117,29 @@ int main(void)
 	tiffjpeg_decoder_release(&d);
 	slide_close(&s);
 
+	/* Aperio JPEG 2000 (compression 33005, RGB; Y'CbCr 33003 is tested on
+	 * made-up slides in test-tile-j2k) */
 	snprintf(path, sizeof path, "%s/slides/tcga-cr-7395-01a-01-ts1.svs", shared);
-	if (slide_open(&s, path, 1.0) == 0) {
-		ok(slide_use_direct(&s) == 0, "JPEG 2000 SVS stays with OpenSlide");
-		slide_close(&s);
+	if (slide_open(&s, path, 0.5) < 0) {
+		ok(0, "open: %s", eosin_errmsg());
+		return tap_done();
 	}
+	ok(slide_use_direct(&s) == s.nlevels && s.nlevels == 2,
+	   "JPEG 2000 SVS: both levels decoded directly");
+	ok(s.direct.levels[0].j2k && !s.direct.levels[0].ycbcr && s.direct.levels[1].j2k,
+	   "its tiles: JPEG 2000, RGB (33005)");
+	w = s.width[0];
+	h = s.height[0];
+	bad = compare_level0(&s, &d, &blocks);
+	ok(bad == 0, "JPEG 2000 level 0 (%lldx%lld, %lld blocks): the same RGB as OpenSlide",
+	   (long long)w, (long long)h, (long long)blocks);
+	int64_t n1 = compare_level(&s, &d, 1);
+	ok(n1 == 0, "JPEG 2000 level 1 (%lldx%lld), whole: the same RGB as OpenSlide (%lld differ)",
+	   (long long)s.width[1], (long long)s.height[1], (long long)n1);
+	ok(compare(&s, &d, w - 300, h - 200, 500, 400) == 0,
+	   "JPEG 2000: a region over the bottom-right corner: same, white outside");
+	ok(compare(&s, &d, 255, 511, 3, 3) == 0, "JPEG 2000: 3x3 across tile corners");
+	tiffjpeg_decoder_release(&d);
+	slide_close(&s);
 	return tap_done();
 }
