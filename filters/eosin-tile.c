@@ -885,15 +885,18 @@ int main(int argc, char **argv)
 		o.threads = n > 0 ? (int)n : 1;
 	}
 
-	/* Each slide allocates and frees the same few buffers of megabytes
-	 * (level-0 copy, thumbnail, tissue mask, level regions). glibc maps
-	 * such blocks afresh each time and unmaps them on free, and faulting
-	 * their pages in again costs about as much as filling them: keep
-	 * blocks up to its largest threshold in the heap, and the heap's
-	 * freed memory for the next slide (the peak of the slides in hand at
-	 * once, not more), in one arena for all threads, so that a block
-	 * freed by one thread serves the next slide's on another. */
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
+	/* Memory must follow the slides in hand, not the number of slides.
+	 * Blocks of a megabyte and more (thumbnail, tissue mask and its
+	 * summed-area table, median histograms) are mapped for themselves and
+	 * unmapped when freed: kept in the heap, as they were, the heap grew
+	 * with the number of slides at --threads 2 (71 MB for 4 slides, 97 MB
+	 * for 120 on a busy machine), two slides' blocks of different
+	 * lifetimes interleaving there; mapped, 69 MB for both. Refaulting
+	 * them costs a few ms a slide, within the noise of the tile
+	 * benchmark. (The level-0 copy has mappings of its own, reused:
+	 * lib/slide.c.) Smaller blocks stay in one arena for all threads, and
+	 * the heap's freed memory is kept for the next slide. */
+	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_ARENA_MAX, 1);
 
