@@ -6,30 +6,13 @@
  * ../shared/data/slides (SHARED names another data directory).
  */
 #include "error.h"
+#include "openslide_ref.h"
 #include "slide.h"
 #include "tap.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* OpenSlide's region at a level (x, y: level-0 px), premultiplied ARGB
- * composited on white. */
-static void openslide_rgb(openslide_t *osr, int level, int64_t x, int64_t y, int64_t w,
-                          int64_t h, uint8_t *rgb)
-{
-	uint32_t *argb = malloc((size_t)(w * h) * 4);
-	openslide_read_region(osr, argb, x, y, level, w, h);
-	for (int64_t i = 0; i < w * h; i++) {
-		uint32_t p = argb[i];
-		unsigned white = 255 - (p >> 24);
-		unsigned c[3] = {((p >> 16) & 255) + white, ((p >> 8) & 255) + white,
-		                 (p & 255) + white};
-		for (int k = 0; k < 3; k++)
-			rgb[3 * i + k] = (uint8_t)(c[k] > 255 ? 255 : c[k]);
-	}
-	free(argb);
-}
 
 /* Compare the level-0 region both ways; the number of differing bytes. */
 static int64_t compare(struct slide *s, struct tiffjpeg_decoder *d, int64_t x, int64_t y,

@@ -10,6 +10,7 @@
  * files needed.
  */
 #include "error.h"
+#include "openslide_ref.h"
 #include "slide.h"
 #include "tap.h"
 #include "tiffj2k.h"
@@ -180,24 +181,6 @@ static int write_slide(const char *path, int compression, int dx, int dy, int mi
 	}
 	TIFFClose(tif);
 	return ret;
-}
-
-/* OpenSlide's region at a level (x, y: level-0 px) on white, or -1. */
-static int openslide_rgb(openslide_t *osr, int level, int64_t x, int64_t y, int64_t w, int64_t h,
-                         uint8_t *rgb)
-{
-	uint32_t *argb = malloc((size_t)(w * h) * 4);
-	openslide_read_region(osr, argb, x, y, level, w, h);
-	for (int64_t i = 0; i < w * h; i++) {
-		uint32_t p = argb[i];
-		unsigned white = 255 - (p >> 24);
-		unsigned c[3] = {((p >> 16) & 255) + white, ((p >> 8) & 255) + white,
-		                 (p & 255) + white};
-		for (int k = 0; k < 3; k++)
-			rgb[3 * i + k] = (uint8_t)(c[k] > 255 ? 255 : c[k]);
-	}
-	free(argb);
-	return openslide_get_error(osr) ? -1 : 0;
 }
 
 /* A level region both ways (x, y level px; levels here halve exactly):
