@@ -95,41 +95,40 @@ int slide_resolve_mpp(const char *mpp_x, const char *tiff_xres, const char *tiff
 /* Level-0 copies: tens of MiB each, one per slide in hand. Each is its
  * own mapping, advised for transparent huge pages, so that neither the
  * advice nor the trimming of a malloc arena spreads to other memory; and
- * the last one released is kept (LEVEL0_SPARES) for the next slide, which
+ * the last one released is kept as the spare for the next slide, which
  * then neither faults nor clears its pages again: on a virtual machine
  * clearing fresh pages cost more than a third of a slide's decode when
  * two slides were in hand. */
-enum { LEVEL0_SPARES = 1 };
 static struct {
 	pthread_mutex_t lock;
-	void *p[LEVEL0_SPARES];
-	size_t cap[LEVEL0_SPARES];
+	void *mem;
+	size_t cap;
 } level0_spare = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 #define HUGE_PAGE ((size_t)2 << 20)
+
+/* Take the spare out (NULL if none), its size in *cap. */
+static void *spare_take(size_t *cap)
+{
+	pthread_mutex_lock(&level0_spare.lock);
+	void *mem = level0_spare.mem;
+	*cap = level0_spare.cap;
+	level0_spare.mem = NULL;
+	pthread_mutex_unlock(&level0_spare.lock);
+	return mem;
+}
 
 /* A mapping of at least bytes (capacity in *cap), 2 MiB aligned, or NULL. */
 static uint8_t *level0_get(size_t bytes, size_t *cap)
 {
 	size_t want = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-	pthread_mutex_lock(&level0_spare.lock);
-	int best = -1;
-	for (int i = 0; i < LEVEL0_SPARES; i++)
-		if (level0_spare.p[i] && level0_spare.cap[i] >= want &&
-		    (best < 0 || level0_spare.cap[i] < level0_spare.cap[best]))
-			best = i;
-	void *mem = NULL;
-	if (best >= 0) {
-		mem = level0_spare.p[best];
-		*cap = level0_spare.cap[best];
-		level0_spare.p[best] = NULL;
-	}
-	pthread_mutex_unlock(&level0_spare.lock);
-	if (mem)
+	void *mem = spare_take(cap);
+	if (mem && *cap >= want)
 		return mem;
-	/* none fits: the spares go before a new one comes, so that no more
-	 * copies are mapped than slides are in hand */
-	slide_release_spares();
+	/* too small: it goes before a new one comes, so that no more copies
+	 * are mapped than slides are in hand */
+	if (mem)
+		munmap(mem, *cap);
 	/* over-map by a huge page and cut the ends, for the alignment */
 	uint8_t *raw = mmap(NULL, want + HUGE_PAGE, PROT_READ | PROT_WRITE,
 	                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -145,42 +144,24 @@ static uint8_t *level0_get(size_t bytes, size_t *cap)
 	return al;
 }
 
-/* Give a copy back: kept as a spare (replacing a smaller one), or unmapped. */
+/* Give a copy back: the larger of it and the spare is kept, the other
+ * unmapped. */
 static void level0_put(uint8_t *mem, size_t cap)
 {
 	if (!mem)
 		return;
 	pthread_mutex_lock(&level0_spare.lock);
-	int slot = -1;
-	for (int i = 0; i < LEVEL0_SPARES; i++)
-		if (!level0_spare.p[i] || level0_spare.cap[i] < cap)
-			if (slot < 0 || !level0_spare.p[slot] ||
-			    (level0_spare.p[i] && level0_spare.cap[i] < level0_spare.cap[slot]))
-				slot = i;
-	if (slot >= 0) {
-		void *old = level0_spare.p[slot];
-		size_t oldcap = level0_spare.cap[slot];
-		level0_spare.p[slot] = mem;
-		level0_spare.cap[slot] = cap;
+	if (!level0_spare.mem || level0_spare.cap < cap) {
+		void *old = level0_spare.mem;
+		size_t oldcap = level0_spare.cap;
+		level0_spare.mem = mem;
+		level0_spare.cap = cap;
 		mem = old;
 		cap = oldcap;
 	}
 	pthread_mutex_unlock(&level0_spare.lock);
 	if (mem)
 		munmap(mem, cap);
-}
-
-void slide_release_spares(void)
-{
-	for (int i = 0; i < LEVEL0_SPARES; i++) {
-		pthread_mutex_lock(&level0_spare.lock);
-		void *mem = level0_spare.p[i];
-		size_t cap = level0_spare.cap[i];
-		level0_spare.p[i] = NULL;
-		pthread_mutex_unlock(&level0_spare.lock);
-		if (mem)
-			munmap(mem, cap);
-	}
 }
 
 void slide_close(struct slide *s)

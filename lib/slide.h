@@ -76,12 +76,9 @@ int slide_use_direct(struct slide *s);
  * once per tile and magnification; slide_read_box() and slide_thumbnail()
  * cut from the copy, with the same pixels as reading through OpenSlide.
  * Returns 1 cached, 0 too large (nothing done), -1 on a read error. Call
- * before sharing the slide between threads. */
+ * before sharing the slide between threads. slide_close() keeps the
+ * copy's memory for the next slide's copy (one such spare per process). */
 int slide_cache_level0(struct slide *s, size_t budget, int threads);
-
-/* slide_close() keeps the last level-0 copy's memory for the next slide's;
- * this unmaps it (for leak checkers, or to give the memory back early). */
-void slide_release_spares(void);
 
 /* The coarsest level whose mpp (base_mpp * ds) is at most
  * target_mpp * (1 + tolerance); level 0 when none is. */
