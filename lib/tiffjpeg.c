@@ -299,6 +299,14 @@ done:
 	return direct;
 }
 
+/* rows of n bytes from src (pitch sp) to dst (pitch dp) */
+static void copy_rows(uint8_t *dst, size_t dp, const uint8_t *src, size_t sp, int64_t rows,
+                      size_t n)
+{
+	for (int64_t y = 0; y < rows; y++)
+		memcpy(dst + (size_t)y * dp, src + (size_t)y * sp, n);
+}
+
 int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, int level, int64_t x,
                          int64_t y, int64_t w, int64_t h, uint8_t *rgb)
 {
@@ -328,14 +336,11 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 			if (cached) {
 				pthread_mutex_lock(&c->lock);
 				int hit = c->key[k] == key;
-				if (hit) {
-					const uint8_t *src = c->mem + k * c->tile_bytes +
-					                     (size_t)(ay - ty) * tpitch +
-					                     (size_t)(ax - tx) * 3;
-					for (int64_t yy = ay; yy < by; yy++)
-						memcpy(dst + (size_t)(yy - ay) * pitch,
-						       src + (size_t)(yy - ay) * tpitch, part);
-				}
+				if (hit)
+					copy_rows(dst, pitch,
+					          c->mem + k * c->tile_bytes + (size_t)(ay - ty) * tpitch +
+					              (size_t)(ax - tx) * 3,
+					          tpitch, by - ay, part);
 				pthread_mutex_unlock(&c->lock);
 				if (hit)
 					continue;
@@ -355,17 +360,13 @@ int tiffjpeg_read_region(const struct tiffjpeg *t, struct tiffjpeg_decoder *d, i
 					return -1;
 				tile = d->tile;
 				from = tpitch;
-				const uint8_t *src =
-				    d->tile + (size_t)(ay - ty) * tpitch + (size_t)(ax - tx) * 3;
-				for (int64_t yy = ay; yy < by; yy++)
-					memcpy(dst + (size_t)(yy - ay) * pitch,
-					       src + (size_t)(yy - ay) * tpitch, part);
+				copy_rows(dst, pitch,
+				          d->tile + (size_t)(ay - ty) * tpitch + (size_t)(ax - tx) * 3,
+				          tpitch, by - ay, part);
 			}
 			if (cached) {
 				pthread_mutex_lock(&c->lock);
-				for (int yy = 0; yy < l->th; yy++)
-					memcpy(c->mem + k * c->tile_bytes + (size_t)yy * tpitch,
-					       tile + (size_t)yy * from, tpitch);
+				copy_rows(c->mem + k * c->tile_bytes, tpitch, tile, from, l->th, tpitch);
 				c->key[k] = key;
 				pthread_mutex_unlock(&c->lock);
 			}
