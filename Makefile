@@ -23,7 +23,7 @@ CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -MMD -MP -Ilib
 LDLIBS   += -lfaiss -lopenblas -lz -lstdc++ -lm -lpthread
 # FAISS's C API: the system's libfaiss_c where there is one (Debian's
-# libfaiss-dev has the headers only), else lib/faiss_shim.cpp's C-linkage part.
+# libfaiss-dev has the headers only), else lib/search/faiss_shim.cpp's C-linkage part.
 FAISS_C  ?= $(firstword $(wildcard /usr/lib/libfaiss_c.* /usr/lib/*-linux-gnu/libfaiss_c.* \
             /usr/local/lib/libfaiss_c.*))
 ifneq ($(FAISS_C),)
@@ -38,8 +38,8 @@ CXXFLAGS += $(SANFLAGS)
 LDFLAGS  += $(SANFLAGS)
 endif
 
-LIB_C    := $(sort $(wildcard lib/*.c))
-LIB_CXX  := $(sort $(wildcard lib/*.cpp))
+LIB_C    := $(sort $(wildcard lib/*/*.c))
+LIB_CXX  := $(sort $(wildcard lib/*/*.cpp))
 SCHEMAS  := $(sort $(wildcard schemas/*.schema))
 FILTERS  := $(sort $(wildcard filters/*.c))
 UNIT     := $(sort $(wildcard tests/unit/test-*.c))
@@ -70,7 +70,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # the trainer's elementwise loops vectorise only without errno and FP traps
-$(BUILD)/lib/optim.o $(BUILD)/lib/align_layers.o: CFLAGS += -fno-math-errno -fno-trapping-math
+$(BUILD)/lib/train/optim.o $(BUILD)/lib/train/align_layers.o: CFLAGS += -fno-math-errno -fno-trapping-math
 $(BUILD)/lib/%.o: lib/%.c $(BUILD)/gen/schema_fields.h
 	@mkdir -p $(@D)
 	@echo '  CC    $<'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<

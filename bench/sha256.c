@@ -7,8 +7,8 @@
  * (as `openssl speed` counts it), each for about SECONDS.
  * Usage: sha256 SECONDS
  */
-#include "json.h"
-#include "sha256.h"
+#include "core/json.h"
+#include "core/sha256.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,10 +4,10 @@
 # URL of each request). Rows, in MB/s of input (1e6 bytes) by CPU time,
 # medians of RUNS (default 5) runs of this one invocation, runs interleaved:
 #   sha256, 16 KB buffers: `openssl speed -bytes 16384 sha256` (baseline,
-#     if openssl is installed), lib/sha256.c portable, lib/sha256.c sha-ni
+#     if openssl is installed), lib/core/sha256.c portable, lib/core/sha256.c sha-ni
 #     (where the CPU has the SHA extensions);
 #   base64, 18 KB buffers: a one-look-up-per-character encoder (baseline)
-#     and base64_encode in lib/json.c.
+#     and base64_encode in lib/core/json.c.
 # The machine may be shared: the load average is printed with the table.
 # Builds its own driver (bench/sha256.c) against $BUILD/libeosin.a.
 # Usage: bench/sha256.sh [RUNS]
@@ -47,8 +47,8 @@ ratio() { if [ "$1" = - ] || [ "$2" = - ]; then echo -; else echo "$1 $2" | awk 
 us() { if [ "$1" = - ]; then echo -; else echo "$1" | awk -v b="$2" '{printf "%.1f", b / $1}'; fi; }
 printf '%-34s %10s %10s %10s\n' "MB/s (CPU time), median of $RUNS" "MB/s" "us/18KB" "vs base"
 printf '%-34s %10s %10s %10s\n' "sha256 openssl speed (baseline)" "$ossl" "$(us "$ossl" 18432)" "1.00"
-printf '%-34s %10s %10s %10s\n' "sha256 lib/sha256.c portable" "$port" "$(us "$port" 18432)" "$(ratio "$port" "$ossl")"
-printf '%-34s %10s %10s %10s\n' "sha256 lib/sha256.c sha-ni" "$ni" "$(us "$ni" 18432)" "$(ratio "$ni" "$ossl")"
+printf '%-34s %10s %10s %10s\n' "sha256 lib/core/sha256.c portable" "$port" "$(us "$port" 18432)" "$(ratio "$port" "$ossl")"
+printf '%-34s %10s %10s %10s\n' "sha256 lib/core/sha256.c sha-ni" "$ni" "$(us "$ni" 18432)" "$(ratio "$ni" "$ossl")"
 printf '%-34s %10s %10s %10s\n' "base64 one look-up/char (baseline)" "$simple" "$(us "$simple" 18432)" "1.00"
-printf '%-34s %10s %10s %10s\n' "base64 lib/json.c base64_encode" "$ours" "$(us "$ours" 18432)" "$(ratio "$ours" "$simple")"
+printf '%-34s %10s %10s %10s\n' "base64 lib/core/json.c base64_encode" "$ours" "$(us "$ours" 18432)" "$(ratio "$ours" "$simple")"
 echo "# load average before: $load_before; after: $load_after; $(nproc) cores"

@@ -1,13 +1,13 @@
 /*
- * tokenizer.c: micro-benchmark of lib/tokenizer.c (run by bench/tokenizer.sh).
+ * tokenizer.c: micro-benchmark of lib/model/tokenizer.c (run by bench/tokenizer.sh).
  *
  *   tokenizer MERGES TEXTS ROUNDS
  *
  * TEXTS holds the captions, each ended by a NUL byte. Prints one line per
  * round: seconds, captions, ids; then the load time of MERGES.
  */
-#include "tokenizer.h"
-#include "error.h"
+#include "model/tokenizer.h"
+#include "core/error.h"
 
 #include <err.h>
 #include <stdio.h>

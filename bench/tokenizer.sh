@@ -1,5 +1,5 @@
 #!/bin/sh
-# bench/tokenizer.sh: CLIP tokenizer throughput (lib/tokenizer.c) on the
+# bench/tokenizer.sh: CLIP tokenizer throughput (lib/model/tokenizer.c) on the
 # 991 gastric adenocarcinoma captions: captions/s, ids/s and time per
 # caption, median of ROUNDS (default 5) passes over all captions, one thread.
 # There is no baseline: OpenAI's Python tokenizer is not installed here.

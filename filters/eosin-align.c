@@ -2,15 +2,15 @@
  * eosin-align: train the alignment between slides and text (--train), or
  * project records into the joint space with a trained head (--apply).
  * See eosin-align(1). The model, losses and checkpoints are in lib/align*.c,
- * the optimizer in lib/optim.c; this file reads bags, runs the training loop
+ * the optimizer in lib/train/optim.c; this file reads bags, runs the training loop
  * (batches, schedule, evaluation, checkpoints, metrics, plot) and --apply.
  */
-#include "align.h"
-#include "align_io.h"
-#include "optim.h"
+#include "train/align.h"
+#include "train/align_io.h"
+#include "train/optim.h"
 #include "prog.h"
 #include "schema_fields.h"
-#include "vec.h"
+#include "core/vec.h"
 
 #include <cblas.h>
 #include <getopt.h>

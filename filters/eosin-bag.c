@@ -1,12 +1,12 @@
 /*
  * eosin-bag: group embedded tiles into bag records for MR-PLIP (quadtrees),
  * PathAlign (slides) and PathFLIP (slides cut into regions). See
- * eosin-bag(1); the grouping, sampling and spilling live in lib/bag.c.
+ * eosin-bag(1); the grouping, sampling and spilling live in lib/bag/bag.c.
  */
-#include "bag.h"
+#include "bag/bag.h"
 #include "prog.h"
 #include "schema_fields.h"
-#include "stream.h"
+#include "core/stream.h"
 
 #include <getopt.h>
 #include <inttypes.h>

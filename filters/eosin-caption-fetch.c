@@ -5,20 +5,20 @@
  * eosin-caption-fetch(1).
  *
  * Records enter a window in input order; a tile's slot waits for its text
- * while later records are read and their requests run (lib/fetch.c); the
+ * while later records are read and their requests run (lib/text/fetch.c); the
  * window is written from its head as slots become ready, so output order is
  * input order and memory is bounded by --window records. Identical requests
  * (same cache key) in flight at once are asked once; recent answers are
  * kept in memory; with --cache every answer is also kept on disk
- * (lib/cache.c) and never asked again.
+ * (lib/text/cache.c) and never asked again.
  */
-#include "cache.h"
-#include "fetch.h"
-#include "json.h"
+#include "text/cache.h"
+#include "text/fetch.h"
+#include "core/json.h"
 #include "prog.h"
 #include "schema_fields.h"
-#include "stream.h"
-#include "text.h"
+#include "core/stream.h"
+#include "text/text.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

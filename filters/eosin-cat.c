@@ -2,10 +2,10 @@
  * eosin-cat: show a stream as JSON lines, turn JSON lines back into a
  * stream, or check records against the schemas. See eosin-cat(1).
  */
-#include "json.h"
+#include "core/json.h"
 #include "prog.h"
-#include "schema.h"
-#include "stream.h"
+#include "core/schema.h"
+#include "core/stream.h"
 
 #include <getopt.h>
 #include <inttypes.h>

@@ -9,17 +9,17 @@
  * the records go out in input order with their new fields. Records with
  * nothing to encode pass through byte for byte.
  */
-#include "clip_text.h"
-#include "image.h"
-#include "ops.h"
+#include "model/clip_text.h"
+#include "model/image.h"
+#include "model/ops.h"
 #include "prog.h"
-#include "safetensors.h"
+#include "model/safetensors.h"
 #include "schema_fields.h"
-#include "sha256.h"
-#include "stream.h"
-#include "tokenizer.h"
-#include "vec.h"
-#include "vit.h"
+#include "core/sha256.h"
+#include "core/stream.h"
+#include "model/tokenizer.h"
+#include "core/vec.h"
+#include "model/vit.h"
 
 #include <getopt.h>
 #include <inttypes.h>

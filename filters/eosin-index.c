@@ -1,12 +1,12 @@
 /*
  * eosin-index: build, extend or merge a FAISS index of embedded records,
  * with a metadata sidecar so every hit comes back with its record. See
- * eosin-index(1); the archive format is in lib/index.h.
+ * eosin-index(1); the archive format is in lib/search/index.h.
  */
-#include "index.h"
+#include "search/index.h"
 #include "prog.h"
-#include "stream.h"
-#include "vec.h"
+#include "core/stream.h"
+#include "core/vec.h"
 
 #include <getopt.h>
 #include <inttypes.h>

@@ -6,8 +6,8 @@
  * See eosin-make-model(1).
  */
 #include "prog.h"
-#include "safetensors.h"
-#include "vec.h"
+#include "model/safetensors.h"
+#include "core/vec.h"
 
 #include <getopt.h>
 #include <jansson.h>

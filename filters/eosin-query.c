@@ -8,12 +8,12 @@
  * from text by eosin-encode --lines and eosin-align --apply); this program
  * never encodes text itself.
  */
-#include "heatmap.h"
-#include "index.h"
-#include "metrics.h"
+#include "search/heatmap.h"
+#include "search/index.h"
+#include "search/metrics.h"
 #include "prog.h"
-#include "stream.h"
-#include "vec.h"
+#include "core/stream.h"
+#include "core/vec.h"
 
 #include <ctype.h>
 #include <getopt.h>

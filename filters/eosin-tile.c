@@ -13,13 +13,13 @@
  * any --threads. While the next slide is prepared ahead, one worker sits
  * out (see `ahead`).
  */
-#include "png.h"
+#include "core/png.h"
 #include "prog.h"
-#include "quadtree.h"
+#include "slide/quadtree.h"
 #include "schema_fields.h"
-#include "slide.h"
-#include "stream.h"
-#include "tissue.h"
+#include "slide/slide.h"
+#include "core/stream.h"
+#include "slide/tissue.h"
 
 #include <getopt.h>
 #include <malloc.h>
@@ -894,7 +894,7 @@ int main(int argc, char **argv)
 	 * lifetimes interleaving there; mapped, 69 MB for both. Refaulting
 	 * them costs a few ms a slide, within the noise of the tile
 	 * benchmark. (The level-0 copy has mappings of its own, reused:
-	 * lib/slide.c.) Smaller blocks stay in one arena for all threads, and
+	 * lib/slide/slide.c.) Smaller blocks stay in one arena for all threads, and
 	 * the heap's freed memory is kept for the next slide. */
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);

@@ -11,8 +11,8 @@
 #ifndef EOSIN_PROG_H
 #define EOSIN_PROG_H
 
-#include "error.h"
-#include "stream.h"
+#include "core/error.h"
+#include "core/stream.h"
 
 #include <err.h>
 #include <errno.h>

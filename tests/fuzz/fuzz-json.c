@@ -2,8 +2,8 @@
  * fuzz-json.c: eosin-cat -r's path, JSON text to a record (jansson's parser,
  * then our conversion with $base64 handling), on arbitrary bytes.
  */
-#include "json.h"
-#include "stream.h"
+#include "core/json.h"
+#include "core/stream.h"
 
 #include <stdint.h>
 #include <stdlib.h>

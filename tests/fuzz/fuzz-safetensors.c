@@ -1,12 +1,12 @@
 /*
  * fuzz-safetensors: libFuzzer target for the safetensors header parser
- * (lib/safetensors.c). Any input must either parse into tensors whose
+ * (lib/model/safetensors.c). Any input must either parse into tensors whose
  * bytes lie inside the input, or fail with a message; never crash, read
  * out of bounds or leak. Run by the suite through a plain driver for a
  * bounded number of iterations (tests/unit/test-safetensors-fuzz.c), and
  * with real libFuzzer by `make fuzz`.
  */
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 #include <stdint.h>
 #include <stdlib.h>

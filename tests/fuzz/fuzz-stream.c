@@ -3,10 +3,10 @@
  * parser and msgpack-to-JSON on arbitrary bytes. Every outcome must be a
  * record or a clean error, never a crash, a hang or a leak.
  */
-#include "json.h"
-#include "schema.h"
-#include "stream.h"
-#include "vec.h"
+#include "core/json.h"
+#include "core/schema.h"
+#include "core/stream.h"
+#include "core/vec.h"
 
 #include <stdint.h>
 #include <stdlib.h>

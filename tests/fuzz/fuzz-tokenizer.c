@@ -1,5 +1,5 @@
 /*
- * fuzz-tokenizer.c: libFuzzer target for lib/tokenizer.c.
+ * fuzz-tokenizer.c: libFuzzer target for lib/model/tokenizer.c.
  *
  *   make fuzz && build-fuzz/bin/fuzz-tokenizer -max_total_time=60 CORPUS/
  *
@@ -14,7 +14,7 @@
  * tests/unit/test-tokenizer-fuzz.c runs the same entry point without
  * libFuzzer.
  */
-#include "tokenizer.h"
+#include "model/tokenizer.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """align_ref.py: PyTorch (autograd) reference of the eosin-align model.
 
-The same model as lib/align.c, written with torch operations and autograd,
+The same model as lib/train/align.c, written with torch operations and autograd,
 in float64: projection heads (Linear, or Linear-GELU(tanh)-Linear, then L2
 normalisation), the pre-LN Q-Former (learned queries, self-attention,
 cross-attention to the patches plus a 2-D sinusoidal encoding of pos/extent,

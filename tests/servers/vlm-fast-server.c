@@ -33,8 +33,8 @@
  * --port 0 (default) takes a free port; --port-file F receives it (written
  * whole, by rename). It runs until killed.
  */
-#include "json.h"
-#include "sha256.h"
+#include "core/json.h"
+#include "core/sha256.h"
 
 #include <ctype.h>
 #include <err.h>

@@ -57,6 +57,7 @@ test_expect_success PIL 'tcga: --base-mag 20 works, reading 5x from its second l
 '
 
 test_expect_success 'tcga: --mpp 0.5 is the same as --base-mag 20' '
+	eosin-tile --base-mag 20 --mags 5,10,20 --px 128 --parents 4 "$TCGA" >t.mpk &&
 	eosin-tile --mpp 0.5 --mags 5,10,20 --px 128 --parents 4 "$TCGA" >m.mpk &&
 	body t.mpk >a.json && body m.mpk >b.json && test_cmp a.json b.json
 '

@@ -1,6 +1,6 @@
 #!/bin/sh
 # eosin-tile decodes the JPEG tiles of Aperio and generic TIFF levels
-# itself (lib/tiffjpeg.c); --openslide-only reads through OpenSlide. Where
+# itself (lib/slide/tiffjpeg.c); --openslide-only reads through OpenSlide. Where
 # every read starts on a whole level pixel the two must give the same
 # tiles byte for byte (same pixels in, same resampler, same encoder):
 # the real Aperio slide (photometric RGB tiles), the libvips-made Aperio

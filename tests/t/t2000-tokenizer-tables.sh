@@ -1,5 +1,5 @@
 #!/bin/sh
-# t2000: lib/utf8-tables.c is what tools/gen-unicode-tables.py makes from the
+# t2000: lib/model/utf8-tables.c is what tools/gen-unicode-tables.py makes from the
 # Python, unicodedata and regex module that CLIP's reference ids came from.
 . "$(dirname "$0")/../lib.sh"
 
@@ -12,11 +12,11 @@ fi
 
 test_expect_success REGEX2022 'generated tables are up to date' '
 	"$PY" "$ROOT/tools/gen-unicode-tables.py" >tables.c &&
-	test_cmp "$ROOT/lib/utf8-tables.c" tables.c
+	test_cmp "$ROOT/lib/model/utf8-tables.c" tables.c
 '
 
 test_expect_success 'tables name the versions they were made with' '
-	grep -q "unicodedata 14.0.0, regex 2.5.123" "$ROOT/lib/utf8-tables.c"
+	grep -q "unicodedata 14.0.0, regex 2.5.123" "$ROOT/lib/model/utf8-tables.c"
 '
 
 test_done

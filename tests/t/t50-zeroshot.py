@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # t50-zeroshot.py: fabricated prompts, patches and pairs for the eosin-query
 # zero-shot and retrieval tests, and their metrics computed here from the
-# definitions (pure Python, independent of lib/metrics.c).
+# definitions (pure Python, independent of lib/search/metrics.c).
 #
 #   t50-zeroshot.py make DIR        prompts.json, patches.json, pairs.json
 #   t50-zeroshot.py check-zs DIR OUT.json METRICS.json K

@@ -1,15 +1,15 @@
 #!/bin/sh
 # FAISS's C API comes from the system's libfaiss_c where there is one, else
-# from lib/faiss_shim.cpp: the Makefile chooses, the shim defines the C
+# from lib/search/faiss_shim.cpp: the Makefile chooses, the shim defines the C
 # functions only when it must, and eosin's own additions always.
 . "$(dirname "$0")/../lib.sh"
 
 command -v nm >/dev/null || test_skip_all 'nm (binutils) missing'
-OBJ=$BUILD/lib/faiss_shim.o
+OBJ=$BUILD/lib/search/faiss_shim.o
 test -f "$OBJ" || test_skip_all "no $OBJ (build first)"
 
 # make's view of a variable: make -p prints "NAME := value" or "NAME = value"
-makevar() { make -C "$ROOT" --no-print-directory -p -n -q FAISS_C="$1" "$ROOT/lib/index.h" 2>/dev/null |
+makevar() { make -C "$ROOT" --no-print-directory -p -n -q FAISS_C="$1" "$ROOT/lib/search/index.h" 2>/dev/null |
 	sed -n "s/^$2 :*= //p" | tail -1; }
 
 test_expect_success 'a system libfaiss_c: the define, and -lfaiss_c linked first' '

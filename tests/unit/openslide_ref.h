@@ -1,6 +1,6 @@
 /*
  * openslide_ref.h: what OpenSlide itself reads, the reference the direct
- * decoders (lib/tiffjpeg.c, lib/tiffj2k.c) are held to.
+ * decoders (lib/slide/tiffjpeg.c, lib/slide/tiffj2k.c) are held to.
  */
 #ifndef EOSIN_TEST_OPENSLIDE_REF_H
 #define EOSIN_TEST_OPENSLIDE_REF_H

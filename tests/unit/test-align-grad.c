@@ -1,6 +1,6 @@
 /*
  * test-align-grad: finite-difference checks of every layer and loss of the
- * alignment model (lib/align.c, lib/align_layers.c).
+ * alignment model (lib/train/align.c, lib/train/align_layers.c).
  *
  * Method: central differences in float, (L(x+h) - L(x-h)) / 2h with
  * h = 1e-2, against the analytic gradient. With L of order 1 the rounding
@@ -11,7 +11,7 @@
  * Every element of small tensors is checked; model-level checks visit a
  * seeded sample of elements of every parameter tensor.
  */
-#include "align.h"
+#include "train/align.h"
 #include "tap.h"
 
 #include <math.h>

@@ -1,12 +1,12 @@
 /*
- * test-bag.c: lib/bag.c without the program: grid arithmetic, the keyed
+ * test-bag.c: lib/bag/bag.c without the program: grid arithmetic, the keyed
  * hash, and a bagger fed records built in memory (a full quadtree in
  * order, then reversed through the spill files, then with a bad tile).
  */
-#include "bag.h"
-#include "error.h"
+#include "bag/bag.h"
+#include "core/error.h"
 #include "tap.h"
-#include "vec.h"
+#include "core/vec.h"
 
 #include <string.h>
 

@@ -3,11 +3,11 @@
  * ../shared/data/reference: image features, text features from the
  * stored token ids, and logits_per_image, all within 2e-5 (README).
  */
-#include "clip_text.h"
-#include "error.h"
-#include "safetensors.h"
+#include "model/clip_text.h"
+#include "core/error.h"
+#include "model/safetensors.h"
 #include "tap.h"
-#include "vit.h"
+#include "model/vit.h"
 #include "ref.h"
 
 #include <stdint.h>

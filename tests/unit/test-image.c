@@ -8,8 +8,8 @@
  * on at most 0.1% of the values, and prints what it measured.
  * Skips without ../shared/data or a python3 with Pillow and numpy.
  */
-#include "error.h"
-#include "image.h"
+#include "core/error.h"
+#include "model/image.h"
 #include "tap.h"
 
 #include <stdint.h>

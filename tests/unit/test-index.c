@@ -1,11 +1,11 @@
 /*
- * test-index.c: lib/faiss_shim.cpp and lib/index.c. Exact search against a
+ * test-index.c: lib/search/faiss_shim.cpp and lib/search/index.c. Exact search against a
  * brute-force loop, the archive round trip, merging, training minimums, and
  * FAISS failures (bad factory strings, garbage and truncated files) turned
  * into errors instead of crashes.
  */
-#include "error.h"
-#include "index.h"
+#include "core/error.h"
+#include "search/index.h"
 #include "tap.h"
 
 #include <stdio.h>

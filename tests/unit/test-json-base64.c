@@ -1,10 +1,10 @@
 /*
- * test-json-base64: base64_encode in lib/json.c against Python's base64
+ * test-json-base64: base64_encode in lib/core/json.c against Python's base64
  * module for pseudo-random buffers of every length 0..300 (and all-zero
  * and all-0xff ones, the ends of the table), and base64_decode taking each
  * back. Skips without python3.
  */
-#include "json.h"
+#include "core/json.h"
 #include "tap.h"
 
 #include <stdint.h>

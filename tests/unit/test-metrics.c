@@ -1,9 +1,9 @@
 /*
- * test-metrics.c: lib/metrics.c against cases worked out by hand (see the
+ * test-metrics.c: lib/search/metrics.c against cases worked out by hand (see the
  * comments for the arithmetic) and the midrank AUC against the pairwise
  * definition (positives above negatives, ties one half) on random scores.
  */
-#include "metrics.h"
+#include "search/metrics.h"
 #include "tap.h"
 
 #include <math.h>

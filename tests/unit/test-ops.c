@@ -1,10 +1,10 @@
 /*
- * test-ops: the encoder's fused and vectorised kernels (lib/ops.h) against
+ * test-ops: the encoder's fused and vectorised kernels (lib/model/ops.h) against
  * plain double-precision loops written from their definitions, on widths
  * that are not multiples of the 8-float vectors (so the tails run) and on
  * both the row-split and the single-thread paths. Prints every max error.
  */
-#include "ops.h"
+#include "model/ops.h"
 #include "tap.h"
 
 #include <math.h>

@@ -1,10 +1,10 @@
 /*
  * test-quadtree.c: the extent arithmetic and the quadtree rule of
- * lib/quadtree.c, checked against values worked out by hand and against
+ * lib/slide/quadtree.c, checked against values worked out by hand and against
  * the partition property for many parents.
  */
-#include "error.h"
-#include "quadtree.h"
+#include "core/error.h"
+#include "slide/quadtree.h"
 #include "tap.h"
 
 #include <stdint.h>

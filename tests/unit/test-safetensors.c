@@ -4,10 +4,10 @@
  * every class of malformed header refused with a message that names the
  * file and the tensor.
  */
-#include "error.h"
-#include "safetensors.h"
+#include "core/error.h"
+#include "model/safetensors.h"
 #include "tap.h"
-#include "vec.h"
+#include "core/vec.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -1,11 +1,11 @@
 /*
- * test-sha256: lib/sha256.c on every block function this CPU has
+ * test-sha256: lib/core/sha256.c on every block function this CPU has
  * (portable always, sha-ni where the CPU has the SHA extensions): the
  * FIPS 180-4 example messages, the two functions against each other for
  * every length 0..4096 fed in random pieces, files against sha256sum, and
  * EOSIN_SHA256=portable choosing the portable one.
  */
-#include "sha256.h"
+#include "core/sha256.h"
 #include "tap.h"
 
 #include <stdio.h>

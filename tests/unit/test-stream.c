@@ -2,10 +2,10 @@
  * test-stream.c: the stream reader, writer and record builder; embedding
  * maps and the float16/bfloat16 conversions.
  */
-#include "error.h"
-#include "stream.h"
+#include "core/error.h"
+#include "core/stream.h"
 #include "tap.h"
-#include "vec.h"
+#include "core/vec.h"
 
 #include <fcntl.h>
 #include <string.h>

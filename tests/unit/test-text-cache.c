@@ -1,9 +1,9 @@
 /*
- * test-text-cache: lib/cache.c, the answer cache of eosin-caption-fetch:
+ * test-text-cache: lib/text/cache.c, the answer cache of eosin-caption-fetch:
  * its SHA-256 against the FIPS 180-4 example vectors, key framing, and the
  * store (fan-out paths, atomic replace, misses, bad keys).
  */
-#include "cache.h"
+#include "text/cache.h"
 #include "tap.h"
 
 #include <stdlib.h>

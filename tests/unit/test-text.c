@@ -1,10 +1,10 @@
 /*
- * test-text: lib/text.c on hand-written reports (expected values written
+ * test-text: lib/text/text.c on hand-written reports (expected values written
  * by hand) and, for properties that must hold on any text, on the real
  * gastric adenocarcinoma captions in ../shared/data/text.
  */
 #include "tap.h"
-#include "text.h"
+#include "text/text.h"
 
 #include <ctype.h>
 #include <string.h>

@@ -1,13 +1,13 @@
 /*
- * test-tile-direct.c: lib/tiffjpeg.c decodes the JPEG tiles of a real
+ * test-tile-direct.c: lib/slide/tiffjpeg.c decodes the JPEG tiles of a real
  * Aperio slide to exactly the pixels OpenSlide's read_region gives
  * (composited on white), pixel by pixel, over the whole of level 0 and
  * over regions that cross the slide's edges. Skips without
  * ../shared/data/slides (SHARED names another data directory).
  */
-#include "error.h"
+#include "core/error.h"
 #include "openslide_ref.h"
-#include "slide.h"
+#include "slide/slide.h"
 #include "tap.h"
 
 #include <stdint.h>

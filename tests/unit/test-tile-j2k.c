@@ -1,5 +1,5 @@
 /*
- * test-tile-j2k.c: Aperio JPEG 2000 tiles decoded by lib/tiffj2k.c give
+ * test-tile-j2k.c: Aperio JPEG 2000 tiles decoded by lib/slide/tiffj2k.c give
  * exactly the pixels OpenSlide's read_region gives (composited on white),
  * on made-up two-level Aperio slides written here (libtiff, tiles coded
  * with OpenJPEG): 33003 Y'CbCr with chroma 2:1 across (Aperio's usual),
@@ -9,11 +9,11 @@
  * (an error naming it), 12-bit samples (left to OpenSlide). No data
  * files needed.
  */
-#include "error.h"
+#include "core/error.h"
 #include "openslide_ref.h"
-#include "slide.h"
+#include "slide/slide.h"
 #include "tap.h"
-#include "tiffj2k.h"
+#include "slide/tiffj2k.h"
 
 #include <openjpeg.h>
 #include <stdint.h>

@@ -1,12 +1,12 @@
 /*
- * test-tile-mpp.c: base resolution from slide properties (lib/slide.c),
- * Otsu's threshold and tissue fractions (lib/tissue.c), on inputs whose
+ * test-tile-mpp.c: base resolution from slide properties (lib/slide/slide.c),
+ * Otsu's threshold and tissue fractions (lib/slide/tissue.c), on inputs whose
  * answers are worked out by hand.
  */
-#include "error.h"
-#include "slide.h"
+#include "core/error.h"
+#include "slide/slide.h"
 #include "tap.h"
-#include "tissue.h"
+#include "slide/tissue.h"
 
 #include <stdlib.h>
 #include <string.h>

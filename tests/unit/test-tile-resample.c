@@ -1,5 +1,5 @@
 /*
- * test-tile-resample.c: lib/resample.c against libvips' lanczos3
+ * test-tile-resample.c: lib/slide/resample.c against libvips' lanczos3
  * (vips_resize), the reference it replaces in eosin-tile, on a band-limited
  * RGB picture (sums of slow sinusoids: where both filters should agree),
  * shrinking by 2, by 513/256 and by 256.5/256, and enlarging 5/2. The
@@ -11,8 +11,8 @@
  * refused, and the exact bytes against a plain transcription of the
  * arithmetic resample.h states (every weight of the window, no SIMD).
  */
-#include "error.h"
-#include "resample.h"
+#include "core/error.h"
+#include "slide/resample.h"
 #include "tap.h"
 
 #include <math.h>

@@ -1,19 +1,19 @@
 /*
- * test-tile-tissue.c: the tissue mask (lib/tissue.c) against a plain,
+ * test-tile-tissue.c: the tissue mask (lib/slide/tissue.c) against a plain,
  * slow transcription of the method tissue.h describes: saturation by
  * rgb_saturation(), the median of each clipped window by sorting it,
  * erosion and dilation by looking at every pixel of the clipped square,
  * components by a flood fill. The fast mask must be the same bytes, on
  * made-up images of every window radius and on the thumbnail of a real
  * slide (../shared/data/slides, SHARED names another data directory;
- * that part is skipped without it). Also lib/parallel.c's loop, and the
- * thumbnail (lib/slide.c) against a plain box average of what OpenSlide
+ * that part is skipped without it). Also lib/core/parallel.c's loop, and the
+ * thumbnail (lib/slide/slide.c) against a plain box average of what OpenSlide
  * reads, from the slide and from the level-0 copy, on 1 and 3 threads.
  */
-#include "parallel.h"
-#include "slide.h"
+#include "core/parallel.h"
+#include "slide/slide.h"
 #include "tap.h"
-#include "tissue.h"
+#include "slide/tissue.h"
 
 #include <math.h>
 #include <pthread.h>

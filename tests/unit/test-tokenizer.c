@@ -1,13 +1,13 @@
 /*
- * test-tokenizer.c: lib/tokenizer.c against OpenAI CLIP's own token ids
+ * test-tokenizer.c: lib/model/tokenizer.c against OpenAI CLIP's own token ids
  * (../shared/data/reference/clip_tokenizer_vectors.jsonl, made by
  * clip/simple_tokenizer.py and clip.tokenize), through both loaders (the
  * merges file and a tokenizer.json written here from it), plus edge cases
  * whose answers follow from CLIP's definition, and concurrent use.
  */
-#include "error.h"
+#include "core/error.h"
 #include "tap.h"
-#include "tokenizer.h"
+#include "model/tokenizer.h"
 
 #include <jansson.h>
 #include <pthread.h>

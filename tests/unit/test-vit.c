@@ -4,10 +4,10 @@
  * variants; see its README), within the README's tolerances: 5e-5 on
  * token features, 2e-5 on pooled vectors. Prints every max abs error.
  */
-#include "error.h"
-#include "safetensors.h"
+#include "core/error.h"
+#include "model/safetensors.h"
 #include "tap.h"
-#include "vit.h"
+#include "model/vit.h"
 #include "ref.h"
 
 #include <omp.h>
