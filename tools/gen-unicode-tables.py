@@ -129,7 +129,7 @@ def main():
     w(" * Python %s, unicodedata %s, regex %s.\n" % (
         sys.version.split()[0], unicodedata.unidata_version, regex.__version__))
     w(" * Read through lib/model/utf8.h.\n */\n")
-    w('#include "utf8.h"\n\n')
+    w('#include "model/utf8.h"\n\n')
     w("/* (first code point << 8 | flags), one per run of equal flags. */\n")
     w("const uint32_t utf8_class_runs[] = {\n")
     for k, (cp, f) in enumerate(runs):
