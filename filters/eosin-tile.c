@@ -31,7 +31,7 @@
 	"usage: eosin-tile [--mags LIST] [--px N] [--grid] [--overlap N] [--parents N] "           \
 	"[--seed N] [--min-tissue F] [--quality Q] [--mpp UM | --base-mag M] "                     \
 	"[--allow-upsample] [--tolerance F] [--threads N] [--cache-mb N] [--openslide-only] "     \
-	"[--slide-id ID] [--preview FILE] slide ...\n"
+	"[--slide-id ID] [--preview FILE] [--mask FILE] slide ...\n"
 
 #define WINDOW_PER_THREAD 4
 #define MAX_MAGS (QUADTREE_MAX_DEPTH + 1)
@@ -68,6 +68,7 @@ struct options {
 	int openslide_only; /* no direct JPEG tile decoding */
 	const char *slide_id;
 	const char *preview;
+	const char *mask; /* --mask: the mask as a PNG */
 };
 
 /* One tile to make; the plan of a slide is an array of these in output
@@ -545,8 +546,54 @@ static void outline(uint8_t *rgb, int iw, int ih, int left, int top, int w, int 
 	}
 }
 
-/* The thumbnail with tissue tinted green and every depth-0 tile outlined
- * in blue (2 px), as PNG. */
+/* A 3x5 font for the preview's label: digits, a few capitals, and signs;
+ * each glyph is 5 rows of 3 bits, high bit left. */
+static const struct glyph {
+	char c;
+	uint8_t rows[5];
+} glyphs[] = {
+    {'0', {7, 5, 5, 5, 7}}, {'1', {2, 6, 2, 2, 7}}, {'2', {7, 1, 7, 4, 7}},
+    {'3', {7, 1, 7, 1, 7}}, {'4', {5, 5, 7, 1, 1}}, {'5', {7, 4, 7, 1, 7}},
+    {'6', {7, 4, 7, 5, 7}}, {'7', {7, 1, 1, 1, 1}}, {'8', {7, 5, 7, 5, 7}},
+    {'9', {7, 5, 7, 1, 7}}, {'S', {7, 4, 7, 1, 7}}, {'V', {5, 5, 5, 5, 2}},
+    {'G', {7, 4, 5, 5, 7}}, {'>', {4, 2, 1, 2, 4}}, {'<', {1, 2, 4, 2, 1}},
+    {'=', {0, 7, 0, 7, 0}}, {' ', {0, 0, 0, 0, 0}},
+};
+
+/* Write text at (x0, y0) in glyphs of `scale` px per dot, black on a
+ * white box. */
+static void label(uint8_t *rgb, int iw, int ih, int x0, int y0, int scale, const char *text)
+{
+	int n = (int)strlen(text), bw = (n * 4 + 1) * scale, bh = 7 * scale;
+	for (int y = y0; y < y0 + bh && y < ih; y++)
+		for (int x = x0; x < x0 + bw && x < iw; x++)
+			memset(rgb + ((size_t)y * iw + x) * 3, 255, 3);
+	for (int k = 0; k < n; k++) {
+		const struct glyph *g = NULL;
+		for (size_t j = 0; j < sizeof glyphs / sizeof *glyphs; j++)
+			if (glyphs[j].c == text[k])
+				g = &glyphs[j];
+		if (!g)
+			continue;
+		for (int r = 0; r < 5; r++)
+			for (int b = 0; b < 3; b++) {
+				if (!(g->rows[r] >> (2 - b) & 1))
+					continue;
+				for (int dy = 0; dy < scale; dy++)
+					for (int dx = 0; dx < scale; dx++) {
+						int x = x0 + ((k * 4 + 1 + b) * scale) + dx,
+						    y = y0 + (1 + r) * scale + dy;
+						if (x < iw && y < ih)
+							memset(rgb + ((size_t)y * iw + x) * 3, 0, 3);
+					}
+			}
+	}
+}
+
+/* The thumbnail with tissue tinted green, rejected pen ink tinted
+ * magenta, every depth-0 tile outlined in blue (2 px), and the thresholds
+ * used in the top left corner ("S>=12 V<=228 G=247": saturation,
+ * brightness, glass brightness), as PNG. */
 static int write_preview(const char *file, const uint8_t *thumb, const struct tissue_mask *m,
                          const struct plan *plan)
 {
@@ -561,6 +608,10 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 			q[0] = (uint8_t)(p[0] * 6 / 10);
 			q[1] = (uint8_t)(p[1] * 6 / 10 + 200 * 4 / 10);
 			q[2] = (uint8_t)(p[2] * 6 / 10);
+		} else if (m->ink[i]) { /* 40% image, 60% magenta */
+			q[0] = (uint8_t)(p[0] * 4 / 10 + 255 * 6 / 10);
+			q[1] = (uint8_t)(p[1] * 4 / 10);
+			q[2] = (uint8_t)(p[2] * 4 / 10 + 255 * 6 / 10);
 		} else
 			memcpy(q, p, 3);
 	}
@@ -574,9 +625,26 @@ static int write_preview(const char *file, const uint8_t *thumb, const struct ti
 		for (int k = 0; k < 2 && w - 2 * k > 0 && h - 2 * k > 0; k++)
 			outline(rgb, m->w, m->h, left + k, top + k, w - 2 * k, h - 2 * k, blue);
 	}
+	char text[64];
+	snprintf(text, sizeof text, "S>=%d V<=%d G=%d", m->threshold, m->v_threshold, m->glass_v);
+	label(rgb, m->w, m->h, 0, 0, m->w >= 600 ? 3 : 2, text);
 	int ret = png_write_rgb(file, rgb, m->w, m->h);
 	free(rgb);
 	return ret < 0 ? eosin_error_prefix("preview") : 0;
+}
+
+/* The mask as a PNG: tissue white, ink grey (128), the rest black. */
+static int write_mask(const char *file, const struct tissue_mask *m)
+{
+	size_t n = (size_t)m->w * m->h;
+	uint8_t *rgb = malloc(n * 3);
+	if (!rgb)
+		return eosin_error("out of memory");
+	for (size_t i = 0; i < n; i++)
+		memset(rgb + 3 * i, m->mask[i] ? 255 : m->ink[i] ? 128 : 0, 3);
+	int ret = png_write_rgb(file, rgb, m->w, m->h);
+	free(rgb);
+	return ret < 0 ? eosin_error_prefix("mask") : 0;
 }
 
 /* ---- one slide ---- */
@@ -694,8 +762,9 @@ static void *prepare_thread(void *arg)
 	return NULL;
 }
 
-/* Tile a prepared slide. 0 done; 1 the slide failed (reported); -1 a
- * write error (fatal). */
+/* Tile a prepared slide. 0 done; 2 done, but no box had tissue enough
+ * for a tile (reported); 1 the slide failed (reported); -1 a write error
+ * (fatal). */
 static int tile_prepared(struct prepared *p, struct stream_writer *w)
 {
 	const struct options *o = p->o;
@@ -703,9 +772,13 @@ static int tile_prepared(struct prepared *p, struct stream_writer *w)
 		warnx("%s", p->msg);
 		return 1;
 	}
-	if (o->preview) {
-		char *file = preview_name(o->preview, p->slide_id);
-		if (!file || write_preview(file, p->thumb, &p->mask, &p->plan) < 0) {
+	for (int k = 0; k < 2; k++) {
+		const char *pattern = k ? o->mask : o->preview;
+		if (!pattern)
+			continue;
+		char *file = preview_name(pattern, p->slide_id);
+		if (!file || (k ? write_mask(file, &p->mask)
+		                : write_preview(file, p->thumb, &p->mask, &p->plan)) < 0) {
 			if (file)
 				warn_lib();
 			else
@@ -722,11 +795,13 @@ static int tile_prepared(struct prepared *p, struct stream_writer *w)
 		warn_lib();
 		return 1;
 	}
-	if (p->plan.n == 0)
+	if (p->plan.n == 0) {
 		warnx("'%s': no tiles: no %s with tissue >= %g (tissue covers %.1f%% of the "
 		      "slide)",
 		      p->path, o->grid ? "grid tile" : "parent", o->min_tissue,
 		      100 * p->mask.fraction);
+		return 2;
+	}
 	return 0;
 }
 
@@ -754,7 +829,7 @@ static int tile_slides(const struct options *o, char **paths, int n, struct stre
 		ahead = pthread_create(&tid, NULL, prepare_thread, next) == 0;
 	}
 	prepare_slide(cur);
-	int failed = 0, ret = 0;
+	int failed = 0, ret = 0, nfailed = 0, empty = 0, done = 0;
 	for (int i = 0; i < n; i++) {
 		if (!ahead && i + 1 < n && o->threads > 1) {
 			memset(next, 0, sizeof *next);
@@ -772,7 +847,10 @@ static int tile_slides(const struct options *o, char **paths, int n, struct stre
 			ret = -1;
 			break;
 		}
-		failed |= r;
+		failed |= r == 1;
+		nfailed += r == 1;
+		empty += r == 2;
+		done += r != 1;
 		if (i + 1 < n) {
 			if (!ahead) {
 				memset(next, 0, sizeof *next);
@@ -788,6 +866,11 @@ static int tile_slides(const struct options *o, char **paths, int n, struct stre
 	}
 	free(cur);
 	free(next);
+	/* the summary: a slide without tissue is no failure (blank glass, a
+	 * control, a wrong file), but it must not pass unseen in a batch */
+	if (ret == 0 && (n > 1 || empty || nfailed))
+		warnx("%d slide%s: %d tiled, %d without tissue, %d failed", n, n == 1 ? "" : "s",
+		      done - empty, empty, nfailed);
 	return ret < 0 ? -1 : failed;
 }
 
@@ -814,7 +897,8 @@ int main(int argc, char **argv)
 		O_CACHE_MB,
 		O_OPENSLIDE_ONLY,
 		O_SLIDE_ID,
-		O_PREVIEW
+		O_PREVIEW,
+		O_MASK
 	};
 	static const struct option opts[] = {
 	    {"mags", required_argument, 0, O_MAGS},
@@ -834,6 +918,7 @@ int main(int argc, char **argv)
 	    {"openslide-only", no_argument, 0, O_OPENSLIDE_ONLY},
 	    {"slide-id", required_argument, 0, O_SLIDE_ID},
 	    {"preview", required_argument, 0, O_PREVIEW},
+	    {"mask", required_argument, 0, O_MASK},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -857,6 +942,7 @@ int main(int argc, char **argv)
 		case O_OPENSLIDE_ONLY: o.openslide_only = 1; break;
 		case O_SLIDE_ID: o.slide_id = optarg; break;
 		case O_PREVIEW: o.preview = optarg; break;
+		case O_MASK: o.mask = optarg; break;
 		default: usage();
 		}
 	}
@@ -880,6 +966,8 @@ int main(int argc, char **argv)
 		errx(EXIT_USAGE, "--slide-id names one slide, but %d are given", argc);
 	if (o.preview && argc > 1 && !strstr(o.preview, "{slide}"))
 		errx(EXIT_USAGE, "--preview: with several slides the name needs {slide}");
+	if (o.mask && argc > 1 && !strstr(o.mask, "{slide}"))
+		errx(EXIT_USAGE, "--mask: with several slides the name needs {slide}");
 	if (o.threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		o.threads = n > 0 ? (int)n : 1;

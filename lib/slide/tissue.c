@@ -1,5 +1,6 @@
 /*
- * tissue.c: saturation Otsu mask, morphology, small components. See tissue.h.
+ * tissue.c: glass found from the slide, tissue as what departs from it,
+ * close, hole fill, ink removed, open, small components. See tissue.h.
  */
 #include "slide/tissue.h"
 
@@ -12,33 +13,6 @@
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
-
-int otsu_threshold(const uint64_t hist[256])
-{
-	double total = 0, sum_all = 0;
-	for (int i = 0; i < 256; i++) {
-		total += (double)hist[i];
-		sum_all += (double)i * (double)hist[i];
-	}
-	if (total == 0)
-		return 0;
-	double w0 = 0, sum0 = 0, best = -1;
-	int best_t = 0;
-	for (int t = 1; t < 256; t++) {
-		w0 += (double)hist[t - 1];
-		sum0 += (double)(t - 1) * (double)hist[t - 1];
-		double w1 = total - w0;
-		if (w0 == 0 || w1 == 0)
-			continue;
-		double mu0 = sum0 / w0, mu1 = (sum_all - sum0) / w1;
-		double between = w0 * w1 * (mu0 - mu1) * (mu0 - mu1);
-		if (between > best) {
-			best = between;
-			best_t = t;
-		}
-	}
-	return best_t;
-}
 
 /* Summed-area table of a 0/1 image: out is (h+1, w+1). */
 static void integrate(const uint8_t *img, int w, int h, uint32_t *out)
@@ -244,269 +218,6 @@ static void drop_small(uint8_t *img, int w, int h, int64_t min_px, uint32_t *sta
 		img[i] = img[i] == 2;
 }
 
-static inline unsigned differing_bytewise(const uint8_t *a, const uint8_t *b, int n)
-{
-	unsigned bits = 0;
-	for (int i = 0; i < n; i++)
-		bits |= (unsigned)(a[i] != b[i]) << i;
-	return bits;
-}
-
-/* Bits b < n of `bits` where the n bytes at a and b differ (n <= 16). */
-static inline unsigned differing(const uint8_t *a, const uint8_t *b, int n)
-{
-#ifdef __SSE2__
-	__m128i va = _mm_loadu_si128((const __m128i *)a), vb = _mm_loadu_si128((const __m128i *)b);
-	unsigned same = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(va, vb));
-	return ~same & ((1u << n) - 1);
-#else
-	return differing_bytewise(a, b, n);
-#endif
-}
-
-
-/* The same median by a histogram that slides down each column (the
- * fallback when there is no memory for the column histograms). */
-static void tissue_median_plain(const uint8_t *in, int w, int h, int r, uint8_t *out)
-{
-	/* Each column's window slides down the image: a step adds one row
-	 * segment of up to 2r+1 <= 13 bytes and drops another. The two are
-	 * compared 16 bytes at a time and only the bytes that differ touch
-	 * the histogram (glass: hardly any). The 16-byte reads may run into
-	 * the next row, never past the image's last byte. */
-	size_t n = (size_t)w * h;
-	for (int x = 0; x < w; x++) {
-		int x0 = x - r < 0 ? 0 : x - r, x1 = x + r + 1 > w ? w : x + r + 1;
-		int cw = x1 - x0;
-		uint32_t hist[256] = {0};
-		uint32_t count = 0, below = 0; /* below: values < med */
-		int med = 0;
-		for (int y = -r; y < h; y++) {
-			int add = y + r, drop = y - r - 1;
-			if (add < h && drop >= 0) {
-				const uint8_t *a = in + (size_t)add * w + x0,
-				              *d = in + (size_t)drop * w + x0;
-				unsigned bits = (size_t)add * w + x0 + 16 <= n
-				                    ? differing(a, d, cw)
-				                    : differing_bytewise(a, d, cw);
-				while (bits) {
-					int i = __builtin_ctz(bits);
-					bits &= bits - 1;
-					hist[a[i]]++;
-					hist[d[i]]--;
-					below += (uint32_t)(a[i] < med) - (uint32_t)(d[i] < med);
-				}
-			} else if (add < h) {
-				const uint8_t *a = in + (size_t)add * w + x0;
-				for (int i = 0; i < cw; i++) {
-					hist[a[i]]++;
-					below += a[i] < med;
-				}
-				count += (uint32_t)cw;
-			} else if (drop >= 0) {
-				const uint8_t *d = in + (size_t)drop * w + x0;
-				for (int i = 0; i < cw; i++) {
-					hist[d[i]]--;
-					below -= d[i] < med;
-				}
-				count -= (uint32_t)cw;
-			}
-			if (y < 0)
-				continue;
-			/* median: the smallest med with below + hist[med] > count / 2 */
-			uint32_t half = count / 2;
-			while (med > 0 && below > half) {
-				med--;
-				below -= hist[med];
-			}
-			while (below + hist[med] <= half) {
-				below += hist[med];
-				med++;
-			}
-			out[(size_t)y * w + x] = (uint8_t)med;
-		}
-	}
-}
-
-/* counts[b] = the sum over ncols column histograms (256 bytes apart)
- * from hist of byte b. */
-static inline void sum_columns(const uint8_t *hist, int ncols, uint8_t counts[16])
-{
-#ifdef __SSE2__
-	__m128i sum = _mm_setzero_si128();
-	for (int c = 0; c < ncols; c++)
-		sum = _mm_add_epi8(sum, _mm_loadu_si128((const __m128i *)(hist + (size_t)c * 256)));
-	_mm_storeu_si128((__m128i *)counts, sum);
-#else
-	memset(counts, 0, 16);
-	for (int c = 0; c < ncols; c++)
-		for (int b = 0; b < 16; b++)
-			counts[b] = (uint8_t)(counts[b] + hist[(size_t)c * 256 + b]);
-#endif
-}
-
-/* The first of the 16 running totals of the byte counts at c (plus
- * base) that exceeds half; 16 if none does. Totals stay below 256. */
-static inline int first_total_over(const uint8_t c[16], unsigned base, unsigned half,
-                                   unsigned *before)
-{
-#ifdef __SSE2__
-	__m128i v = _mm_loadu_si128((const __m128i *)c);
-	v = _mm_add_epi8(v, _mm_slli_si128(v, 1));
-	v = _mm_add_epi8(v, _mm_slli_si128(v, 2));
-	v = _mm_add_epi8(v, _mm_slli_si128(v, 4));
-	v = _mm_add_epi8(v, _mm_slli_si128(v, 8));
-	v = _mm_add_epi8(v, _mm_set1_epi8((char)base));
-	/* total > half: max(total, half + 1) == total, unsigned */
-	__m128i limit = _mm_set1_epi8((char)(half + 1));
-	unsigned over = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, limit), v));
-	if (!over)
-		return 16;
-	int i = __builtin_ctz(over);
-	uint8_t totals[16];
-	_mm_storeu_si128((__m128i *)totals, v);
-	*before = i > 0 ? totals[i - 1] : base;
-	return i;
-#else
-	unsigned total = base;
-	for (int i = 0; i < 16; i++) {
-		if (total + c[i] > half) {
-			*before = total;
-			return i;
-		}
-		total += c[i];
-	}
-	return 16;
-#endif
-}
-
-/* acc[b] += v[b] (bytes_add16) or -= (bytes_sub16) for 16 bytes,
- * wrapping. */
-static inline void bytes_add16(uint8_t *acc, const uint8_t *v)
-{
-#ifdef __SSE2__
-	__m128i a = _mm_loadu_si128((const __m128i *)acc), b = _mm_loadu_si128((const __m128i *)v);
-	_mm_storeu_si128((__m128i *)acc, _mm_add_epi8(a, b));
-#else
-	for (int i = 0; i < 16; i++)
-		acc[i] = (uint8_t)(acc[i] + v[i]);
-#endif
-}
-
-static inline void bytes_sub16(uint8_t *acc, const uint8_t *v)
-{
-#ifdef __SSE2__
-	__m128i a = _mm_loadu_si128((const __m128i *)acc), b = _mm_loadu_si128((const __m128i *)v);
-	_mm_storeu_si128((__m128i *)acc, _mm_sub_epi8(a, b));
-#else
-	for (int i = 0; i < 16; i++)
-		acc[i] = (uint8_t)(acc[i] - v[i]);
-#endif
-}
-
-static void median_rows(const uint8_t *in, int w, int h, int r, uint8_t *out, int y0, int y1,
-                        uint8_t *fine, uint8_t *coarse)
-{
-	/* Histograms per column, over the rows of the current window, in
-	 * bytes (at most 2r+1 <= 15 each): fine, 256 bins (h, col) = column
-	 * col's; coarse, 16 bins of 16 values. Along a row, the window's
-	 * coarse histogram slides (a column in, a column out); the median's
-	 * coarse bin is the first whose running total passes half the count,
-	 * and only that bin's 16 fine counts are summed over the window's
-	 * columns. Window counts reach (2r+1)^2 <= 225: bytes still. */
-	memset(fine, 0, (size_t)w * 256);
-	memset(coarse, 0, (size_t)w * 16);
-	/* the window of row y0 but its last row, which the loop adds, and
-	 * the row before its first, which the loop drops */
-	for (int y = y0 - r - 1 < 0 ? 0 : y0 - r - 1; y < y0 + r && y < h; y++)
-		for (int x = 0; x < w; x++) {
-			int v = in[(size_t)y * w + x];
-			fine[(size_t)x * 256 + v]++;
-			coarse[(size_t)x * 16 + (v >> 4)]++;
-		}
-	for (int y = y0; y < y1; y++) {
-		if (y + r < h)
-			for (int x = 0; x < w; x++) {
-				int v = in[(size_t)(y + r) * w + x];
-				fine[(size_t)x * 256 + v]++;
-				coarse[(size_t)x * 16 + (v >> 4)]++;
-			}
-		if (y - r - 1 >= 0)
-			for (int x = 0; x < w; x++) {
-				int v = in[(size_t)(y - r - 1) * w + x];
-				fine[(size_t)x * 256 + v]--;
-				coarse[(size_t)x * 16 + (v >> 4)]--;
-			}
-		int rows = (y + r + 1 > h ? h : y + r + 1) - (y - r < 0 ? 0 : y - r);
-		uint8_t window[16] = {0}; /* coarse bins over columns [x0, x1) */
-		/* the window's fine counts of each coarse bin, as of column
-		 * synced[bin] of this row (-1: never), brought up to date when
-		 * the median next falls in that bin: usually one column in and
-		 * one out since the last pixel */
-		uint8_t segment[16][16];
-		int synced[16];
-		for (int b = 0; b < 16; b++)
-			synced[b] = -1;
-		for (int x = 0; x < r && x < w; x++)
-			bytes_add16(window, coarse + (size_t)x * 16);
-		for (int x = 0; x < w; x++) {
-			int x0 = x - r < 0 ? 0 : x - r, x1 = x + r + 1 > w ? w : x + r + 1;
-			if (x + r < w)
-				bytes_add16(window, coarse + (size_t)(x + r) * 16);
-			if (x - r - 1 >= 0)
-				bytes_sub16(window, coarse + (size_t)(x - r - 1) * 16);
-			unsigned half = (unsigned)(rows * (x1 - x0)) / 2, before = 0;
-			int bin = first_total_over(window, 0, half, &before);
-			uint8_t *seg = segment[bin];
-			if (synced[bin] < 0 || x - synced[bin] > 2 * r + 1) {
-				sum_columns(fine + (size_t)x0 * 256 + bin * 16, x1 - x0, seg);
-			} else
-				for (int xx = synced[bin] + 1; xx <= x; xx++) {
-					if (xx + r < w)
-						bytes_add16(seg, fine + (size_t)(xx + r) * 256 + bin * 16);
-					if (xx - r - 1 >= 0)
-						bytes_sub16(seg,
-						            fine + (size_t)(xx - r - 1) * 256 + bin * 16);
-				}
-			synced[bin] = x;
-			int v = first_total_over(seg, before, half, &before);
-			out[(size_t)y * w + x] = (uint8_t)(bin * 16 + v);
-		}
-	}
-}
-
-struct median_job {
-	const uint8_t *in;
-	uint8_t *out, *hist; /* hist: (bands) of w * 272 bytes, fine then coarse */
-	int w, h, r, bands;
-};
-
-static void median_band(void *ctx, int64_t b, int thread)
-{
-	struct median_job *j = ctx;
-	(void)thread;
-	int y0 = (int)((int64_t)j->h * b / j->bands), y1 = (int)((int64_t)j->h * (b + 1) / j->bands);
-	uint8_t *fine = j->hist + (size_t)b * j->w * 272;
-	median_rows(j->in, j->w, j->h, j->r, j->out, y0, y1, fine, fine + (size_t)j->w * 256);
-}
-
-void tissue_median(const uint8_t *in, int w, int h, int r, uint8_t *out, int threads)
-{
-	/* bands of rows, each with its own column histograms started at its
-	 * first row: the same values for any number of bands */
-	if ((int64_t)w * h < 65536 || threads < 1)
-		threads = 1;
-	struct median_job j = {.in = in, .out = out, .w = w, .h = h, .r = r};
-	j.bands = threads < h ? threads : h;
-	j.hist = malloc((size_t)j.bands * w * 272);
-	if (!j.hist) {
-		tissue_median_plain(in, w, h, r, out);
-		return;
-	}
-	parallel_for(j.bands, threads, median_band, &j);
-	free(j.hist);
-}
-
 void tissue_saturation(const uint8_t *rgb, size_t n, uint8_t *sat)
 {
 	/* rgb_saturation()'s (255 (max - min) + max / 2) / max without a
@@ -542,6 +253,130 @@ static void saturation_chunk(void *ctx, int64_t b, int thread)
 	tissue_saturation(j->rgb + 3 * i0, i1 - i0, j->sat + i0);
 }
 
+/* Hue class of one pixel for pen ink: green, cyan or blue (HSV hue from
+ * about 75 to 245 degrees), which neither haematoxylin (blue-purple,
+ * above 250) nor eosin (pink-red) reaches; or near-black grey. */
+static int is_ink(const uint8_t *p, int s)
+{
+	int r = p[0], g = p[1], b = p[2];
+	int mx = r > g ? r : g, mn = r < g ? r : g;
+	mx = mx > b ? mx : b;
+	mn = mn < b ? mn : b;
+	int d = mx - mn;
+	if (mx >= 25 && mx < TISSUE_INK_DARK && s < 90)
+		return 1; /* black or dark grey ink */
+	if (s < TISSUE_INK_MIN_S || d == 0)
+		return 0;
+	if (mx == g && mx != r) /* hue 60..180: >= 75 when 4 (b - r) >= -3d */
+		return 4 * (b - r) >= -3 * d;
+	if (mx == b && mx != r) /* hue 180..300: < 245 when 12 (r - g) < d */
+		return 12 * (r - g) < d;
+	return 0;
+}
+
+static inline int rgb_max(const uint8_t *p)
+{
+	int v = p[0] > p[1] ? p[0] : p[1];
+	return v > p[2] ? v : p[2];
+}
+
+/* The first bin from `from` in direction `step` whose count falls below
+ * a fiftieth of the count at `from`: where a mode's noise ends. */
+static int falloff(const uint64_t hist[256], int from, int step)
+{
+	int v = from;
+	while (v + step >= 0 && v + step <= 255 && hist[v] * 50 >= hist[from])
+		v += step;
+	return v;
+}
+
+/* The glass of the slide, from the thumbnail itself: its brightness is
+ * the mode of V = max(R, G, B) over unsaturated (S < 24), bright
+ * (128 <= V < 254: pure white is padding, not glass) pixels, and its
+ * noise ends where that mode falls below a fiftieth of its peak, below
+ * (v_lo) and above; the glass is the unsaturated pixels in that range,
+ * and its saturation ends the same way above the mode of theirs. Without
+ * glass (under 1% of the image), the floors alone decide. */
+static void find_glass(struct tissue_mask *m, const uint8_t *rgb, const uint8_t *sat, size_t n)
+{
+	uint64_t hv[256] = {0}, hs[256] = {0}, count = 0, glass = 0;
+	for (size_t i = 0; i < n; i++) {
+		int v = rgb_max(rgb + 3 * i);
+		if (sat[i] < 24 && v >= 128 && v < 254) {
+			hv[v]++;
+			count++;
+		}
+	}
+	int vbg = 254, v_lo = 254, s_hi = 0;
+	if (count * 100 >= n && count > 0) {
+		vbg = 128;
+		for (int v = 129; v < 254; v++)
+			if (hv[v] > hv[vbg])
+				vbg = v;
+		v_lo = falloff(hv, vbg, -1);
+		int v_hi = falloff(hv, vbg, 1);
+		for (size_t i = 0; i < n; i++) {
+			int v = rgb_max(rgb + 3 * i);
+			if (sat[i] < 24 && v >= v_lo && v <= v_hi) {
+				hs[sat[i]]++;
+				glass++;
+			}
+		}
+		int smode = 0;
+		for (int v = 1; v < 24; v++)
+			if (hs[v] > hs[smode])
+				smode = v;
+		s_hi = falloff(hs, smode, 1);
+	}
+	int ts = s_hi + TISSUE_S_MARGIN;
+	m->glass_v = vbg;
+	m->threshold = ts < TISSUE_MIN_S ? TISSUE_MIN_S : ts > 40 ? 40 : ts;
+	int tv = v_lo - TISSUE_V_MARGIN < vbg - TISSUE_MIN_DARK ? v_lo - TISSUE_V_MARGIN : vbg - TISSUE_MIN_DARK;
+	m->v_threshold = tv < 0 ? 0 : tv;
+	m->glass_fraction = n ? (double)glass / (double)n : 0;
+}
+
+/* Fill the 4-connected background components that do not touch the image
+ * border and have at most max_px pixels. stack holds w*h indices. */
+static void fill_holes(uint8_t *img, int w, int h, int64_t max_px, uint32_t *stack)
+{
+	size_t n = (size_t)w * h;
+	/* 0 background not yet seen; 4 background kept; 5 to fill */
+	for (size_t start = 0; start < n; start++) {
+		if (img[start] != 0)
+			continue;
+		size_t top = 0, first = 0;
+		int border = 0;
+		stack[top++] = (uint32_t)start;
+		img[start] = 4;
+		while (first < top) {
+			size_t v = stack[first++];
+			int px = (int)(v % (size_t)w), py = (int)(v / (size_t)w);
+			border |= px == 0 || py == 0 || px == w - 1 || py == h - 1;
+			size_t nb[4];
+			int k = 0;
+			if (px > 0)
+				nb[k++] = v - 1;
+			if (px < w - 1)
+				nb[k++] = v + 1;
+			if (py > 0)
+				nb[k++] = v - (size_t)w;
+			if (py < h - 1)
+				nb[k++] = v + (size_t)w;
+			for (int j = 0; j < k; j++)
+				if (img[nb[j]] == 0) {
+					img[nb[j]] = 4;
+					stack[top++] = (uint32_t)nb[j];
+				}
+		}
+		if (!border && (int64_t)top <= max_px)
+			for (size_t k = 0; k < top; k++)
+				img[stack[k]] = 5;
+	}
+	for (size_t i = 0; i < n; i++)
+		img[i] = img[i] == 1 || img[i] == 5;
+}
+
 int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, double dsx, double dsy,
                   double base_mpp, double min_area_um2, int threads)
 {
@@ -554,41 +389,50 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 	m->dsx = dsx;
 	m->dsy = dsy;
 	m->mask = malloc(n);
+	m->ink = malloc(n);
 	m->integral = malloc((size_t)(w + 1) * (h + 1) * sizeof *m->integral);
 	/* sat is the morphology's scratch later: n + 2w + 4r bytes, r <= 16;
-	 * the summed-area table, filled last, is the components' stack
-	 * before that (n indices): fresh memory costs a page fault a page,
-	 * so the steps share what they can */
+	 * the summed-area table, filled last, is the flood fills' stack
+	 * before that (n indices) */
 	threads = threads < 1 ? 1 : threads;
 	uint8_t *sat = malloc(n + (size_t)threads * (2 * (size_t)w + 64));
-	if (!m->mask || !m->integral || !sat) {
+	if (!m->mask || !m->ink || !m->integral || !sat) {
 		free(sat);
 		tissue_mask_release(m);
 		return eosin_error("out of memory");
 	}
 	struct saturation_job sj = {.rgb = rgb, .sat = sat, .n = n, .chunk = 1 << 16};
 	parallel_for((int64_t)((n + sj.chunk - 1) / sj.chunk), threads, saturation_chunk, &sj);
-	/* The median over about 12 um turns fibrous tissue (pale collagen
-	 * with gaps, whose pixels alone sit either side of any threshold)
-	 * into the region it is, and removes isolated specks. */
+	find_glass(m, rgb, sat, n);
+	/* tissue: away from the glass in saturation or in brightness, and
+	 * not ink; near-black (scanner padding) is neither */
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = rgb + 3 * i;
+		int v = rgb_max(p);
+		m->ink[i] = (uint8_t)is_ink(p, sat[i]);
+		m->mask[i] = v >= 25 && !m->ink[i] && (sat[i] >= m->threshold || v <= m->v_threshold);
+	}
 	double mask_mpp = base_mpp * sqrt(dsx * dsy);
-	int r = (int)lround(12.0 / mask_mpp);
-	r = r < 1 ? 1 : r > 6 ? 6 : r; /* 13 x 13 at most */
-	uint8_t *smooth = m->mask; /* thresholded in place */
-	tissue_median(sat, w, h, r, smooth, threads);
-	uint64_t hist[256] = {0};
-	for (size_t i = 0; i < n; i++)
-		hist[smooth[i]]++;
-	int t = otsu_threshold(hist);
-	m->threshold = t < TISSUE_MIN_S ? TISSUE_MIN_S : t;
-	for (size_t i = 0; i < n; i++)
-		m->mask[i] = smooth[i] >= m->threshold;
-	/* about 8 um of structuring radius, at least one mask pixel */
-	r = (int)lround(8.0 / mask_mpp);
+	/* ink: strokes, not stray pixels (an open of one pixel) */
+	morph(m->ink, w, h, 1, 1, sat, threads);
+	morph(m->ink, w, h, 1, 0, sat, threads);
+	/* close: fat's membranes and fibres' gaps join */
+	int r = (int)lround(TISSUE_CLOSE_UM / mask_mpp);
 	r = r < 1 ? 1 : r > 16 ? 16 : r;
-	morph(m->mask, w, h, r, 0, sat, threads); /* close: dilate, erode */
+	morph(m->mask, w, h, r, 0, sat, threads);
 	morph(m->mask, w, h, r, 1, sat, threads);
-	morph(m->mask, w, h, r, 1, sat, threads); /* open: erode, dilate */
+	fill_holes(m->mask, w, h, (int64_t)floor(TISSUE_MAX_HOLE_UM2 / (mask_mpp * mask_mpp)),
+	           m->integral);
+	size_t ink = 0;
+	for (size_t i = 0; i < n; i++) {
+		ink += m->ink[i];
+		m->mask[i] &= (uint8_t)!m->ink[i];
+	}
+	m->ink_fraction = (double)ink / (double)n;
+	/* open over about 8 um: speckle and ink fringes go */
+	r = (int)lround(TISSUE_OPEN_UM / mask_mpp);
+	r = r < 1 ? 1 : r > 16 ? 16 : r;
+	morph(m->mask, w, h, r, 1, sat, threads);
 	morph(m->mask, w, h, r, 0, sat, threads);
 	free(sat);
 	drop_small(m->mask, w, h, (int64_t)ceil(min_area_um2 / (mask_mpp * mask_mpp)),
@@ -601,6 +445,7 @@ int tissue_detect(struct tissue_mask *m, const uint8_t *rgb, int w, int h, doubl
 void tissue_mask_release(struct tissue_mask *m)
 {
 	free(m->mask);
+	free(m->ink);
 	free(m->integral);
 	memset(m, 0, sizeof *m);
 }

@@ -11,7 +11,8 @@ slides() { eosin-cat "$1" | jq -r "select(.k == \"tile\") | .slide" | uniq; }
 test_expect_success 'a truncated slide: reported, skipped, the others tiled, exit 1' '
 	test_exit_code 1 eosin-tile --mags 10 --px 64 "$FIX/generic-cm.tif" \
 	    "$FIX/truncated.svs" "$FIX/aperio.svs" >out 2>err &&
-	grep "truncated.svs" err && test $(wc -l <err) = 1 &&
+	grep "truncated.svs" err && test $(wc -l <err) = 2 &&
+	grep "3 slides: 2 tiled, 0 without tissue, 1 failed" err &&
 	printf "generic-cm\naperio\n" >expect && slides out >got && test_cmp expect got &&
 	eosin-cat --check out
 '

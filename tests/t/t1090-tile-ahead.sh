@@ -22,9 +22,10 @@ test_expect_success 'good and bad slides mixed: same records and messages for 1,
 	done &&
 	test -s t1.json && test_cmp t1.json t2.json && test_cmp t1.json t3.json &&
 	test_cmp err1 err2 && test_cmp err1 err3 &&
-	test $(wc -l <err1) = 3 &&
+	test $(wc -l <err1) = 4 &&
 	sed -n 1p err1 | grep missing.svs && sed -n 2p err1 | grep corrupt-flat.svs &&
-	sed -n 3p err1 | grep nores.tif
+	sed -n 3p err1 | grep nores.tif &&
+	sed -n 4p err1 | grep "7 slides: 4 tiled, 0 without tissue, 3 failed"
 '
 
 test_expect_success 'slides come out whole and in argument order' '

@@ -57,15 +57,6 @@ int main(void)
 	ok(slide_level_for(&s, 4.0, 0.01) == 2, "2.5x from level 2");
 	ok(slide_level_for(&s, 0.1, 0.01) == 0, "finer than the scan: level 0");
 
-	/* Otsu: two spikes, the threshold lies between them */
-	uint64_t hist[256] = {0};
-	hist[10] = 700;
-	hist[200] = 300;
-	int t = otsu_threshold(hist);
-	ok(t > 10 && t <= 200, "two spikes at 10 and 200: threshold %d between", t);
-	memset(hist, 0, sizeof hist);
-	hist[50] = 10;
-	ok(otsu_threshold(hist) == 0, "one value: no threshold");
 	ok(rgb_saturation((const uint8_t[]){255, 255, 255}) == 0, "white has no saturation");
 	ok(rgb_saturation((const uint8_t[]){200, 100, 200}) == 128, "(200,100,200) has S 128");
 	ok(rgb_saturation((const uint8_t[]){0, 0, 0}) == 0, "black has S 0");
