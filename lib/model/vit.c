@@ -408,46 +408,81 @@ static int isqrt_exact(int n)
 	return r * r == n ? r : -1;
 }
 
-int vit_load(struct vit *m, const struct safetensors *st, const char *path,
-             const struct vit_overrides *ov)
-{
-	memset(m, 0, sizeof *m);
-	struct vit_config *c = &m->cfg;
-	const struct st_tensor *pw;
+/* The tensor names of one weight layout, the only place that knows them. */
+struct vit_naming {
+	const char *family;      /* "clip" or "timm", cfg.family */
+	const char *patch_w;     /* (D,C,p,p) */
+	const char *block_probe; /* printf format over the block index */
+	const char *fc1_0;       /* block 0's first MLP weight, (hidden, D) */
+	const char *pos;         /* (1,rows,D) or (rows,D) */
+	const char *block;       /* printf format: a block's name prefix */
+	const char *config_key;  /* the __metadata__ key before "config" */
+	enum block_naming blocks;
+};
+
+static const struct vit_naming VIT_NAMING_CLIP = {
+    "clip", "visual.conv1.weight", "visual.transformer.resblocks.%d.ln_1.weight",
+    "visual.transformer.resblocks.0.mlp.c_fc.weight", "visual.positional_embedding",
+    "visual.transformer.resblocks.%d.", "clip_config", NAMING_CLIP};
+static const struct vit_naming VIT_NAMING_TIMM = {
+    "timm", "patch_embed.proj.weight", "blocks.%d.norm1.weight", "blocks.0.mlp.fc1.weight",
+    "pos_embed", "blocks.%d.", "timm_config", NAMING_TIMM};
+
+/* What vit_load learns in one step and a later one needs. */
+struct vit_load_state {
+	const struct safetensors *st;
+	const char *path;
+	const struct vit_overrides *ov;
+	const struct vit_naming *names;
 	int clip;
-	if ((pw = safetensors_find(st, "visual.conv1.weight")))
-		clip = 1;
-	else if ((pw = safetensors_find(st, "patch_embed.proj.weight")))
-		clip = 0;
+	const struct st_tensor *pw, *pos;
+	int fact_dim, fact_depth, fact_patch, fact_reg; /* as the tensors say */
+	int prefix, pos_patch_rows;
+};
+
+/* Which layout the file uses, by its patch embedding. */
+static int vit_resolve_naming(struct vit_load_state *s)
+{
+	if ((s->pw = safetensors_find(s->st, VIT_NAMING_CLIP.patch_w)))
+		s->clip = 1;
+	else if ((s->pw = safetensors_find(s->st, VIT_NAMING_TIMM.patch_w)))
+		s->clip = 0;
 	else
 		return eosin_error("'%s': no vision tower (neither patch_embed.proj.weight nor "
-		                   "visual.conv1.weight)", path);
+		                   "visual.conv1.weight)", s->path);
+	s->names = s->clip ? &VIT_NAMING_CLIP : &VIT_NAMING_TIMM;
+	return 0;
+}
+
+/* Width, depth, patch and the rest from the tensors' names and shapes,
+ * then the family's defaults for what the tensors cannot say. */
+static int vit_read_tensor_facts(struct vit *m, struct vit_load_state *s)
+{
+	struct vit_config *c = &m->cfg;
+	const struct st_tensor *pw = s->pw;
+	const struct safetensors *st = s->st;
 	if (pw->ndim != 4 || pw->shape[2] != pw->shape[3])
-		return eosin_error("'%s': tensor '%s' is not (D,C,p,p)", path, pw->name);
-	/* Facts from the tensors. */
-	snprintf(c->family, sizeof c->family, "%s", clip ? "clip" : "timm");
+		return eosin_error("'%s': tensor '%s' is not (D,C,p,p)", s->path, pw->name);
+	snprintf(c->family, sizeof c->family, "%s", s->names->family);
 	c->dim = (int)pw->shape[0];
 	c->in_chans = (int)pw->shape[1];
 	c->patch = (int)pw->shape[2];
-	c->depth = count_blocks(st, clip ? "visual.transformer.resblocks.%d.ln_1.weight"
-	                                 : "blocks.%d.norm1.weight");
-	const struct st_tensor *fc1 = safetensors_find(
-	    st, clip ? "visual.transformer.resblocks.0.mlp.c_fc.weight" : "blocks.0.mlp.fc1.weight");
+	c->depth = count_blocks(st, s->names->block_probe);
+	const struct st_tensor *fc1 = safetensors_find(st, s->names->fc1_0);
 	if (!c->depth || !fc1 || fc1->ndim != 2)
-		return eosin_error("'%s': no transformer blocks", path);
+		return eosin_error("'%s': no transformer blocks", s->path);
 	c->hidden = (int)fc1->shape[0];
-	const struct st_tensor *pos =
-	    safetensors_find(st, clip ? "visual.positional_embedding" : "pos_embed");
-	if (!pos)
-		return eosin_error("'%s': no position embedding", path);
-	m->pos_rows = (int)(pos->ndim == 3 ? pos->shape[1] : pos->shape[0]);
+	s->pos = safetensors_find(st, s->names->pos);
+	if (!s->pos)
+		return eosin_error("'%s': no position embedding", s->path);
+	m->pos_rows = (int)(s->pos->ndim == 3 ? s->pos->shape[1] : s->pos->shape[0]);
 	c->heads = 0;
 	c->fc_norm = -1;
 	c->final_norm = 1;
 	c->pool = POOL_TOKEN;
 	c->crop_pct = 1.0f;
 	snprintf(c->interpolation, sizeof c->interpolation, "bicubic");
-	if (clip) {
+	if (s->clip) {
 		const struct st_tensor *proj = safetensors_find(st, "visual.proj");
 		c->class_token = 1;
 		c->reg_tokens = 0;
@@ -477,44 +512,59 @@ int vit_load(struct vit *m, const struct safetensors *st, const char *path,
 		else if (isqrt_exact(m->pos_rows) > 0)
 			c->no_embed_class = 1;
 	}
-	int fact_dim = c->dim, fact_depth = c->depth, fact_patch = c->patch, fact_reg = c->reg_tokens;
-	/* Where the rest comes from. */
-	const char *meta = safetensors_meta(st, clip ? "clip_config" : "timm_config");
+	s->fact_dim = c->dim;
+	s->fact_depth = c->depth;
+	s->fact_patch = c->patch;
+	s->fact_reg = c->reg_tokens;
+	return 0;
+}
+
+/* The rest of the architecture: from __metadata__, else config.json beside
+ * the file, else inferred (heads = width/64); config_source says which. */
+static int vit_read_config(struct vit *m, const struct vit_load_state *s)
+{
+	struct vit_config *c = &m->cfg;
+	const char *path = s->path;
+	const char *meta = safetensors_meta(s->st, s->names->config_key);
 	if (!meta)
-		meta = safetensors_meta(st, "config");
-	char *cj = NULL;
+		meta = safetensors_meta(s->st, "config");
 	if (meta) {
 		if (vit_config_from_json(c, meta, "__metadata__ config") < 0)
 			return eosin_error_prefix("'%s'", path);
 		snprintf(m->config_source, sizeof m->config_source, "architecture from '%s' __metadata__ %s",
-		         path, safetensors_meta(st, clip ? "clip_config" : "timm_config")
-		                   ? (clip ? "clip_config" : "timm_config")
-		                   : "config");
-	} else {
-		char *dup = strdup(path), cfgpath[4096];
-		snprintf(cfgpath, sizeof cfgpath, "%s/config.json", dirname(dup));
-		free(dup);
-		if ((cj = read_small_file(cfgpath))) {
-			int r = vit_config_from_json(c, cj, cfgpath);
-			free(cj);
-			if (r < 0)
-				return -1;
-			snprintf(m->config_source, sizeof m->config_source, "architecture from '%s'",
-			         cfgpath);
-		} else {
-			if (!c->heads) {
-				if (c->dim % 64)
-					return eosin_error("'%s': no config in __metadata__ or config.json and width "
-					                   "%d is not a multiple of 64: cannot tell the number of "
-					                   "heads", path, c->dim);
-				c->heads = c->dim / 64;
-			}
-			snprintf(m->config_source, sizeof m->config_source,
-			         "architecture inferred from tensor names and shapes of '%s' (no "
-			         "__metadata__ config, no config.json): heads = width/64 = %d, eps %g",
-			         path, c->heads, (double)c->eps);
-		}
+		         path, safetensors_meta(s->st, s->names->config_key) ? s->names->config_key
+		                                                               : "config");
+		return 0;
 	}
+	char *dup = strdup(path), cfgpath[4096], *cj;
+	snprintf(cfgpath, sizeof cfgpath, "%s/config.json", dirname(dup));
+	free(dup);
+	if ((cj = read_small_file(cfgpath))) {
+		int r = vit_config_from_json(c, cj, cfgpath);
+		free(cj);
+		if (r < 0)
+			return -1;
+		snprintf(m->config_source, sizeof m->config_source, "architecture from '%s'", cfgpath);
+		return 0;
+	}
+	if (!c->heads) {
+		if (c->dim % 64)
+			return eosin_error("'%s': no config in __metadata__ or config.json and width "
+			                   "%d is not a multiple of 64: cannot tell the number of "
+			                   "heads", path, c->dim);
+		c->heads = c->dim / 64;
+	}
+	snprintf(m->config_source, sizeof m->config_source,
+	         "architecture inferred from tensor names and shapes of '%s' (no "
+	         "__metadata__ config, no config.json): heads = width/64 = %d, eps %g",
+	         path, c->heads, (double)c->eps);
+	return 0;
+}
+
+/* The caller's overrides, then what follows from the pooling. */
+static void vit_apply_overrides(struct vit_config *c, const struct vit_load_state *s)
+{
+	const struct vit_overrides *ov = s->ov;
 	if (ov) {
 		if (ov->pool >= 0)
 			c->pool = ov->pool;
@@ -525,21 +575,27 @@ int vit_load(struct vit *m, const struct safetensors *st, const char *path,
 	}
 	if (c->fc_norm < 0)
 		c->fc_norm = c->pool == POOL_AVG;
-	if (c->fc_norm && !clip)
+	if (c->fc_norm && !s->clip)
 		c->final_norm = 0;
-	/* The config must agree with the tensors. */
-	if (c->dim != fact_dim || c->depth != fact_depth || c->patch != fact_patch ||
-	    c->reg_tokens != fact_reg)
+}
+
+/* The config must agree with the tensors; the position grid follows. */
+static int vit_check_config(struct vit *m, struct vit_load_state *s)
+{
+	struct vit_config *c = &m->cfg;
+	const char *path = s->path;
+	if (c->dim != s->fact_dim || c->depth != s->fact_depth || c->patch != s->fact_patch ||
+	    c->reg_tokens != s->fact_reg)
 		return eosin_error("'%s': config says width %d, depth %d, patch %d, %d registers; tensors "
 		                   "say %d, %d, %d, %d", path, c->dim, c->depth, c->patch,
-		                   c->reg_tokens, fact_dim, fact_depth, fact_patch, fact_reg);
+		                   c->reg_tokens, s->fact_dim, s->fact_depth, s->fact_patch, s->fact_reg);
 	if (c->heads <= 0 || c->dim % c->heads)
 		return eosin_error("'%s': %d heads do not divide width %d", path, c->heads, c->dim);
 	if (c->in_chans != 3)
 		return eosin_error("'%s': %d input channels (want 3)", path, c->in_chans);
 	int prefix = c->class_token + c->reg_tokens;
 	int pos_patch_rows = m->pos_rows - (c->no_embed_class ? 0 : prefix);
-	if (ov && ov->no_embed_class == 1 && m->pos_rows - prefix > 0 &&
+	if (s->ov && s->ov->no_embed_class == 1 && m->pos_rows - prefix > 0 &&
 	    isqrt_exact(m->pos_rows - prefix) > 0 && isqrt_exact(m->pos_rows) < 0)
 		pos_patch_rows = m->pos_rows - prefix; /* use the patch rows of a full table */
 	m->pos_grid = isqrt_exact(pos_patch_rows);
@@ -548,76 +604,112 @@ int vit_load(struct vit *m, const struct safetensors *st, const char *path,
 		                   m->pos_rows);
 	if (!c->img_size)
 		c->img_size = m->pos_grid * c->patch;
-	int D = c->dim, pp = 3 * c->patch * c->patch;
-	m->out_dim = c->proj_dim ? c->proj_dim : D;
-	/* Weights. */
-	int64_t pshape[4] = {D, 3, c->patch, c->patch};
-	m->patch_w = safetensors_load_f32(st, pw->name, 4, pshape);
-	if (!m->patch_w)
-		goto fail;
-	if (c->patch_bias && !(m->patch_b = load_vec(st, "", "patch_embed.proj.bias", D, 0, NULL)))
-		goto fail;
-	(void)pp;
-	{
-		float *full = NULL;
-		int64_t n = (int64_t)m->pos_rows * D;
-		int64_t s1[1] = {n};
-		(void)s1;
-		const struct st_tensor *pt = pos;
-		if (pt->numel != n)
-			goto fail;
-		full = malloc((size_t)n * sizeof *full);
-		st_tensor_to_f32(pt, full);
-		if (!c->no_embed_class || pos_patch_rows == m->pos_rows) {
-			m->pos = full;
-		} else { /* drop the prefix rows */
-			m->pos = malloc((size_t)pos_patch_rows * D * sizeof(float));
-			memcpy(m->pos, full + (size_t)prefix * D, (size_t)pos_patch_rows * D * sizeof(float));
-			free(full);
-			m->pos_rows = pos_patch_rows;
-		}
+	m->out_dim = c->proj_dim ? c->proj_dim : c->dim;
+	s->prefix = prefix;
+	s->pos_patch_rows = pos_patch_rows;
+	return 0;
+}
+
+/* pos_embed (pos_rows, D) as float32, less the prefix rows where the
+ * model adds none to them. */
+static int vit_bind_pos_embed(struct vit *m, const struct vit_load_state *s)
+{
+	const struct vit_config *c = &m->cfg;
+	int D = c->dim;
+	int64_t n = (int64_t)m->pos_rows * D;
+	if (s->pos->numel != n)
+		return -1;
+	float *full = malloc((size_t)n * sizeof *full);
+	st_tensor_to_f32(s->pos, full);
+	if (!c->no_embed_class || s->pos_patch_rows == m->pos_rows) {
+		m->pos = full;
+	} else { /* drop the prefix rows */
+		m->pos = malloc((size_t)s->pos_patch_rows * D * sizeof(float));
+		memcpy(m->pos, full + (size_t)s->prefix * D,
+		       (size_t)s->pos_patch_rows * D * sizeof(float));
+		free(full);
+		m->pos_rows = s->pos_patch_rows;
 	}
-	if (clip) {
+	return 0;
+}
+
+/* The tensors outside the blocks: patch embedding, position table,
+ * prefix tokens, norms and projection. */
+static int vit_bind_stem_and_head(struct vit *m, const struct vit_load_state *s)
+{
+	const struct vit_config *c = &m->cfg;
+	const struct safetensors *st = s->st;
+	int D = c->dim;
+	int64_t pshape[4] = {D, 3, c->patch, c->patch};
+	m->patch_w = safetensors_load_f32(st, s->pw->name, 4, pshape);
+	if (!m->patch_w)
+		return -1;
+	if (c->patch_bias && !(m->patch_b = load_vec(st, "", "patch_embed.proj.bias", D, 0, NULL)))
+		return -1;
+	if (vit_bind_pos_embed(m, s) < 0)
+		return -1;
+	if (s->clip) {
 		if (!(m->cls = load_vec(st, "", "visual.class_embedding", D, 0, NULL)) ||
 		    !(m->ln_pre_w = load_vec(st, "", "visual.ln_pre.weight", D, 0, NULL)) ||
 		    !(m->ln_pre_b = load_vec(st, "", "visual.ln_pre.bias", D, 0, NULL)) ||
 		    !(m->norm_w = load_vec(st, "", "visual.ln_post.weight", D, 0, NULL)) ||
 		    !(m->norm_b = load_vec(st, "", "visual.ln_post.bias", D, 0, NULL)))
-			goto fail;
+			return -1;
 		if (c->proj_dim && !(m->proj = load_mat(st, "", "visual.proj", D, c->proj_dim)))
-			goto fail;
-	} else {
-		int64_t s3[3] = {1, 1, D}, r3[3] = {1, c->reg_tokens, D};
-		if (c->class_token && !(m->cls = safetensors_load_f32(st, "cls_token", 3, s3)))
-			goto fail;
-		if (c->reg_tokens && !(m->reg = safetensors_load_f32(st, "reg_token", 3, r3)))
-			goto fail;
-		if (c->final_norm || c->fc_norm) {
-			const char *w = "norm.weight", *b = "norm.bias";
-			if (c->fc_norm && safetensors_find(st, "fc_norm.weight")) {
-				w = "fc_norm.weight";
-				b = "fc_norm.bias";
-			}
-			if (!(m->norm_w = load_vec(st, "", w, D, 0, NULL)) ||
-			    !(m->norm_b = load_vec(st, "", b, D, 0, NULL)))
-				goto fail;
-		}
+			return -1;
+		return 0;
 	}
+	int64_t s3[3] = {1, 1, D}, r3[3] = {1, c->reg_tokens, D};
+	if (c->class_token && !(m->cls = safetensors_load_f32(st, "cls_token", 3, s3)))
+		return -1;
+	if (c->reg_tokens && !(m->reg = safetensors_load_f32(st, "reg_token", 3, r3)))
+		return -1;
+	if (c->final_norm || c->fc_norm) {
+		const char *w = "norm.weight", *b = "norm.bias";
+		if (c->fc_norm && safetensors_find(st, "fc_norm.weight")) {
+			w = "fc_norm.weight";
+			b = "fc_norm.bias";
+		}
+		if (!(m->norm_w = load_vec(st, "", w, D, 0, NULL)) ||
+		    !(m->norm_b = load_vec(st, "", b, D, 0, NULL)))
+			return -1;
+	}
+	return 0;
+}
+
+/* The transformer blocks, each under its layout's name prefix. */
+static int vit_bind_blocks(struct vit *m, const struct vit_load_state *s)
+{
+	const struct vit_config *c = &m->cfg;
 	m->blocks = calloc((size_t)c->depth, sizeof *m->blocks);
 	for (int l = 0; l < c->depth; l++) {
 		char prefix_name[128];
-		snprintf(prefix_name, sizeof prefix_name,
-		         clip ? "visual.transformer.resblocks.%d." : "blocks.%d.", l);
-		if (block_load(&m->blocks[l], st, prefix_name, clip ? NAMING_CLIP : NAMING_TIMM, D,
+		snprintf(prefix_name, sizeof prefix_name, s->names->block, l);
+		if (block_load(&m->blocks[l], s->st, prefix_name, s->names->blocks, c->dim,
 		               c->hidden) < 0)
-			goto fail;
+			return -1;
 	}
 	return 0;
-fail:
-	if (!*eosin_errmsg())
-		eosin_error("'%s': cannot load the vision tower", path);
-	vit_free(m);
-	return -1;
+}
+
+int vit_load(struct vit *m, const struct safetensors *st, const char *path,
+             const struct vit_overrides *ov)
+{
+	memset(m, 0, sizeof *m);
+	struct vit_load_state s = {.st = st, .path = path, .ov = ov};
+	if (vit_resolve_naming(&s) < 0 || vit_read_tensor_facts(m, &s) < 0 ||
+	    vit_read_config(m, &s) < 0)
+		return -1;
+	vit_apply_overrides(&m->cfg, &s);
+	if (vit_check_config(m, &s) < 0)
+		return -1;
+	if (vit_bind_stem_and_head(m, &s) < 0 || vit_bind_blocks(m, &s) < 0) {
+		if (!*eosin_errmsg())
+			eosin_error("'%s': cannot load the vision tower", path);
+		vit_free(m);
+		return -1;
+	}
+	return 0;
 }
 
 void vit_free(struct vit *m)
