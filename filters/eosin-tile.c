@@ -874,12 +874,15 @@ static int tile_slides(const struct options *o, char **paths, int n, struct stre
 	return ret < 0 ? -1 : failed;
 }
 
-int main(int argc, char **argv)
+/* What the options give before they are checked. */
+struct raw_args {
+	const char *mags;
+	double mpp, base_mag;
+};
+
+/* Read the options into o and a; the index of the first slide. */
+static int parse_options(int argc, char **argv, struct options *o, struct raw_args *a)
 {
-	struct options o = {
-	    .px = 512, .min_tissue = 0.5, .quality = 90, .tolerance = 0.01, .cache_mb = 256};
-	const char *mags = "5,10,20,40";
-	double mpp = 0, base_mag = 0;
 	enum {
 		O_MAGS = 256,
 		O_PX,
@@ -925,58 +928,66 @@ int main(int argc, char **argv)
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case O_MAGS: mags = optarg; break;
-		case O_PX: o.px = (int)prog_long("--px", optarg, 16, 8192); break;
-		case O_GRID: o.grid = 1; break;
-		case O_OVERLAP: o.overlap = (int)prog_long("--overlap", optarg, 0, 8191); break;
-		case O_PARENTS: o.parents = prog_long("--parents", optarg, 1, 1L << 40); break;
-		case O_SEED: o.seed = (uint64_t)prog_long("--seed", optarg, 0, 1L << 62); break;
-		case O_MIN_TISSUE: o.min_tissue = prog_double("--min-tissue", optarg, 0, 1); break;
-		case O_QUALITY: o.quality = (int)prog_long("--quality", optarg, 1, 100); break;
-		case O_MPP: mpp = prog_double("--mpp", optarg, 0.01, 100); break;
-		case O_BASE_MAG: base_mag = prog_double("--base-mag", optarg, 0.1, 1000); break;
-		case O_UPSAMPLE: o.allow_upsample = 1; break;
-		case O_TOLERANCE: o.tolerance = prog_double("--tolerance", optarg, 0, 0.5); break;
-		case O_THREADS: o.threads = (int)prog_long("--threads", optarg, 1, 1024); break;
-		case O_CACHE_MB: o.cache_mb = prog_long("--cache-mb", optarg, 0, 1L << 20); break;
-		case O_OPENSLIDE_ONLY: o.openslide_only = 1; break;
-		case O_SLIDE_ID: o.slide_id = optarg; break;
-		case O_PREVIEW: o.preview = optarg; break;
-		case O_MASK: o.mask = optarg; break;
+		case O_MAGS: a->mags = optarg; break;
+		case O_PX: o->px = (int)prog_long("--px", optarg, 16, 8192); break;
+		case O_GRID: o->grid = 1; break;
+		case O_OVERLAP: o->overlap = (int)prog_long("--overlap", optarg, 0, 8191); break;
+		case O_PARENTS: o->parents = prog_long("--parents", optarg, 1, 1L << 40); break;
+		case O_SEED: o->seed = (uint64_t)prog_long("--seed", optarg, 0, 1L << 62); break;
+		case O_MIN_TISSUE: o->min_tissue = prog_double("--min-tissue", optarg, 0, 1); break;
+		case O_QUALITY: o->quality = (int)prog_long("--quality", optarg, 1, 100); break;
+		case O_MPP: a->mpp = prog_double("--mpp", optarg, 0.01, 100); break;
+		case O_BASE_MAG: a->base_mag = prog_double("--base-mag", optarg, 0.1, 1000); break;
+		case O_UPSAMPLE: o->allow_upsample = 1; break;
+		case O_TOLERANCE: o->tolerance = prog_double("--tolerance", optarg, 0, 0.5); break;
+		case O_THREADS: o->threads = (int)prog_long("--threads", optarg, 1, 1024); break;
+		case O_CACHE_MB: o->cache_mb = prog_long("--cache-mb", optarg, 0, 1L << 20); break;
+		case O_OPENSLIDE_ONLY: o->openslide_only = 1; break;
+		case O_SLIDE_ID: o->slide_id = optarg; break;
+		case O_PREVIEW: o->preview = optarg; break;
+		case O_MASK: o->mask = optarg; break;
 		default: usage();
 		}
 	}
-	argc -= optind;
-	argv += optind;
-	if (argc == 0)
+	return optind;
+}
+
+/* Check the options against each other and the nslides slides; fill in
+ * what follows from them. Exits 2 on a usage error. */
+static void check_options(struct options *o, const struct raw_args *a, int nslides)
+{
+	if (nslides == 0)
 		usage();
-	if (mpp > 0 && base_mag > 0)
+	if (a->mpp > 0 && a->base_mag > 0)
 		errx(EXIT_USAGE, "--mpp and --base-mag both give the base resolution: choose one");
-	o.override_mpp = mpp > 0 ? mpp : base_mag > 0 ? 10.0 / base_mag : 0;
-	if ((o.nmags = parse_mags(mags, o.mags, MAX_MAGS)) < 0)
+	o->override_mpp = a->mpp > 0 ? a->mpp : a->base_mag > 0 ? 10.0 / a->base_mag : 0;
+	if ((o->nmags = parse_mags(a->mags, o->mags, MAX_MAGS)) < 0)
 		errx(EXIT_USAGE, "--mags: %s", eosin_errmsg());
-	if (o.nmags == 1)
-		o.grid = 1;
-	if (!o.grid && quadtree_check_mags(o.mags, o.nmags) < 0)
+	if (o->nmags == 1)
+		o->grid = 1;
+	if (!o->grid && quadtree_check_mags(o->mags, o->nmags) < 0)
 		errx(EXIT_USAGE, "--mags: %s (or give --grid for independent grids)",
 		     eosin_errmsg());
-	if (o.overlap >= o.px)
-		errx(EXIT_USAGE, "--overlap %d: must be smaller than --px %d", o.overlap, o.px);
-	if (o.slide_id && argc > 1)
-		errx(EXIT_USAGE, "--slide-id names one slide, but %d are given", argc);
-	if (o.preview && argc > 1 && !strstr(o.preview, "{slide}"))
+	if (o->overlap >= o->px)
+		errx(EXIT_USAGE, "--overlap %d: must be smaller than --px %d", o->overlap, o->px);
+	if (o->slide_id && nslides > 1)
+		errx(EXIT_USAGE, "--slide-id names one slide, but %d are given", nslides);
+	if (o->preview && nslides > 1 && !strstr(o->preview, "{slide}"))
 		errx(EXIT_USAGE, "--preview: with several slides the name needs {slide}");
-	if (o.mask && argc > 1 && !strstr(o.mask, "{slide}"))
+	if (o->mask && nslides > 1 && !strstr(o->mask, "{slide}"))
 		errx(EXIT_USAGE, "--mask: with several slides the name needs {slide}");
-	if (o.threads == 0) {
+	if (o->threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		o.threads = n > 0 ? (int)n : 1;
+		o->threads = n > 0 ? (int)n : 1;
 	}
+}
 
+static void set_memory_policy(void)
+{
 	/* Memory must follow the slides in hand, not the number of slides.
 	 * Blocks of a megabyte and more (thumbnail, tissue mask and its
-	 * summed-area table, median histograms) are mapped for themselves and
-	 * unmapped when freed: kept in the heap, as they were, the heap grew
+	 * summed-area table) are mapped for themselves and unmapped when
+	 * freed: kept in the heap, as they were, the heap grew
 	 * with the number of slides at --threads 2 (71 MB for 4 slides, 97 MB
 	 * for 120 on a busy machine), two slides' blocks of different
 	 * lifetimes interleaving there; mapped, 69 MB for both. Refaulting
@@ -987,25 +998,40 @@ int main(int argc, char **argv)
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 512 << 20);
 	mallopt(M_ARENA_MAX, 1);
+}
 
-	struct stream_writer w;
-	if (stream_writer_init(&w, 1, "<stdout>") < 0)
-		die_lib();
+/* The hdr record: the command line, and the slides (argv[first..]) as
+ * its input. */
+static void write_hdr(int argc, char **argv, int first, struct stream_writer *w)
+{
 	struct recb b;
 	recb_init(&b);
-	recb_hdr(&b, "eosin-tile", argc + optind, argv - optind);
+	recb_hdr(&b, "eosin-tile", argc, argv);
 	recb_key(&b, F_HDR_INPUT);
-	msgpack_pack_array(&b.pk, (size_t)argc);
-	for (int i = 0; i < argc; i++) {
+	msgpack_pack_array(&b.pk, (size_t)(argc - first));
+	for (int i = first; i < argc; i++) {
 		size_t n = strlen(argv[i]);
 		msgpack_pack_str(&b.pk, n);
 		msgpack_pack_str_body(&b.pk, argv[i], n);
 	}
-	if (recb_write(&b, &w) < 0)
+	if (recb_write(&b, w) < 0)
 		die_lib();
 	recb_release(&b);
+}
 
-	int failed = tile_slides(&o, argv, argc, &w);
+int main(int argc, char **argv)
+{
+	struct options o = {
+	    .px = 512, .min_tissue = 0.5, .quality = 90, .tolerance = 0.01, .cache_mb = 256};
+	struct raw_args a = {.mags = "5,10,20,40"};
+	int first = parse_options(argc, argv, &o, &a);
+	check_options(&o, &a, argc - first);
+	set_memory_policy();
+	struct stream_writer w;
+	if (stream_writer_init(&w, 1, "<stdout>") < 0)
+		die_lib();
+	write_hdr(argc, argv, first, &w);
+	int failed = tile_slides(&o, argv + first, argc - first, &w);
 	if (failed < 0) {
 		warn_lib();
 		stream_writer_close(&w);
