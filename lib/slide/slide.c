@@ -551,63 +551,60 @@ static inline void box_mean(uint8_t *o, uint32_t r, uint32_t g, uint32_t b, uint
 	}
 }
 
-/* Block b of the thumbnail's level, box-averaged into the thumbnail. */
-static void thumbnail_block(void *ctx, int64_t b, int thread)
+/* The rw x rh pixels at (bx, by) of level `level` as RGB rows, *stride
+ * bytes apart: in the level-0 copy, or read into *block (the caller
+ * frees it). 0, or -1 with *err (NULL: out of memory). */
+static int block_pixels(const struct slide *s, int level, int64_t bx, int64_t by, int64_t rw,
+                        int64_t rh, const uint8_t **src, size_t *stride, uint8_t **block,
+                        const char **err)
 {
-	struct fill *f = ctx;
-	const struct slide *s = f->s;
-	int level = f->level;
-	int64_t k = f->k, tw = f->tw, bl = f->bl;
-	int64_t lw = s->width[level], lh = s->height[level];
-	uint8_t *out = f->img;
-	(void)thread;
-	int64_t bx = (b % f->nbx) * bl, by = (b / f->nbx) * bl;
-	int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
-	/* the block as RGB rows: from the level-0 copy, or read */
-	const uint8_t *src;
-	size_t stride;
-	uint32_t *argb = NULL;
-	uint8_t *block = NULL;
-	const char *oerr = NULL;
+	int64_t lw = s->width[level];
+	*block = NULL;
+	*err = NULL;
 	if (level == 0 && s->level0) {
-		src = s->level0 + (size_t)((by * lw + bx) * 3);
-		stride = (size_t)lw * 3;
-	} else {
-		int ok = 0;
-		block = malloc((size_t)(rw * rh * 3));
-		if (block && is_direct(s, level)) {
-			struct tiffjpeg_decoder d = {0};
-			ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh, block) == 0;
-			if (!ok)
-				oerr = eosin_errmsg();
-			tiffjpeg_decoder_release(&d);
-		} else if (block && (argb = malloc((size_t)(rw * rh * 4)))) {
-			/* read_region takes level-0 coordinates */
-			openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
-			                      (int64_t)(by * s->ds[level]), level, rw, rh);
-			oerr = openslide_get_error(s->osr);
-			ok = !oerr;
-			argb_to_rgb_on_white(argb, (size_t)(rw * rh), block);
-		}
-		free(argb);
-		src = block;
-		stride = (size_t)rw * 3;
-		if (!ok) {
-			fill_failed(f, b, oerr ? oerr : "out of memory");
-			free(block);
-			return;
-		}
+		*src = s->level0 + (size_t)((by * lw + bx) * 3);
+		*stride = (size_t)lw * 3;
+		return 0;
 	}
-	/* box average of each k x k (clipped) cell, rounded: (sum + n/2) / n.
-	 * The k rows of a thumbnail row are first summed column by column
-	 * (16-bit: k <= 257 rows of bytes fit), then k columns at a time.
-	 * For whole cells (n = k^2 < 2^16, sum + n/2 < 256 n) the quotient is
-	 * (x * (floor(2^40 / n) + 1)) >> 40 exactly, without a division */
+	int ok = 0;
+	uint32_t *argb = NULL;
+	uint8_t *px = malloc((size_t)(rw * rh * 3));
+	if (px && is_direct(s, level)) {
+		struct tiffjpeg_decoder d = {0};
+		ok = tiffjpeg_read_region(&s->direct, &d, level, bx, by, rw, rh, px) == 0;
+		if (!ok)
+			*err = eosin_errmsg();
+		tiffjpeg_decoder_release(&d);
+	} else if (px && (argb = malloc((size_t)(rw * rh * 4)))) {
+		/* read_region takes level-0 coordinates */
+		openslide_read_region(s->osr, argb, (int64_t)(bx * s->ds[level]),
+		                      (int64_t)(by * s->ds[level]), level, rw, rh);
+		*err = openslide_get_error(s->osr);
+		ok = !*err;
+		argb_to_rgb_on_white(argb, (size_t)(rw * rh), px);
+	}
+	free(argb);
+	*src = px;
+	*stride = (size_t)rw * 3;
+	*block = px;
+	return ok ? 0 : -1;
+}
+
+/* Box average of each k x k (clipped) cell of the rw x rh pixels at src
+ * (rows stride bytes apart), rounded: (sum + n/2) / n, into the rows of
+ * out, tw pixels apart, from out's first pixel. The k rows of a thumbnail
+ * row are first summed column by column (16-bit: k <= 257 rows of bytes
+ * fit), then k columns at a time. For whole cells (n = k^2 < 2^16,
+ * sum + n/2 < 256 n) the quotient is (x * (floor(2^40 / n) + 1)) >> 40
+ * exactly, without a division. */
+static void box_average(const uint8_t *src, size_t stride, int64_t rw, int64_t rh, int64_t k,
+                        uint8_t *out, int64_t tw)
+{
 	uint64_t whole = (uint64_t)(k * k), inverse = k < 256 ? ((uint64_t)1 << 40) / whole + 1 : 0;
 	uint16_t *columns = k <= 257 ? malloc((size_t)rw * 3 * sizeof *columns) : NULL;
 	for (int64_t y0 = 0; y0 < rh; y0 += k) {
 		int64_t y1 = y0 + k < rh ? y0 + k : rh;
-		uint8_t *o = &out[3 * ((by + y0) / k * tw + bx / k)];
+		uint8_t *o = out + 3 * (y0 / k * tw);
 		if (columns) {
 			size_t n3 = (size_t)rw * 3;
 			memset(columns, 0, n3 * sizeof *columns);
@@ -641,6 +638,28 @@ static void thumbnail_block(void *ctx, int64_t b, int thread)
 		}
 	}
 	free(columns);
+}
+
+/* Block b of the thumbnail's level, box-averaged into the thumbnail. */
+static void thumbnail_block(void *ctx, int64_t b, int thread)
+{
+	struct fill *f = ctx;
+	const struct slide *s = f->s;
+	int64_t k = f->k, bl = f->bl;
+	int64_t lw = s->width[f->level], lh = s->height[f->level];
+	(void)thread;
+	int64_t bx = (b % f->nbx) * bl, by = (b / f->nbx) * bl;
+	int64_t rw = lw - bx < bl ? lw - bx : bl, rh = lh - by < bl ? lh - by : bl;
+	const uint8_t *src;
+	size_t stride;
+	uint8_t *block;
+	const char *err;
+	if (block_pixels(s, f->level, bx, by, rw, rh, &src, &stride, &block, &err) < 0) {
+		fill_failed(f, b, err ? err : "out of memory");
+		free(block);
+		return;
+	}
+	box_average(src, stride, rw, rh, k, &f->img[3 * (by / k * f->tw + bx / k)], f->tw);
 	free(block);
 }
 
