@@ -40,56 +40,49 @@ static void axis_release(struct resample_axis *a)
 	memset(a, 0, sizeof *a);
 }
 
-static int axis_build(struct resample_axis *a, int in_n, double offset, double span, int out_n)
+/* Output i's taps weights (fixed point, summing to 1 << RESAMPLE_BITS)
+ * into wi, from input pixel first onwards: Lanczos-3 at (j + 0.5 - u) /
+ * scale around u = offset + (i + 0.5) ratio, normalised, rounded, the
+ * rounding's remainder on the largest. w is taps doubles of scratch. */
+static int weights_of(int i, int in_n, double offset, double ratio, double scale, int taps,
+                      double *w, int16_t *wi)
 {
-	double ratio = span / out_n, scale = ratio > 1 ? ratio : 1, support = 3 * scale;
-	int taps = (int)ceil(2 * support) + 2;
-	if (taps > in_n)
-		taps = in_n;
-	axis_release(a);
-	a->first = malloc((size_t)out_n * sizeof *a->first);
-	a->weight = calloc((size_t)out_n * (size_t)taps, sizeof *a->weight);
-	double *w = malloc((size_t)taps * sizeof *w);
-	if (!a->first || !a->weight || !w) {
-		free(w);
-		axis_release(a);
-		return eosin_error("out of memory");
+	double support = 3 * scale;
+	double u = offset + (i + 0.5) * ratio;
+	int lo = (int)floor(u - support), hi = (int)ceil(u + support);
+	lo = lo < 0 ? 0 : lo;
+	hi = hi > in_n ? in_n : hi;
+	if (hi - lo > taps) /* cannot happen: 2 * support + 2 covers it */
+		hi = lo + taps;
+	int start = lo + taps > in_n ? in_n - taps : lo;
+	double sum = 0;
+	for (int k = 0; k < taps; k++) {
+		int j = start + k;
+		w[k] = j >= lo && j < hi ? lanczos3((j + 0.5 - u) / scale) : 0;
+		sum += w[k];
 	}
-	for (int i = 0; i < out_n; i++) {
-		double u = offset + (i + 0.5) * ratio;
-		int lo = (int)floor(u - support), hi = (int)ceil(u + support);
-		lo = lo < 0 ? 0 : lo;
-		hi = hi > in_n ? in_n : hi;
-		if (hi - lo > taps) /* cannot happen: 2 * support + 2 covers it */
-			hi = lo + taps;
-		int start = lo + taps > in_n ? in_n - taps : lo;
-		double sum = 0;
-		for (int k = 0; k < taps; k++) {
-			int j = start + k;
-			w[k] = j >= lo && j < hi ? lanczos3((j + 0.5 - u) / scale) : 0;
-			sum += w[k];
-		}
-		if (sum == 0) { /* u outside the input: nearest pixel */
-			int j = (int)u < in_n ? (int)u : in_n - 1;
-			w[j - start] = sum = 1;
-		}
-		int16_t *wi = a->weight + (size_t)i * taps;
-		int total = 0, big = 0;
-		for (int k = 0; k < taps; k++) {
-			wi[k] = (int16_t)lround(w[k] / sum * (1 << RESAMPLE_BITS));
-			total += wi[k];
-			if (wi[k] > wi[big])
-				big = k;
-		}
-		wi[big] = (int16_t)(wi[big] + (1 << RESAMPLE_BITS) - total); /* exact sum */
-		a->first[i] = start;
+	if (sum == 0) { /* u outside the input: nearest pixel */
+		int j = (int)u < in_n ? (int)u : in_n - 1;
+		w[j - start] = sum = 1;
 	}
-	free(w);
-	/* taps above is a bound; the weights that came out nonzero span
-	 * fewer (the kernel's ends and the rounding leave zeros at either
-	 * side): keep only the widest nonzero run, so that the passes do
-	 * not multiply by zeros. The same nonzero weights on the same
-	 * pixels: the same sums. */
+	int total = 0, big = 0;
+	for (int k = 0; k < taps; k++) {
+		wi[k] = (int16_t)lround(w[k] / sum * (1 << RESAMPLE_BITS));
+		total += wi[k];
+		if (wi[k] > wi[big])
+			big = k;
+	}
+	wi[big] = (int16_t)(wi[big] + (1 << RESAMPLE_BITS) - total); /* exact sum */
+	return start;
+}
+
+/* taps is a bound; the weights that came out nonzero span fewer (the
+ * kernel's ends and the rounding leave zeros at either side): keep only
+ * the widest nonzero run, so that the passes do not multiply by zeros.
+ * The same nonzero weights on the same pixels: the same sums. The
+ * number of taps kept. */
+static int axis_narrow(struct resample_axis *a, int in_n, int out_n, int taps)
+{
 	int used = 1;
 	for (int i = 0; i < out_n; i++) {
 		const int16_t *wi = a->weight + (size_t)i * taps;
@@ -102,8 +95,8 @@ static int axis_build(struct resample_axis *a, int in_n, double offset, double s
 	}
 	int16_t *row = used < taps ? malloc((size_t)used * sizeof *row) : NULL;
 	if (!row)
-		used = taps; /* (no memory: the wide tables give the same result) */
-	for (int i = 0; row && i < out_n; i++) {
+		return taps; /* (no memory: the wide tables give the same result) */
+	for (int i = 0; i < out_n; i++) {
 		const int16_t *wi = a->weight + (size_t)i * taps;
 		int lo = 0;
 		while (wi[lo] == 0)
@@ -121,12 +114,33 @@ static int axis_build(struct resample_axis *a, int in_n, double offset, double s
 		a->first[i] = start;
 	}
 	free(row);
-	taps = used;
+	return used;
+}
+
+static int axis_build(struct resample_axis *a, int in_n, double offset, double span, int out_n)
+{
+	double ratio = span / out_n, scale = ratio > 1 ? ratio : 1, support = 3 * scale;
+	int taps = (int)ceil(2 * support) + 2;
+	if (taps > in_n)
+		taps = in_n;
+	axis_release(a);
+	a->first = malloc((size_t)out_n * sizeof *a->first);
+	a->weight = calloc((size_t)out_n * (size_t)taps, sizeof *a->weight);
+	double *w = malloc((size_t)taps * sizeof *w);
+	if (!a->first || !a->weight || !w) {
+		free(w);
+		axis_release(a);
+		return eosin_error("out of memory");
+	}
+	for (int i = 0; i < out_n; i++)
+		a->first[i] = weights_of(i, in_n, offset, ratio, scale, taps, w,
+		                         a->weight + (size_t)i * taps);
+	free(w);
+	a->taps = axis_narrow(a, in_n, out_n, taps);
 	a->in_n = in_n;
 	a->out_n = out_n;
 	a->offset = offset;
 	a->span = span;
-	a->taps = taps;
 	return 0;
 }
 
