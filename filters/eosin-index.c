@@ -233,13 +233,19 @@ static int merge_main(const char *out, int64_t first_id, int argc, char **argv)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* The command line's choices. */
+struct index_options {
+	const char *out, *factory, *trained, *rejects_path;
+	int metric, normalize, merge, add, train_only;
+	long train_sample;
+	int64_t first_id; /* --first-id; -1: not given */
+	uint64_t seed;
+};
+
+/* Read the options into o (and the globals field, pool_mean, kinds);
+ * the index of the first input. Exits 2 on a usage error. */
+static int parse_options(int argc, char **argv, struct index_options *o)
 {
-	const char *out = NULL, *factory = "Flat", *trained = NULL, *rejects_path = NULL;
-	int metric = ARCHIVE_IP, normalize = 0, merge = 0, add = 0, train_only = 0;
-	long train_sample = 100000;
-	int64_t first_id = -1; /* --first-id; -1: not given */
-	uint64_t seed = 1;
 	static const struct option opts[] = {
 	    {"out", required_argument, 0, 'o'},     {"factory", required_argument, 0, 'f'},
 	    {"metric", required_argument, 0, 'm'},  {"normalize", no_argument, 0, 'n'},
@@ -254,17 +260,17 @@ int main(int argc, char **argv)
 	int ch;
 	while ((ch = getopt_long(argc, argv, "o:f:h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'o': out = optarg; break;
-		case 'f': factory = optarg; break;
+		case 'o': o->out = optarg; break;
+		case 'f': o->factory = optarg; break;
 		case 'm':
 			if (!strcmp(optarg, "ip"))
-				metric = ARCHIVE_IP;
+				o->metric = ARCHIVE_IP;
 			else if (!strcmp(optarg, "l2"))
-				metric = ARCHIVE_L2;
+				o->metric = ARCHIVE_L2;
 			else
 				errx(EXIT_USAGE, "--metric: '%s' is not ip or l2", optarg);
 			break;
-		case 'n': normalize = 1; break;
+		case 'n': o->normalize = 1; break;
 		case 'F': field = optarg; break;
 		case 'P':
 			if (!strcmp(optarg, "mean"))
@@ -272,13 +278,13 @@ int main(int argc, char **argv)
 			else if (strcmp(optarg, "first"))
 				errx(EXIT_USAGE, "--pool: '%s' is not first or mean", optarg);
 			break;
-		case 'T': train_sample = prog_long("--train-sample", optarg, 1, 1L << 40); break;
-		case 'S': seed = (uint64_t)prog_long("--seed", optarg, 0, 1L << 62); break;
-		case 't': trained = optarg; break;
-		case 'a': add = 1; break;
-		case 'O': train_only = 1; break;
-		case 'M': merge = 1; break;
-		case 'r': rejects_path = optarg; break;
+		case 'T': o->train_sample = prog_long("--train-sample", optarg, 1, 1L << 40); break;
+		case 'S': o->seed = (uint64_t)prog_long("--seed", optarg, 0, 1L << 62); break;
+		case 't': o->trained = optarg; break;
+		case 'a': o->add = 1; break;
+		case 'O': o->train_only = 1; break;
+		case 'M': o->merge = 1; break;
+		case 'r': o->rejects_path = optarg; break;
 		case 'k':
 			if (!*optarg || strspn(optarg, "abcdefghijklmnopqrstuvwxyz0123456789_,") !=
 			                    strlen(optarg))
@@ -286,40 +292,101 @@ int main(int argc, char **argv)
 				     optarg);
 			kinds = optarg;
 			break;
-		case 'I': first_id = prog_long("--first-id", optarg, 0, ARCHIVE_MAX_ID); break;
+		case 'I': o->first_id = prog_long("--first-id", optarg, 0, ARCHIVE_MAX_ID); break;
 		default: usage();
 		}
 	}
-	argc -= optind;
-	argv += optind;
-	if (!out || (trained && add))
+	if (!o->out || (o->trained && o->add))
 		usage();
-	if (add && first_id >= 0)
+	if (o->add && o->first_id >= 0)
 		errx(EXIT_USAGE, "--first-id: an archive keeps its ids; it cannot be given with --add");
-	if (merge)
-		return merge_main(out, first_id, argc, argv);
+	return optind;
+}
 
-	if (rejects_path) {
-		if (stream_writer_open(&rejects, rejects_path) < 0)
+/* With --add or --trained, the archive to start from, read into a (1);
+ * else 0. Its dimension and model are what the records must match. */
+static int base_archive(const struct index_options *o, struct archive *a, struct collected *c)
+{
+	if (!o->add && !o->trained)
+		return 0;
+	const char *path = o->add ? o->out : o->trained;
+	if (archive_read(a, path) < 0)
+		die_lib();
+	if (o->trained && a->count > 0)
+		errx(1, "'%s' is not empty (%" PRId64 " vectors): --trained wants an archive "
+		     "made with --train-only", o->trained, a->count);
+	if (strcmp(a->field, field))
+		errx(1, "'%s' indexes field '%s', not '%s'", path, a->field, field);
+	c->dim = a->dim;
+	c->model = strdup(a->model);
+	c->hash = strdup(a->hash);
+	return 1;
+}
+
+/* Train a on a sample of the collected vectors when its factory needs it. */
+static void train_if_needed(const struct index_options *o, struct archive *a,
+                            const struct collected *c)
+{
+	if (!archive_needs_training(a))
+		return;
+	int64_t m = c->n < o->train_sample ? c->n : o->train_sample;
+	int64_t need = archive_min_training(a);
+	if (m < need)
+		errx(1, "index '%s' needs at least %" PRId64 " training vectors, got %" PRId64 "%s",
+		     o->factory, need, m, m < c->n ? " (raise --train-sample)" : "");
+	float *xs = sample_rows(c, m, o->seed);
+	if (archive_train(a, m, xs) < 0)
+		die_lib();
+	free(xs);
+}
+
+/* The one line on standard error: what the archive holds, what was
+ * skipped. */
+static void report(const char *out, const struct archive *a)
+{
+	fprintf(stderr, "eosin-index: %s: %" PRId64 " vectors of dimension %d (%s, %s%s)",
+	        out, a->count, a->dim, a->factory, a->metric == ARCHIVE_IP ? "ip" : "l2",
+	        a->normalize ? ", normalised" : "");
+	if (a->first_id)
+		fprintf(stderr, "; ids from %" PRId64, a->first_id);
+	if (nother)
+		fprintf(stderr, "; %" PRIu64 " records of other kinds skipped", nother);
+	if (nwithout)
+		fprintf(stderr, "; %" PRIu64 " records without '%s' skipped", nwithout, field);
+	if (nrejected)
+		fprintf(stderr, "; %" PRIu64 " rejected", nrejected);
+	fputc('\n', stderr);
+}
+
+static void collected_release(struct collected *c)
+{
+	for (int64_t i = 0; i < c->n; i++)
+		free(c->recs[i]);
+	free(c->recs);
+	free(c->lens);
+	free(c->x);
+	free(c->model);
+	free(c->hash);
+}
+
+int main(int argc, char **argv)
+{
+	struct index_options o = {.factory = "Flat", .metric = ARCHIVE_IP, .train_sample = 100000,
+	                          .first_id = -1, .seed = 1};
+	int first = parse_options(argc, argv, &o);
+	argc -= first;
+	argv += first;
+	if (o.merge)
+		return merge_main(o.out, o.first_id, argc, argv);
+
+	if (o.rejects_path) {
+		if (stream_writer_open(&rejects, o.rejects_path) < 0)
 			die_lib();
 		have_rejects = 1;
 	}
 	struct collected c = {0};
 	struct archive a;
-	int have_archive = 0;
-	if (add || trained) {
-		if (archive_read(&a, add ? out : trained) < 0)
-			die_lib();
-		have_archive = 1;
-		if (trained && a.count > 0)
-			errx(1, "'%s' is not empty (%" PRId64 " vectors): --trained wants an archive "
-			     "made with --train-only", trained, a.count);
-		if (strcmp(a.field, field))
-			errx(1, "'%s' indexes field '%s', not '%s'", add ? out : trained, a.field, field);
-		c.dim = a.dim;
-		c.model = strdup(a.model);
-		c.hash = strdup(a.hash);
-	}
+	int have_archive = base_archive(&o, &a, &c);
 	static char *stdin_only[] = {"-", NULL};
 	if (argc == 0) {
 		argv = stdin_only;
@@ -335,46 +402,19 @@ int main(int argc, char **argv)
 	if (!have_archive) {
 		if (c.dim == 0)
 			errx(1, "no record has field '%s': nothing to index", field);
-		if (archive_create(&a, factory, c.dim, metric, normalize, field, c.model, c.hash) < 0)
+		if (archive_create(&a, o.factory, c.dim, o.metric, o.normalize, field, c.model,
+		                   c.hash) < 0)
 			die_lib();
 	}
-	if (archive_needs_training(&a)) {
-		int64_t m = c.n < train_sample ? c.n : train_sample;
-		int64_t need = archive_min_training(&a);
-		if (m < need)
-			errx(1, "index '%s' needs at least %" PRId64 " training vectors, got %" PRId64
-			     "%s",
-			     factory, need, m, m < c.n ? " (raise --train-sample)" : "");
-		float *xs = sample_rows(&c, m, seed);
-		if (archive_train(&a, m, xs) < 0)
-			die_lib();
-		free(xs);
-	}
-	if (first_id >= 0)
-		a.first_id = first_id;
-	if (!train_only && c.n > 0 && archive_add(&a, c.n, c.x, c.recs, c.lens) < 0)
+	train_if_needed(&o, &a, &c);
+	if (o.first_id >= 0)
+		a.first_id = o.first_id;
+	if (!o.train_only && c.n > 0 && archive_add(&a, c.n, c.x, c.recs, c.lens) < 0)
 		die_lib();
-	if (archive_write(&a, out) < 0)
+	if (archive_write(&a, o.out) < 0)
 		die_lib();
-	fprintf(stderr, "eosin-index: %s: %" PRId64 " vectors of dimension %d (%s, %s%s)",
-	        out, a.count, a.dim, a.factory, a.metric == ARCHIVE_IP ? "ip" : "l2",
-	        a.normalize ? ", normalised" : "");
-	if (a.first_id)
-		fprintf(stderr, "; ids from %" PRId64, a.first_id);
-	if (nother)
-		fprintf(stderr, "; %" PRIu64 " records of other kinds skipped", nother);
-	if (nwithout)
-		fprintf(stderr, "; %" PRIu64 " records without '%s' skipped", nwithout, field);
-	if (nrejected)
-		fprintf(stderr, "; %" PRIu64 " rejected", nrejected);
-	fputc('\n', stderr);
+	report(o.out, &a);
 	archive_release(&a);
-	for (int64_t i = 0; i < c.n; i++)
-		free(c.recs[i]);
-	free(c.recs);
-	free(c.lens);
-	free(c.x);
-	free(c.model);
-	free(c.hash);
+	collected_release(&c);
 	return 0;
 }
