@@ -870,13 +870,17 @@ static void heat_query_take(const char *input, const struct record *rec)
 
 /* ---- main ---------------------------------------------------------------- */
 
-int main(int argc, char **argv)
+struct query_options {
+	const char *index_path, *prompts, *classes, *metrics_path;
+	const char *heat_out, *heat_query, *slide;
+	long nprobe, ef, size;
+	double alpha;
+	int retrieval, stats;
+};
+
+/* Options into o and the globals they set; returns optind. */
+static int parse_options(struct query_options *o, int argc, char **argv)
 {
-	const char *index_path = NULL, *prompts = NULL, *classes = NULL, *metrics_path = NULL;
-	const char *heat_out = NULL, *heat_query = NULL, *slide = NULL;
-	long nprobe = 0, ef = 0, size = 1024;
-	double alpha = 0.5;
-	int retrieval = 0, stats = 0;
 	static const struct option opts[] = {
 	    {"index", required_argument, 0, 'i'},  {"nprobe", required_argument, 0, 'p'},
 	    {"ef", required_argument, 0, 'e'},     {"field", required_argument, 0, 'F'},
@@ -893,143 +897,171 @@ int main(int argc, char **argv)
 	int ch;
 	while ((ch = getopt_long(argc, argv, "k:h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'i': index_path = optarg; break;
+		case 'i': o->index_path = optarg; break;
 		case 'k': topk = (int)prog_long("-k", optarg, 1, 100000); break;
-		case 'p': nprobe = prog_long("--nprobe", optarg, 1, 1 << 24); break;
-		case 'e': ef = prog_long("--ef", optarg, 1, 1 << 24); break;
+		case 'p': o->nprobe = prog_long("--nprobe", optarg, 1, 1 << 24); break;
+		case 'e': o->ef = prog_long("--ef", optarg, 1, 1 << 24); break;
 		case 'F': field = optarg; field_given = 1; break;
-		case 'z': prompts = optarg; break;
+		case 'z': o->prompts = optarg; break;
 		case 'L': logit_scale = prog_double("--logit-scale", optarg, 1e-3, 1e4); break;
 		case 'P':
 			if (strncmp(optarg, "topk:", 5))
 				errx(EXIT_USAGE, "--slide-pool: '%s' is not topk:K", optarg);
 			pool_k = (int)prog_long("--slide-pool", optarg + 5, 1, 1 << 30);
 			break;
-		case 'm': metrics_path = optarg; break;
-		case 'x': classes = optarg; break;
-		case 'R': retrieval = 1; break;
+		case 'm': o->metrics_path = optarg; break;
+		case 'x': o->classes = optarg; break;
+		case 'R': o->retrieval = 1; break;
 		case 'I': img_field = optarg; break;
 		case 'T': txt_field = optarg; break;
-		case 'H': heat_out = optarg; break;
-		case 'q': heat_query = optarg; break;
-		case 's': slide = optarg; break;
-		case 'S': size = prog_long("--size", optarg, 16, 16384); break;
-		case 'a': alpha = prog_double("--alpha", optarg, 0, 1); break;
-		case 'X': stats = 1; break;
+		case 'H': o->heat_out = optarg; break;
+		case 'q': o->heat_query = optarg; break;
+		case 's': o->slide = optarg; break;
+		case 'S': o->size = prog_long("--size", optarg, 16, 16384); break;
+		case 'a': o->alpha = prog_double("--alpha", optarg, 0, 1); break;
+		case 'X': o->stats = 1; break;
 		default: usage();
 		}
 	}
 	argc_all = argc;
 	argv_all = argv;
-	argc -= optind;
-	argv += optind;
-	int modes = !!index_path + !!prompts + !!classes + retrieval + !!heat_out;
-	if (modes != 1 || (heat_out && !heat_query) || (pool_k && !prompts))
+	int modes = !!o->index_path + !!o->prompts + !!o->classes + o->retrieval + !!o->heat_out;
+	if (modes != 1 || (o->heat_out && !o->heat_query) || (pool_k && !o->prompts))
 		usage();
-	if (classes) {
+	return optind;
+}
+
+/* The archive read, its search parameters set and the query batch made. */
+static void open_index(const struct query_options *o)
+{
+	long nprobe = o->nprobe;
+	if (archive_read(&arch, o->index_path) < 0)
+		die_lib();
+	/* FAISS's own defaults (nprobe 1, efSearch 16) trade too much
+	 * recall away; ours are stated in eosin-query(1). */
+	if (!nprobe && eosin_faiss_is_ivf(arch.faiss))
+		nprobe = DEFAULT_NPROBE;
+	if (nprobe && archive_set_param(&arch, "nprobe", (double)nprobe) < 0)
+		die_lib();
+	if (o->ef && archive_set_param(&arch, "efSearch", (double)o->ef) < 0)
+		die_lib();
+	if (!o->ef && strstr(arch.factory, "HNSW") && !eosin_faiss_is_ivf(arch.faiss) &&
+	    archive_set_param(&arch, "efSearch", topk > DEFAULT_EF ? topk : DEFAULT_EF) < 0)
+		die_lib();
+	if (!field_given && strcmp(arch.field, field))
+		field = arch.field;
+	batch_x = malloc((size_t)batch_cap * arch.dim * sizeof(float));
+	batch_q = calloc((size_t)batch_cap, sizeof(*batch_q));
+	if (!batch_x || !batch_q)
+		errx(1, "out of memory");
+}
+
+/* What each input record goes to, after what the mode reads first. */
+static take_fn start_mode(const struct query_options *o)
+{
+	if (o->index_path) {
+		open_index(o);
+		flush_pending = flush_queries;
+		return search_take;
+	}
+	if (o->prompts) {
+		load_prompts(o->prompts);
+		return zero_shot_take;
+	}
+	if (o->retrieval)
+		return retrieval_take;
+	each_record(o->heat_query, heat_query_take);
+	if (!heat.query)
+		errx(1, "%s: no record with an embedding to use as the query", o->heat_query);
+	return heat_tile_take;
+}
+
+/* Zero-shot: slide pooling, then the metrics of what had labels. */
+static void finish_zero_shot(const char *metrics_path)
+{
+	if (pool_k)
+		pool_slides();
+	if (n_unknown_label)
+		warnx("%" PRIu64 " labelled records have a label that no prompt has; "
+		      "not counted in the metrics",
+		      n_unknown_label);
+	json_t *j = json_object(), *cl = json_array();
+	for (int c = 0; c < nclass; c++)
+		json_array_append_new(cl, json_string(class_label[c]));
+	json_object_set_new(j, "classes", cl);
+	if (patch_eval.n)
+		json_object_set_new(j, "records", eval_json(&patch_eval, "records"));
+	if (slide_eval.n)
+		json_object_set_new(j, "slides", eval_json(&slide_eval, "slides"));
+	if (patch_eval.n || slide_eval.n || metrics_path)
+		write_metrics(j, metrics_path);
+	else
+		json_decref(j);
+}
+
+static void finish_heatmap(const struct query_options *o)
+{
+	const char *path = o->slide ? o->slide : heat.slide_path;
+	if (!path)
+		errx(1, "no --slide and no tile with a 'path' field: which slide?");
+	if (heat.other_slides)
+		warnx("%" PRIu64 " tiles of other slides than '%s' left out", heat.other_slides,
+		      heat.slide_id);
+	if (heat.no_position)
+		warnx("%" PRIu64 " records without x, y and extent left out", heat.no_position);
+	struct heatmap_opts ho = {(int)o->size, o->alpha, heat.caption};
+	if (heatmap_render(path, heat.tiles, heat.n, &ho, o->heat_out) < 0)
+		die_lib();
+	double lo = INFINITY, hi = -INFINITY;
+	for (size_t i = 0; i < heat.n; i++) {
+		lo = fmin(lo, heat.tiles[i].score);
+		hi = fmax(hi, heat.tiles[i].score);
+	}
+	fprintf(stderr, "eosin-query: %s: %zu tiles of '%s', similarity %.4f .. %.4f\n",
+	        o->heat_out, heat.n, path, lo, hi);
+}
+
+int main(int argc, char **argv)
+{
+	struct query_options o = {.size = 1024, .alpha = 0.5};
+	int first = parse_options(&o, argc, argv);
+	argc -= first;
+	argv += first;
+	if (o.classes) {
 		if (argc)
 			usage();
-		return expand_classes(classes);
+		return expand_classes(o.classes);
 	}
 	static char *stdin_only[] = {"-", NULL};
 	if (argc == 0) {
 		argv = stdin_only;
 		argc = 1;
 	}
-	for (int i = 0; heat_query && !strcmp(heat_query, "-") && i < argc; i++)
+	for (int i = 0; o.heat_query && !strcmp(o.heat_query, "-") && i < argc; i++)
 		if (!strcmp(argv[i], "-"))
 			errx(EXIT_USAGE, "--query - and the tiles cannot both come from standard input");
 	/* Before anything is read: an error in the prompts or the query
 	 * closes it like any other bad input. */
 	if (stream_writer_init(&out, 1, "<stdout>") < 0)
 		die_lib();
-	take_fn take;
-	if (index_path) {
-		if (archive_read(&arch, index_path) < 0)
-			die_lib();
-		/* FAISS's own defaults (nprobe 1, efSearch 16) trade too much
-		 * recall away; ours are stated in eosin-query(1). */
-		if (!nprobe && eosin_faiss_is_ivf(arch.faiss))
-			nprobe = DEFAULT_NPROBE;
-		if (nprobe && archive_set_param(&arch, "nprobe", (double)nprobe) < 0)
-			die_lib();
-		if (ef && archive_set_param(&arch, "efSearch", (double)ef) < 0)
-			die_lib();
-		if (!ef && strstr(arch.factory, "HNSW") && !eosin_faiss_is_ivf(arch.faiss) &&
-		    archive_set_param(&arch, "efSearch", topk > DEFAULT_EF ? topk : DEFAULT_EF) < 0)
-			die_lib();
-		if (!field_given && strcmp(arch.field, field))
-			field = arch.field;
-		batch_x = malloc((size_t)batch_cap * arch.dim * sizeof(float));
-		batch_q = calloc((size_t)batch_cap, sizeof(*batch_q));
-		if (!batch_x || !batch_q)
-			errx(1, "out of memory");
-		take = search_take;
-		flush_pending = flush_queries;
-	} else if (prompts) {
-		load_prompts(prompts);
-		take = zero_shot_take;
-	} else if (retrieval) {
-		take = retrieval_take;
-	} else {
-		each_record(heat_query, heat_query_take);
-		if (!heat.query)
-			errx(1, "%s: no record with an embedding to use as the query", heat_query);
-		take = heat_tile_take;
-	}
-	write_hdr(index_path ? arch.model : NULL, index_path ? arch.hash : NULL);
+	take_fn take = start_mode(&o);
+	write_hdr(o.index_path ? arch.model : NULL, o.index_path ? arch.hash : NULL);
 	for (int i = 0; i < argc; i++)
 		each_record(argv[i], take);
-	if (index_path)
+	if (o.index_path)
 		flush_queries();
-	if (prompts) {
-		if (pool_k)
-			pool_slides();
-		if (n_unknown_label)
-			warnx("%" PRIu64 " labelled records have a label that no prompt has; "
-			      "not counted in the metrics",
-			      n_unknown_label);
-		json_t *j = json_object(), *cl = json_array();
-		for (int c = 0; c < nclass; c++)
-			json_array_append_new(cl, json_string(class_label[c]));
-		json_object_set_new(j, "classes", cl);
-		if (patch_eval.n)
-			json_object_set_new(j, "records", eval_json(&patch_eval, "records"));
-		if (slide_eval.n)
-			json_object_set_new(j, "slides", eval_json(&slide_eval, "slides"));
-		if (patch_eval.n || slide_eval.n || metrics_path)
-			write_metrics(j, metrics_path);
-		else
-			json_decref(j);
-	}
-	if (retrieval)
-		eval_retrieval(&retrieval_pairs, metrics_path);
-	if (heat_out) {
-		const char *path = slide ? slide : heat.slide_path;
-		if (!path)
-			errx(1, "no --slide and no tile with a 'path' field: which slide?");
-		if (heat.other_slides)
-			warnx("%" PRIu64 " tiles of other slides than '%s' left out", heat.other_slides,
-			      heat.slide_id);
-		if (heat.no_position)
-			warnx("%" PRIu64 " records without x, y and extent left out", heat.no_position);
-		struct heatmap_opts ho = {(int)size, alpha, heat.caption};
-		if (heatmap_render(path, heat.tiles, heat.n, &ho, heat_out) < 0)
-			die_lib();
-		double lo = INFINITY, hi = -INFINITY;
-		for (size_t i = 0; i < heat.n; i++) {
-			lo = fmin(lo, heat.tiles[i].score);
-			hi = fmax(hi, heat.tiles[i].score);
-		}
-		fprintf(stderr, "eosin-query: %s: %zu tiles of '%s', similarity %.4f .. %.4f\n",
-		        heat_out, heat.n, path, lo, hi);
-	}
+	if (o.prompts)
+		finish_zero_shot(o.metrics_path);
+	if (o.retrieval)
+		eval_retrieval(&retrieval_pairs, o.metrics_path);
+	if (o.heat_out)
+		finish_heatmap(&o);
 	prog_close_output(&out);
-	if (index_path && stats)
+	if (o.index_path && o.stats)
 		fprintf(stderr, "eosin-query: %" PRIu64 " queries searched in %.4f s (%.1f queries/s)\n",
 		        nsearched, search_seconds,
 		        search_seconds > 0 ? (double)nsearched / search_seconds : 0.0);
-	if (index_path)
+	if (o.index_path)
 		archive_release(&arch);
 	return 0;
 }
