@@ -1106,84 +1106,126 @@ static int reject_patch(struct bagger *g, struct group *gr, struct patch *p, con
 	return reject_raw(g, p->raw, p->len, p->number);
 }
 
-static int build_tree(struct bagger *g, struct group *gr)
+/* One group's quadtree: each patch's parent and children, and the bag's
+ * rows in depth-first pre-order. Indices are into the group's patches
+ * unless they say row. */
+struct tree {
+	long *parent; /* the parent's index; -1: a root, or not in the group */
+	long *order;  /* indices sorted by parent, then raster, then id */
+	long *first;  /* where a patch's children start in order; -1: none */
+	long *count;  /* how many children a patch has in order */
+	long *row;    /* a patch's row in the bag; -1: not reached */
+	long *stack;
+	long *pidx;   /* the row of a patch's parent */
+	long *rowpar; /* by row: the parent's row, -1 for the root */
+	struct patch **rows;
+	size_t nrows;
+	long root;
+};
+
+static void tree_free(struct tree *t)
 {
-	if (drop_duplicates(g, gr) < 0)
-		return -1;
-	size_t n = gr->npatches;
-	if (n == 0)
-		return 0;
-	struct patch **pt = gr->patches;
-	long *parent = malloc(n * sizeof *parent), *order = malloc(n * sizeof *order);
-	long *first = malloc(n * sizeof *first), *count = calloc(n, sizeof *count);
-	long *row = malloc(n * sizeof *row), *stack = malloc(n * sizeof *stack);
-	struct patch **rows = malloc(n * sizeof *rows);
-	long *pidx = malloc(n * sizeof *pidx), *rowpar = malloc(n * sizeof *rowpar);
-	int ret = -1;
-	if (!parent || !order || !first || !count || !row || !stack || !rows || !pidx || !rowpar) {
-		eosin_error("out of memory");
-		goto out;
-	}
-	long root = -1;
+	free(t->parent);
+	free(t->order);
+	free(t->first);
+	free(t->count);
+	free(t->row);
+	free(t->stack);
+	free(t->rows);
+	free(t->pidx);
+	free(t->rowpar);
+}
+
+static int tree_alloc(struct tree *t, size_t n)
+{
+	*t = (struct tree){.root = -1};
+	t->parent = malloc(n * sizeof *t->parent);
+	t->order = malloc(n * sizeof *t->order);
+	t->first = malloc(n * sizeof *t->first);
+	t->count = calloc(n, sizeof *t->count);
+	t->row = malloc(n * sizeof *t->row);
+	t->stack = malloc(n * sizeof *t->stack);
+	t->rows = malloc(n * sizeof *t->rows);
+	t->pidx = malloc(n * sizeof *t->pidx);
+	t->rowpar = malloc(n * sizeof *t->rowpar);
+	if (!t->parent || !t->order || !t->first || !t->count || !t->row || !t->stack || !t->rows ||
+	    !t->pidx || !t->rowpar)
+		return eosin_error("out of memory");
+	return 0;
+}
+
+/* Parents found by id (pt is sorted by id), children in order under them. */
+static void tree_link(struct tree *t, struct patch **pt, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
-		row[i] = -1;
-		parent[i] = pt[i]->depth == 0 ? -1 : find_id(pt, n, pt[i]->raw, pt[i]->parent);
+		t->row[i] = -1;
+		t->parent[i] = pt[i]->depth == 0 ? -1 : find_id(pt, n, pt[i]->raw, pt[i]->parent);
 		if (pt[i]->depth == 0)
-			root = (long)i;
-		order[i] = (long)i;
+			t->root = (long)i;
+		t->order[i] = (long)i;
 	}
 	sort_base = pt;
-	sort_parent = parent;
-	qsort(order, n, sizeof *order, child_cmp);
+	sort_parent = t->parent;
+	qsort(t->order, n, sizeof *t->order, child_cmp);
 	for (size_t i = 0; i < n; i++)
-		first[i] = -1;
+		t->first[i] = -1;
 	for (size_t k = 0; k < n; k++) {
-		long c = order[k];
-		if (parent[c] >= 0 && first[parent[c]] < 0)
-			first[parent[c]] = (long)k;
-		if (parent[c] >= 0)
-			count[parent[c]]++;
+		long c = t->order[k];
+		if (t->parent[c] >= 0 && t->first[t->parent[c]] < 0)
+			t->first[t->parent[c]] = (long)k;
+		if (t->parent[c] >= 0)
+			t->count[t->parent[c]]++;
 	}
-	/* Depth-first pre-order from the root; children must sit one level
-	 * below their parent, at most 4 of them. */
-	size_t nrows = 0, sp_ = 0;
-	if (root >= 0) {
-		stack[sp_++] = root;
-		pidx[root] = -1;
+}
+
+/* Depth-first pre-order from the root; children must sit one level below
+ * their parent, at most 4 of them. */
+static void tree_walk(struct tree *t, struct patch **pt)
+{
+	size_t sp_ = 0;
+	if (t->root >= 0) {
+		t->stack[sp_++] = t->root;
+		t->pidx[t->root] = -1;
 	}
 	while (sp_ > 0) {
-		long v = stack[--sp_];
-		row[v] = (long)nrows;
-		rowpar[nrows] = pidx[v];
-		rows[nrows] = pt[v];
-		nrows++;
-		if (first[v] < 0)
+		long v = t->stack[--sp_];
+		t->row[v] = (long)t->nrows;
+		t->rowpar[t->nrows] = t->pidx[v];
+		t->rows[t->nrows] = pt[v];
+		t->nrows++;
+		if (t->first[v] < 0)
 			continue;
 		/* Push children in reverse so the first is visited first. */
-		long nc = count[v];
-		for (long k = nc - 1; k >= 0; k--) {
-			long c = order[first[v] + k];
+		for (long k = t->count[v] - 1; k >= 0; k--) {
+			long c = t->order[t->first[v] + k];
 			if (pt[c]->depth != pt[v]->depth + 1 || k >= 4)
 				continue;
-			pidx[c] = row[v];
-			stack[sp_++] = c;
+			t->pidx[c] = t->row[v];
+			t->stack[sp_++] = c;
 		}
 	}
-	/* Everything not reached is an orphan or misplaced. */
-	for (size_t i = 0; i < n; i++) {
-		if (row[i] >= 0)
+}
+
+/* Everything the walk did not reach is an orphan or misplaced: rejected,
+ * saying which. */
+static int tree_reject_unreached(struct bagger *g, struct group *gr, const struct tree *t)
+{
+	struct patch **pt = gr->patches;
+	for (size_t i = 0; i < gr->npatches; i++) {
+		if (t->row[i] >= 0)
 			continue;
 		struct patch *p = pt[i];
+		long up = t->parent[i];
 		int r;
-		if (parent[i] < 0)
+		if (up < 0)
 			r = reject_patch(g, gr, p,
 			                 "field 'parent': tile '%.*s' never appears in tree '%s'",
 			                 sp(p->raw, p->parent), p->parent.len);
-		else if (row[parent[i]] >= 0 && p->depth != pt[parent[i]]->depth + 1)
+		else if (t->row[up] >= 0 && p->depth != pt[up]->depth + 1)
 			r = reject_patch(
 			    g, gr, p, "field 'depth': not one below its parent '%.*s' in tree '%s'",
 			    sp(p->raw, p->parent), p->parent.len);
-		else if (row[parent[i]] >= 0)
+		else if (t->row[up] >= 0)
 			r = reject_patch(
 			    g, gr, p, "field 'parent': '%.*s' already has 4 children in tree '%s'",
 			    sp(p->raw, p->parent), p->parent.len);
@@ -1192,19 +1234,128 @@ static int build_tree(struct bagger *g, struct group *gr)
 			                 "field 'parent': '%.*s' is not part of tree '%s'",
 			                 sp(p->raw, p->parent), p->parent.len);
 		if (r < 0)
-			goto out;
+			return -1;
 	}
-	if (nrows == 0) {
-		ret = 0;
-		goto out;
+	return 0;
+}
+
+/* txt_emb: one per row when every row has one; counted when only some do. */
+static int pack_rows_txt(struct bagger *g, struct patch **rows, size_t nrows)
+{
+	size_t ntxt = 0;
+	for (size_t i = 0; i < nrows; i++)
+		ntxt += rows[i]->txt.have;
+	struct emb_row *er = malloc(nrows * sizeof *er);
+	if (!er)
+		return eosin_error("out of memory");
+	if (ntxt == nrows) {
+		for (size_t i = 0; i < nrows; i++)
+			er[i] = (struct emb_row){rows[i]->raw, &rows[i]->txt, -1};
+		pack_emb(&g->b, F_COMMON_TXT_EMB, er, nrows);
+	} else if (ntxt > 0) {
+		g->st.no_txt_emb++;
 	}
-	/* Depth <= 3, one level per edge, <= 4 children each: 85 rows is
-	 * exactly the full quadtree. */
+	free(er);
+	return 0;
+}
+
+/* The union of the rows' keywords, first occurrence in row order. */
+struct kwunion {
+	struct strmap seen;
+	size_t n, cap;
+	struct emb_row *emb;
+	const char **raw;
+	struct span *span;
+};
+
+/* Room for one more; -1 when memory ran out (what is there is kept). */
+static int kwunion_grow(struct kwunion *u)
+{
+	if (u->n < u->cap)
+		return 0;
+	u->cap = u->cap ? 2 * u->cap : 64;
+	struct emb_row *a = xrealloc(u->emb, u->cap * sizeof *a);
+	const char **c = a ? xrealloc(u->raw, u->cap * sizeof *c) : NULL;
+	struct span *d = c ? xrealloc(u->span, u->cap * sizeof *d) : NULL;
+	if (a)
+		u->emb = a;
+	if (c)
+		u->raw = c;
+	if (d)
+		u->span = d;
+	return a && c && d ? 0 : -1;
+}
+
+/* Keyword j of p, unless already there; -1 when memory ran out. */
+static int kwunion_add(struct kwunion *u, struct patch *p, uint32_t j)
+{
+	struct span s = p->keywords[j];
+	char *t = span_dup(p->raw, s);
+	if (!t)
+		return -1;
+	int bad = 0;
+	if (!map_has(&u->seen, t)) {
+		if (map_put(&u->seen, t, &u->seen) < 0)
+			bad = 1;
+		if (kwunion_grow(u) < 0)
+			bad = 1;
+		if (!bad) {
+			u->emb[u->n] = (struct emb_row){p->raw, &p->kw, j};
+			u->raw[u->n] = p->raw;
+			u->span[u->n] = s;
+			u->n++;
+		}
+	}
+	free(t);
+	return bad ? -1 : 0;
+}
+
+/* keywords, and kw_emb when every row with keywords has their embeddings. */
+static int pack_rows_keywords(struct bagger *g, struct patch **rows, size_t nrows)
+{
+	size_t nkwp = 0, nkwe = 0;
+	for (size_t i = 0; i < nrows; i++) {
+		nkwp += rows[i]->nkeywords > 0;
+		nkwe += rows[i]->nkeywords > 0 && rows[i]->kw.have;
+	}
+	if (nkwp == 0)
+		return 0;
+	struct kwunion u = {.n = 0};
+	if (map_init(&u.seen) < 0)
+		return -1;
+	int bad = 0;
+	for (size_t i = 0; i < nrows && !bad; i++)
+		for (uint32_t j = 0; j < rows[i]->nkeywords && !bad; j++)
+			bad = kwunion_add(&u, rows[i], j) < 0;
+	map_release(&u.seen);
+	if (!bad) {
+		struct recb *b = &g->b;
+		recb_key(b, F_COMMON_KEYWORDS);
+		msgpack_pack_array(&b->pk, u.n);
+		for (size_t k = 0; k < u.n; k++)
+			pack_str_span(&b->pk, u.raw[k], u.span[k]);
+		if (nkwe == nkwp)
+			pack_emb(b, F_COMMON_KW_EMB, u.emb, u.n);
+		else
+			g->st.no_kw_emb++;
+	}
+	free(u.emb);
+	free(u.raw);
+	free(u.span);
+	return bad ? eosin_error("out of memory") : 0;
+}
+
+/* The tree's bag: its rows, each row's parent row, their text and keywords.
+ * Depth <= 3, one level per edge, <= 4 children each: 85 rows is exactly
+ * the full quadtree. */
+static int tree_emit(struct bagger *g, struct group *gr, const struct tree *t)
+{
+	struct patch **rows = t->rows;
+	size_t nrows = t->nrows;
 	int complete = nrows == BAG_TREE_SIZE;
 	if (!complete && g->o.complete_only) {
 		g->st.dropped++;
-		ret = 0;
-		goto out;
+		return 0;
 	}
 	struct recb *b = &g->b;
 	recb_begin(b, BAG_KIND, BAG_VERSION);
@@ -1212,114 +1363,38 @@ static int build_tree(struct bagger *g, struct group *gr)
 	recb_strn(b, F_BAG_SLIDE, sp(rows[0]->raw, rows[0]->slide), rows[0]->slide.len);
 	recb_str(b, F_BAG_METHOD, "mrplip");
 	if (pack_patch_columns(g, rows, nrows) < 0)
-		goto out;
+		return -1;
 	recb_key(b, F_BAG_PARENT_INDEX);
 	msgpack_pack_array(&b->pk, nrows);
 	for (size_t i = 0; i < nrows; i++)
-		msgpack_pack_int64(&b->pk, rowpar[i]);
+		msgpack_pack_int64(&b->pk, t->rowpar[i]);
 	recb_bool(b, F_BAG_COMPLETE, complete);
-	size_t ntxt = 0, nkwp = 0, nkwe = 0;
-	for (size_t i = 0; i < nrows; i++) {
-		ntxt += rows[i]->txt.have;
-		nkwp += rows[i]->nkeywords > 0;
-		nkwe += rows[i]->nkeywords > 0 && rows[i]->kw.have;
-	}
-	struct emb_row *er = malloc(nrows * sizeof *er);
-	if (!er) {
-		eosin_error("out of memory");
-		goto out;
-	}
-	if (ntxt == nrows) {
-		for (size_t i = 0; i < nrows; i++)
-			er[i] = (struct emb_row){rows[i]->raw, &rows[i]->txt, -1};
-		pack_emb(b, F_COMMON_TXT_EMB, er, nrows);
-	} else if (ntxt > 0) {
-		g->st.no_txt_emb++;
-	}
-	free(er);
-	if (nkwp > 0) {
-		/* The union of the patches' keywords, first occurrence in row order. */
-		struct strmap seen;
-		size_t nk = 0, cap = 0;
-		struct emb_row *kr = NULL;
-		const char **kraw = NULL;
-		struct span *ks = NULL;
-		if (map_init(&seen) < 0)
-			goto out;
-		int bad = 0;
-		for (size_t i = 0; i < nrows && !bad; i++)
-			for (uint32_t j = 0; j < rows[i]->nkeywords && !bad; j++) {
-				struct span s = rows[i]->keywords[j];
-				char *t = span_dup(rows[i]->raw, s);
-				if (!t) {
-					bad = 1;
-					break;
-				}
-				if (!map_has(&seen, t)) {
-					if (map_put(&seen, t, &seen) < 0)
-						bad = 1;
-					if (nk == cap) {
-						cap = cap ? 2 * cap : 64;
-						struct emb_row *a = xrealloc(kr, cap * sizeof *a);
-						const char **c =
-						    a ? xrealloc(kraw, cap * sizeof *c) : NULL;
-						struct span *d =
-						    c ? xrealloc(ks, cap * sizeof *d) : NULL;
-						if (a)
-							kr = a;
-						if (c)
-							kraw = c;
-						if (d)
-							ks = d;
-						if (!a || !c || !d)
-							bad = 1;
-					}
-					if (!bad) {
-						kr[nk] =
-						    (struct emb_row){rows[i]->raw, &rows[i]->kw, j};
-						kraw[nk] = rows[i]->raw;
-						ks[nk] = s;
-						nk++;
-					}
-				}
-				free(t);
-			}
-		map_release(&seen);
-		if (!bad) {
-			recb_key(b, F_COMMON_KEYWORDS);
-			msgpack_pack_array(&b->pk, nk);
-			for (size_t k = 0; k < nk; k++)
-				pack_str_span(&b->pk, kraw[k], ks[k]);
-			if (nkwe == nkwp)
-				pack_emb(b, F_COMMON_KW_EMB, kr, nk);
-			else
-				g->st.no_kw_emb++;
-		}
-		free(kr);
-		free(kraw);
-		free(ks);
-		if (bad) {
-			eosin_error("out of memory");
-			goto out;
-		}
-	}
-	if (emit(g) < 0)
-		goto out;
+	if (pack_rows_txt(g, rows, nrows) < 0 || pack_rows_keywords(g, rows, nrows) < 0 ||
+	    emit(g) < 0)
+		return -1;
 	if (complete)
 		g->st.complete++;
 	else
 		g->st.incomplete++;
-	ret = 0;
-out:
-	free(parent);
-	free(order);
-	free(first);
-	free(count);
-	free(row);
-	free(stack);
-	free(rows);
-	free(pidx);
-	free(rowpar);
+	return 0;
+}
+
+static int build_tree(struct bagger *g, struct group *gr)
+{
+	if (drop_duplicates(g, gr) < 0)
+		return -1;
+	if (gr->npatches == 0)
+		return 0;
+	struct tree t;
+	int ret = tree_alloc(&t, gr->npatches);
+	if (ret == 0) {
+		tree_link(&t, gr->patches, gr->npatches);
+		tree_walk(&t, gr->patches);
+		ret = tree_reject_unreached(g, gr, &t);
+	}
+	if (ret == 0 && t.nrows > 0)
+		ret = tree_emit(g, gr, &t);
+	tree_free(&t);
 	return ret;
 }
 
