@@ -1475,6 +1475,69 @@ static struct doc *choose_doc(struct bagger *g, struct group *gr, int *err)
 	return pick;
 }
 
+/* PathFLIP's regions: a grid over the patches' bounding box; a patch falls
+ * in the cell of its centre; non-empty cells are numbered in row-major
+ * order; the doc's sentences go to the region of their position. */
+static int pack_regions(struct bagger *g, struct patch **pt, size_t n, const struct doc *d)
+{
+	struct recb *b = &g->b;
+	double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+	for (size_t i = 0; i < n; i++) {
+		x0 = fmin(x0, (double)pt[i]->x);
+		y0 = fmin(y0, (double)pt[i]->y);
+		x1 = fmax(x1, (double)(pt[i]->x + pt[i]->extent));
+		y1 = fmax(y1, (double)(pt[i]->y + pt[i]->extent));
+	}
+	uint32_t side = bag_grid_side(g->o.nregions), ncell = side * side;
+	int64_t *remap = malloc(ncell * sizeof *remap);
+	uint32_t *cell = malloc(n * sizeof *cell);
+	if (!remap || !cell) {
+		free(remap);
+		free(cell);
+		return eosin_error("out of memory");
+	}
+	for (uint32_t c = 0; c < ncell; c++)
+		remap[c] = -1;
+	for (size_t i = 0; i < n; i++) {
+		cell[i] = bag_grid_cell(pt[i]->x + pt[i]->extent / 2.0,
+		                        pt[i]->y + pt[i]->extent / 2.0, x0, y0, x1, y1, side);
+		remap[cell[i]] = 0;
+	}
+	int64_t nreg = 0;
+	for (uint32_t c = 0; c < ncell; c++)
+		if (remap[c] == 0)
+			remap[c] = nreg++;
+	recb_key(b, F_BAG_REGION);
+	msgpack_pack_array(&b->pk, n);
+	for (size_t i = 0; i < n; i++)
+		msgpack_pack_int64(&b->pk, remap[cell[i]]);
+	recb_int(b, F_BAG_NREGIONS, nreg);
+	if (d && d->nsentences > 0) {
+		recb_key(b, F_COMMON_SENTENCES);
+		msgpack_pack_array(&b->pk, d->nsentences);
+		for (uint32_t j = 0; j < d->nsentences; j++)
+			pack_str_span(&b->pk, d->raw, d->sentences[j]);
+		if (d->sent.have) {
+			struct emb_row r = {d->raw, &d->sent, -1};
+			pack_emb(b, F_COMMON_SENT_EMB, &r, 1);
+		}
+		recb_key(b, F_BAG_SENT_REGION);
+		msgpack_pack_array(&b->pk, d->nsentences);
+		for (uint32_t j = 0; j < d->nsentences; j++) {
+			int64_t reg = -1;
+			if (d->has_pos && !isnan(d->sent_xy[2 * j])) {
+				double px = d->sent_xy[2 * j], py = d->sent_xy[2 * j + 1];
+				if (px >= x0 && px < x1 && py >= y0 && py < y1)
+					reg = remap[bag_grid_cell(px, py, x0, y0, x1, y1, side)];
+			}
+			msgpack_pack_int64(&b->pk, reg);
+		}
+	}
+	free(remap);
+	free(cell);
+	return 0;
+}
+
 static int build_slide(struct bagger *g, struct group *gr)
 {
 	if (drop_duplicates(g, gr) < 0)
@@ -1524,66 +1587,8 @@ static int build_slide(struct bagger *g, struct group *gr)
 		if (d->split.off != SPAN_NONE)
 			recb_strn(b, F_COMMON_SPLIT, sp(d->raw, d->split), d->split.len);
 	}
-	if (g->o.method == BAG_REGION) {
-		/* Grid over the patches' bounding box; a patch falls in the cell of
-		 * its centre; non-empty cells are numbered in row-major order. */
-		double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
-		for (size_t i = 0; i < n; i++) {
-			x0 = fmin(x0, (double)pt[i]->x);
-			y0 = fmin(y0, (double)pt[i]->y);
-			x1 = fmax(x1, (double)(pt[i]->x + pt[i]->extent));
-			y1 = fmax(y1, (double)(pt[i]->y + pt[i]->extent));
-		}
-		uint32_t side = bag_grid_side(g->o.nregions), ncell = side * side;
-		int64_t *remap = malloc(ncell * sizeof *remap);
-		uint32_t *cell = malloc(n * sizeof *cell);
-		if (!remap || !cell) {
-			free(remap);
-			free(cell);
-			return eosin_error("out of memory");
-		}
-		for (uint32_t c = 0; c < ncell; c++)
-			remap[c] = -1;
-		for (size_t i = 0; i < n; i++) {
-			cell[i] =
-			    bag_grid_cell(pt[i]->x + pt[i]->extent / 2.0,
-			                  pt[i]->y + pt[i]->extent / 2.0, x0, y0, x1, y1, side);
-			remap[cell[i]] = 0;
-		}
-		int64_t nreg = 0;
-		for (uint32_t c = 0; c < ncell; c++)
-			if (remap[c] == 0)
-				remap[c] = nreg++;
-		recb_key(b, F_BAG_REGION);
-		msgpack_pack_array(&b->pk, n);
-		for (size_t i = 0; i < n; i++)
-			msgpack_pack_int64(&b->pk, remap[cell[i]]);
-		recb_int(b, F_BAG_NREGIONS, nreg);
-		if (d && d->nsentences > 0) {
-			recb_key(b, F_COMMON_SENTENCES);
-			msgpack_pack_array(&b->pk, d->nsentences);
-			for (uint32_t j = 0; j < d->nsentences; j++)
-				pack_str_span(&b->pk, d->raw, d->sentences[j]);
-			if (d->sent.have) {
-				struct emb_row r = {d->raw, &d->sent, -1};
-				pack_emb(b, F_COMMON_SENT_EMB, &r, 1);
-			}
-			recb_key(b, F_BAG_SENT_REGION);
-			msgpack_pack_array(&b->pk, d->nsentences);
-			for (uint32_t j = 0; j < d->nsentences; j++) {
-				int64_t reg = -1;
-				if (d->has_pos && !isnan(d->sent_xy[2 * j])) {
-					double px = d->sent_xy[2 * j], py = d->sent_xy[2 * j + 1];
-					if (px >= x0 && px < x1 && py >= y0 && py < y1)
-						reg = remap[bag_grid_cell(px, py, x0, y0, x1, y1,
-						                          side)];
-				}
-				msgpack_pack_int64(&b->pk, reg);
-			}
-		}
-		free(remap);
-		free(cell);
-	}
+	if (g->o.method == BAG_REGION && pack_regions(g, pt, n, d) < 0)
+		return -1;
 	return emit(g);
 }
 
