@@ -478,50 +478,76 @@ static void dump_grads(const char *path, struct align_model *m, const struct ali
 	free(zero);
 }
 
-static int train(int argc, char **argv)
+/* A training run: its bags, schedule, optimiser and what it writes, beside
+ * the model. */
+struct run {
+	int *train_idx, ntrain, B;
+	long step0, per_epoch, total, warmup, stop;
+	float *decay; /* per-element weight-decay mask */
+	struct adamw adam;
+	int *order;
+	struct align_bag *batch;
+	FILE *mf;
+	struct progress pr;
+	long epoch_loaded;
+	uint64_t rng;
+	struct retrieval ret;
+};
+
+/* Held-out bags (split val) to val_idx, training bags to r->train_idx. */
+static void split_bags(struct run *r)
 {
-	read_bags(argc, argv);
-	int *train_idx = malloc(sizeof(int) * (nbags + 1));
+	r->train_idx = malloc(sizeof(int) * (nbags + 1));
 	val_idx = malloc(sizeof(int) * (nbags + 1));
-	int ntrain = 0;
+	r->ntrain = 0;
 	for (int i = 0; i < nbags; i++) {
 		if (bags[i].val == 1)
 			val_idx[nval++] = i;
 		else if (bags[i].val == 0)
-			train_idx[ntrain++] = i;
+			r->train_idx[r->ntrain++] = i;
 	}
-	if (ntrain < 2)
-		errx(1, "need at least 2 training bags, have %d (of %d bag records)", ntrain, nbags);
-	struct align_model m;
+	if (r->ntrain < 2)
+		errx(1, "need at least 2 training bags, have %d (of %d bag records)", r->ntrain,
+		     nbags);
+}
+
+/* The model: --resume's, with the step it reached, or new and random. */
+static void model_start(struct align_model *m, long *step0)
+{
 	struct align_meta meta = {0};
-	long step0 = 0;
+	*step0 = 0;
 	if (opt.resume) {
-		if (align_load(opt.resume, &m, 1, &meta) < 0)
+		if (align_load(opt.resume, m, 1, &meta) < 0)
 			die_lib();
 		const char *s = align_meta_get(&meta, "step");
-		step0 = s ? atol(s) : 0;
-		if (m.cfg.img_dim != img_dim || m.cfg.txt_dim != txt_dim)
+		*step0 = s ? atol(s) : 0;
+		if (m->cfg.img_dim != img_dim || m->cfg.txt_dim != txt_dim)
 			errx(1, "'%s': made for img_emb dim %d and txt_emb dim %d, bags have %d and %d",
-			     opt.resume, m.cfg.img_dim, m.cfg.txt_dim, img_dim, txt_dim);
+			     opt.resume, m->cfg.img_dim, m->cfg.txt_dim, img_dim, txt_dim);
 	} else {
 		opt.cfg.img_dim = img_dim;
 		opt.cfg.txt_dim = txt_dim;
 		if (opt.cfg.queries > 0 && opt.cfg.ffn == 0)
 			opt.cfg.ffn = 4 * opt.cfg.qdim;
-		if (align_model_init(&m, &opt.cfg) < 0)
+		if (align_model_init(m, &opt.cfg) < 0)
 			die_lib();
-		align_model_randomize(&m, opt.seed);
+		align_model_randomize(m, opt.seed);
 	}
-	/* sizes: the largest bag, the largest batch of items and keywords */
+}
+
+/* Activations for the largest bag and the largest batch of items and
+ * keywords, and the held-out set's rows; returns the batch size. */
+static int size_model(struct align_model *m, int ntrain)
+{
 	int max_n = 1, max_bag_items = 1, max_bag_kw = 0, max_val_items = 0, max_reg = 0,
 	    max_sent = 0;
 	for (int i = 0; i < nbags; i++) {
 		struct align_bag ab = as_align_bag(&bags[i]);
 		max_n = bags[i].n > max_n ? bags[i].n : max_n;
-		int it = align_bag_items(&m, &ab);
+		int it = align_bag_items(m, &ab);
 		max_bag_items = it > max_bag_items ? it : max_bag_items;
 		max_bag_kw = bags[i].nkw > max_bag_kw ? bags[i].nkw : max_bag_kw;
-		int nr = align_bag_regions(&m, &ab);
+		int nr = align_bag_regions(m, &ab);
 		max_reg = nr > max_reg ? nr : max_reg;
 		max_sent = bags[i].nsent > max_sent ? bags[i].nsent : max_sent;
 		if (bags[i].val == 1)
@@ -531,114 +557,153 @@ static int train(int argc, char **argv)
 	int max_items = B * max_bag_items, max_kw = B * max_bag_kw;
 	if (max_items < max_bag_items)
 		max_items = max_bag_items;
-	m.max_regions = B * max_reg;
-	m.max_sents = B * max_sent;
-	if (align_model_alloc(&m, max_n, max_items, max_kw) < 0)
+	m->max_regions = B * max_reg;
+	m->max_sents = B * max_sent;
+	if (align_model_alloc(m, max_n, max_items, max_kw) < 0)
 		die_lib();
 	if (nval > 0) {
-		val_zi = malloc(sizeof(float) * (size_t)max_val_items * m.cfg.dim);
-		val_zt = malloc(sizeof(float) * (size_t)max_val_items * m.cfg.dim);
+		val_zi = malloc(sizeof(float) * (size_t)max_val_items * m->cfg.dim);
+		val_zt = malloc(sizeof(float) * (size_t)max_val_items * m->cfg.dim);
 		val_sim = malloc(sizeof(float) * (size_t)max_val_items * max_val_items);
 	}
-	long per_epoch = (ntrain + B - 1) / B;
-	long total = opt.steps > 0 ? opt.steps : per_epoch * opt.epochs;
-	long warmup = opt.warmup_set ? opt.warmup : total / 20;
-	long stop = opt.stop_after > 0 && opt.stop_after < total ? opt.stop_after : total;
-	/* per-element weight-decay mask */
-	float *decay = malloc(sizeof(float) * m.nfloats);
-	for (int i = 0; i < m.nparam; i++)
-		for (size_t e = 0; e < m.param[i].count; e++)
-			decay[m.param[i].offset + e] = m.param[i].decay;
-	struct adamw adam = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = opt.wd};
-	int *order = malloc(sizeof(int) * ntrain);
-	struct align_bag *batch = malloc(sizeof *batch * B);
-	FILE *mf = NULL;
-	if (opt.metrics && !(mf = fopen(opt.metrics, opt.resume ? "a" : "w")))
+	return B;
+}
+
+/* Schedule, optimiser, metrics file, plot buffers and progress. */
+static void run_start(struct run *r, const struct align_model *m)
+{
+	r->per_epoch = (r->ntrain + r->B - 1) / r->B;
+	r->total = opt.steps > 0 ? opt.steps : r->per_epoch * opt.epochs;
+	r->warmup = opt.warmup_set ? opt.warmup : r->total / 20;
+	r->stop = opt.stop_after > 0 && opt.stop_after < r->total ? opt.stop_after : r->total;
+	r->decay = malloc(sizeof(float) * m->nfloats);
+	for (int i = 0; i < m->nparam; i++)
+		for (size_t e = 0; e < m->param[i].count; e++)
+			r->decay[m->param[i].offset + e] = m->param[i].decay;
+	r->adam = (struct adamw){.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+	                         .weight_decay = opt.wd};
+	r->order = malloc(sizeof(int) * r->ntrain);
+	r->batch = malloc(sizeof *r->batch * r->B);
+	r->mf = NULL;
+	if (opt.metrics && !(r->mf = fopen(opt.metrics, opt.resume ? "a" : "w")))
 		err(1, "cannot open '%s'", opt.metrics);
-	plot_loss = malloc(sizeof(float) * (total + 1));
-	plot_r1 = malloc(sizeof(float) * (total + 2));
-	plot_r1_step = malloc(sizeof(long) * (total + 2));
-	struct progress pr;
-	progress_init(&pr, "steps", total - step0);
-	long epoch_loaded = -1;
-	uint64_t rng = 0;
-	struct retrieval ret = {0};
+	plot_loss = malloc(sizeof(float) * (r->total + 1));
+	plot_r1 = malloc(sizeof(float) * (r->total + 2));
+	plot_r1_step = malloc(sizeof(long) * (r->total + 2));
+	progress_init(&r->pr, "steps", r->total - r->step0);
+	r->epoch_loaded = -1;
+	r->rng = 0;
+	r->ret = (struct retrieval){0};
 	fprintf(stderr,
 	        "eosin-align: %d training bags, %d held out, %zu parameters, %ld steps of %d bags\n",
-	        ntrain, nval, m.nfloats, total, B);
-	if (nval > 0 && opt.eval_every > 0 && step0 == 0) { /* where training starts from */
-		evaluate(&m, &ret);
-		plot_r1_step[plot_nr1] = 0;
-		plot_r1[plot_nr1++] = ret.i2t[0];
-		if (mf)
-			fprintf(mf, "{\"step\":0,\"val_items\":%d,\"i2t_r1\":%.6f,\"t2i_r1\":%.6f}\n",
-			        ret.items, ret.i2t[0], ret.t2i[0]);
+	        r->ntrain, nval, m->nfloats, r->total, r->B);
+}
+
+/* Held-out retrieval after `step` steps, into the plot and the metrics file
+ * (where training starts from: R@1 only). */
+static void evaluate_at(struct align_model *m, struct run *r, long step)
+{
+	struct retrieval *ret = &r->ret;
+	evaluate(m, ret);
+	plot_r1_step[plot_nr1] = step;
+	plot_r1[plot_nr1++] = ret->i2t[0];
+	if (!r->mf)
+		return;
+	if (step == 0)
+		fprintf(r->mf, "{\"step\":0,\"val_items\":%d,\"i2t_r1\":%.6f,\"t2i_r1\":%.6f}\n",
+		        ret->items, ret->i2t[0], ret->t2i[0]);
+	else
+		fprintf(r->mf,
+		        "{\"step\":%ld,\"val_items\":%d,\"i2t_r1\":%.6f,\"i2t_r5\":%.6f,"
+		        "\"i2t_r10\":%.6f,\"t2i_r1\":%.6f,\"t2i_r5\":%.6f,\"t2i_r10\":%.6f}\n",
+		        step, ret->items, ret->i2t[0], ret->i2t[1], ret->i2t[2], ret->t2i[0],
+		        ret->t2i[1], ret->t2i[2]);
+}
+
+/* Step `step`: its batch of the epoch's order, gradients, clipping and the
+ * AdamW update, logged; returns the loss. */
+static float train_step(struct align_model *m, struct run *r, long step)
+{
+	long epoch = step / r->per_epoch, pos = step % r->per_epoch;
+	if (epoch != r->epoch_loaded) {
+		r->rng = epoch_order(r->order, r->train_idx, r->ntrain, epoch);
+		r->epoch_loaded = epoch;
 	}
-	double t_first = 0, t_loop_end = 0;
-	for (long step = step0; step < stop; step++) {
-		if (step == step0 + 1)
-			t_first = prog_now(); /* time the steady state, after the first step */
-		long epoch = step / per_epoch, pos = step % per_epoch;
-		if (epoch != epoch_loaded) {
-			rng = epoch_order(order, train_idx, ntrain, epoch);
-			epoch_loaded = epoch;
-		}
-		int nb = 0;
-		for (long i = pos * B; i < ntrain && nb < B; i++)
-			batch[nb++] = as_align_bag(&bags[order[i]]);
-		if (nb < 2) /* a last batch of one bag: borrow the first of the epoch */
-			batch[nb++] = as_align_bag(&bags[order[0]]);
-		struct align_losses L;
-		if (align_step_grads(&m, batch, nb, 1, &L) < 0)
-			die_lib();
-		if (opt.dump_grads && step == step0)
-			dump_grads(opt.dump_grads, &m, &L);
-		float gnorm = clip_grad_norm(m.grads, m.nfloats, opt.clip);
-		float lr = lr_schedule(opt.lr, opt.min_lr, warmup, total, step);
-		adamw_update(&adam, m.params, m.grads, m.m, m.v, decay, m.nfloats, step + 1, lr);
-		plot_loss[plot_n++] = L.total;
-		if (mf)
-			fprintf(mf,
-			        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
-			        "\"region\":%.9g,\"itm\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
-			        "\"items\":%d}\n",
-			        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, L.itm, lr, gnorm,
-			        L.items);
-		int last = step + 1 == stop;
-		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last)) {
-			evaluate(&m, &ret);
-			plot_r1_step[plot_nr1] = step + 1;
-			plot_r1[plot_nr1++] = ret.i2t[0];
-			if (mf)
-				fprintf(mf,
-				        "{\"step\":%ld,\"val_items\":%d,\"i2t_r1\":%.6f,\"i2t_r5\":%.6f,"
-				        "\"i2t_r10\":%.6f,\"t2i_r1\":%.6f,\"t2i_r5\":%.6f,\"t2i_r10\":%.6f}\n",
-				        step + 1, ret.items, ret.i2t[0], ret.i2t[1], ret.i2t[2], ret.t2i[0],
-				        ret.t2i[1], ret.t2i[2]);
-		}
-		if (opt.save_every > 0 && (step + 1) % opt.save_every == 0 && !last)
-			save_checkpoint(opt.out, &m, step + 1, rng);
-		progress_add(&pr, 1);
-		if (pr.tty && !last)
-			fprintf(stderr, " loss %.4f", L.total);
-	}
-	t_loop_end = prog_now();
-	progress_done(&pr);
-	save_checkpoint(opt.out, &m, stop, rng);
+	int nb = 0;
+	for (long i = pos * r->B; i < r->ntrain && nb < r->B; i++)
+		r->batch[nb++] = as_align_bag(&bags[r->order[i]]);
+	if (nb < 2) /* a last batch of one bag: borrow the first of the epoch */
+		r->batch[nb++] = as_align_bag(&bags[r->order[0]]);
+	struct align_losses L;
+	if (align_step_grads(m, r->batch, nb, 1, &L) < 0)
+		die_lib();
+	if (opt.dump_grads && step == r->step0)
+		dump_grads(opt.dump_grads, m, &L);
+	float gnorm = clip_grad_norm(m->grads, m->nfloats, opt.clip);
+	float lr = lr_schedule(opt.lr, opt.min_lr, r->warmup, r->total, step);
+	adamw_update(&r->adam, m->params, m->grads, m->m, m->v, r->decay, m->nfloats, step + 1,
+	             lr);
+	plot_loss[plot_n++] = L.total;
+	if (r->mf)
+		fprintf(r->mf,
+		        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
+		        "\"region\":%.9g,\"itm\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
+		        "\"items\":%d}\n",
+		        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, L.itm, lr, gnorm,
+		        L.items);
+	return L.total;
+}
+
+/* The last checkpoint, the summary line (steps/s over the steady steps),
+ * the metrics file closed and the plot. */
+static void run_finish(struct align_model *m, struct run *r, double steady_s)
+{
+	progress_done(&r->pr);
+	save_checkpoint(opt.out, m, r->stop, r->rng);
 	if (plot_n > 0)
-		fprintf(stderr, "eosin-align: step %ld, last loss %.4f", stop, plot_loss[plot_n - 1]);
+		fprintf(stderr, "eosin-align: step %ld, last loss %.4f", r->stop,
+		        plot_loss[plot_n - 1]);
 	if (nval > 0)
 		fprintf(stderr, ", held-out R@1 %.3f (image to text), %.3f (text to image) of %d items "
-		                "(chance %.3f)", ret.i2t[0], ret.t2i[0], ret.items, 1.0 / ret.items);
-	if (stop - step0 > 1)
-		fprintf(stderr, ", %.3f steps/s", (double)(stop - step0 - 1) / (t_loop_end - t_first));
+		                "(chance %.3f)", r->ret.i2t[0], r->ret.t2i[0], r->ret.items,
+		        1.0 / r->ret.items);
+	if (r->stop - r->step0 > 1)
+		fprintf(stderr, ", %.3f steps/s", (double)(r->stop - r->step0 - 1) / steady_s);
 	fprintf(stderr, "\n");
-	if (mf && fclose(mf) != 0)
+	if (r->mf && fclose(r->mf) != 0)
 		err(1, "write error on '%s'", opt.metrics);
 	if (opt.plot)
-		write_plot(opt.plot, step0);
-	free(plot_loss), free(plot_r1), free(plot_r1_step), free(decay), free(order), free(batch);
-	free(train_idx), free(val_idx), free(val_zi), free(val_zt), free(val_sim);
+		write_plot(opt.plot, r->step0);
+}
+
+static int train(int argc, char **argv)
+{
+	struct run r = {0};
+	struct align_model m;
+	read_bags(argc, argv);
+	split_bags(&r);
+	model_start(&m, &r.step0);
+	r.B = size_model(&m, r.ntrain);
+	run_start(&r, &m);
+	if (nval > 0 && opt.eval_every > 0 && r.step0 == 0)
+		evaluate_at(&m, &r, 0);
+	double t_first = 0;
+	for (long step = r.step0; step < r.stop; step++) {
+		if (step == r.step0 + 1)
+			t_first = prog_now(); /* time the steady state, after the first step */
+		float loss = train_step(&m, &r, step);
+		int last = step + 1 == r.stop;
+		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last))
+			evaluate_at(&m, &r, step + 1);
+		if (opt.save_every > 0 && (step + 1) % opt.save_every == 0 && !last)
+			save_checkpoint(opt.out, &m, step + 1, r.rng);
+		progress_add(&r.pr, 1);
+		if (r.pr.tty && !last)
+			fprintf(stderr, " loss %.4f", loss);
+	}
+	run_finish(&m, &r, prog_now() - t_first);
+	free(plot_loss), free(plot_r1), free(plot_r1_step), free(r.decay), free(r.order);
+	free(r.batch), free(r.train_idx), free(val_idx), free(val_zi), free(val_zt), free(val_sim);
 	align_model_free(&m);
 	free_bags();
 	return 0;
@@ -707,30 +772,174 @@ static void reserve_rows(struct align_model *m, int *cap, int rows, float **img,
 static int full_argc;
 static char **full_argv;
 
+/* --apply's state: the head, its name and hash in the records it writes,
+ * and the row buffers, which only grow. */
+struct applier {
+	struct align_model m;
+	int cap_n;
+	char hash[17], model[256];
+	float *img, *txt, *z, *zt, *pos;
+	int *region;
+	struct stream_writer w;
+	struct recb b;
+	int wrote_hdr;
+};
+
+static void applier_open(struct applier *a)
+{
+	struct align_meta meta;
+	if (align_load(opt.apply, &a->m, 0, &meta) < 0)
+		die_lib();
+	a->cap_n = a->m.cfg.queries > 0 ? 1024 : 256;
+	a->m.qf_sets_limit = 1; /* one bag at a time */
+	a->m.max_regions = a->cap_n;
+	if (align_model_alloc(&a->m, a->cap_n, a->cap_n, 0) < 0)
+		die_lib();
+	align_hash(&a->m, a->hash);
+	const char *slash = strrchr(opt.apply, '/');
+	snprintf(a->model, sizeof a->model, "eosin-align:%s", slash ? slash + 1 : opt.apply);
+	if (stream_writer_init(&a->w, 1, "<stdout>") < 0)
+		die_lib();
+	recb_init(&a->b);
+}
+
+static void applier_close(struct applier *a)
+{
+	recb_release(&a->b);
+	free(a->img), free(a->txt), free(a->z), free(a->zt), free(a->pos), free(a->region);
+	align_model_free(&a->m);
+	prog_close_output(&a->w);
+}
+
+/* The image side of a bag or tile (its n rows already in a->img) to joint
+ * rows in a->z; per_patch_txt: an MR-PLIP bag with a caption per patch,
+ * which embeds each patch. Returns the rows, -1 after saying why. */
+static int embed_image_side(struct applier *a, const char *name, struct record *rec, int n,
+                            int is_bag, int per_patch_txt)
+{
+	struct align_bag ab = {.n = n, .img = a->img, .extent = 224.0f, .ntxt = 0};
+	struct vec_view pv;
+	double ext;
+	if (is_bag && record_get_vec(rec, F_BAG_POS, &pv) == 0 && (int)pv.n == n && pv.dim == 2) {
+		if (vec_to_f32(&pv, a->pos) == 0)
+			ab.pos = a->pos;
+		if (record_get_num(rec, F_BAG_EXTENT, &ext) == 0 && ext > 0)
+			ab.extent = (float)ext;
+	}
+	/* a PathFLIP bag's regions feed the Region Q-Former */
+	free(a->region);
+	a->region = NULL;
+	if (is_bag && get_regions(rec, n, &ab.nregions, &a->region) < 0) {
+		char idbuf[128];
+		warnx("%s: record %" PRIu64 " (id '%s'): %s", name, rec->number,
+		      record_id(rec, idbuf, sizeof idbuf), eosin_errmsg());
+		return -1;
+	}
+	ab.region = a->region;
+	if (per_patch_txt)
+		ab.ntxt = n;
+	int rows = align_bag_items(&a->m, &ab);
+	if (align_embed_bag(&a->m, &ab, a->z) < 0)
+		die_lib();
+	return rows;
+}
+
+/* The record again with its joint_emb (rows of a->z) and, with both, its
+ * joint_txt_emb (trows of a->zt) in place of any it had. */
+static void write_joint(struct applier *a, struct record *rec, int rows, int both, int trows)
+{
+	static const char *const skip[] = {F_COMMON_JOINT_EMB, F_COMMON_JOINT_TXT_EMB, NULL};
+	int dim = a->m.cfg.dim;
+	char kind[64];
+	snprintf(kind, sizeof kind, "%.*s", (int)rec->kind_len, rec->kind);
+	recb_begin(&a->b, kind, (int)rec->version);
+	recb_copy_fields(&a->b, rec, skip);
+	pack_joint_emb(&a->b, F_COMMON_JOINT_EMB, a->z, rows, dim, a->model, a->hash);
+	if (both)
+		pack_joint_emb(&a->b, F_COMMON_JOINT_TXT_EMB, a->zt, trows, dim, a->model, a->hash);
+	if (recb_write(&a->b, &a->w) < 0)
+		die_lib();
+}
+
+/* One record of the input: hdr records pass, and the first other one is
+ * preceded by --apply's own hdr; a record with an embedding is written with
+ * its joint rows, one without passes unchanged. -1 after saying why. */
+static int apply_record(struct applier *a, const char *name, struct record *rec)
+{
+	const struct align_config *c = &a->m.cfg;
+	if (record_is(rec, "hdr")) {
+		if (stream_write_record(&a->w, rec) < 0)
+			die_lib();
+		return 0;
+	}
+	if (!a->wrote_hdr) {
+		recb_hdr(&a->b, "eosin-align", full_argc, full_argv);
+		recb_str(&a->b, "model", a->model);
+		recb_str(&a->b, "hash", a->hash);
+		if (recb_write(&a->b, &a->w) < 0)
+			die_lib();
+		a->wrote_hdr = 1;
+	}
+	int is_bag = record_is(rec, BAG_KIND), is_text = record_is(rec, "text");
+	struct vec_view vi, vt;
+	int hi = record_get_vec(rec, F_COMMON_IMG_EMB, &vi);
+	int ht = record_get_vec(rec, F_COMMON_TXT_EMB, &vt);
+	if (hi < 0 || ht < 0) {
+		warnx("%s: %s", name, eosin_errmsg());
+		return -1;
+	}
+	int use_text = ht == 0 && (is_text || (!is_bag && hi != 0));
+	int use_img = !use_text && hi == 0;
+	if (!use_text && !use_img) {
+		if (stream_write_record(&a->w, rec) < 0)
+			die_lib();
+		return 0;
+	}
+	char idbuf[128];
+	const struct vec_view *v = use_text ? &vt : &vi;
+	const char *field = use_text ? "txt_emb" : "img_emb";
+	int want = use_text ? c->txt_dim : c->img_dim;
+	if ((int)v->dim != want) {
+		warnx("%s: record %" PRIu64 " (id '%s'): field '%s' has dim %u, the head "
+		      "'%s' wants %d", name, rec->number, record_id(rec, idbuf, sizeof idbuf), field,
+		      v->dim, opt.apply, want);
+		return -1;
+	}
+	int n = (int)v->n, rows = n;
+	reserve_rows(&a->m, &a->cap_n, n, &a->img, &a->txt, &a->z, &a->zt, &a->pos);
+	if (vec_to_f32(v, use_text ? a->txt : a->img) < 0) {
+		warnx("%s: record %" PRIu64 " (id '%s'): field '%s': %s", name, rec->number,
+		      record_id(rec, idbuf, sizeof idbuf), field, eosin_errmsg());
+		return -1;
+	}
+	if (use_text)
+		align_embed_text(&a->m, a->txt, n, a->z);
+	else if ((rows = embed_image_side(a, name, rec, n, is_bag,
+	                                  is_bag && ht == 0 && (int)vt.n == n)) < 0)
+		return -1;
+	/* A record with an image side and a caption (a captioned bag, a tile
+	 * with its caption) gets both projections, so that eosin-query
+	 * --eval-retrieval can pair them. */
+	int both = use_img && ht == 0 && (int)vt.dim == c->txt_dim;
+	int trows = both ? (int)vt.n : 0;
+	if (both) {
+		reserve_rows(&a->m, &a->cap_n, trows, &a->img, &a->txt, &a->z, &a->zt, &a->pos);
+		if (vec_to_f32(&vt, a->txt) < 0) {
+			warnx("%s: record %" PRIu64 " (id '%s'): field 'txt_emb': %s", name,
+			      rec->number, record_id(rec, idbuf, sizeof idbuf), eosin_errmsg());
+			return -1;
+		}
+		align_embed_text(&a->m, a->txt, trows, a->zt);
+	}
+	write_joint(a, rec, rows, both, trows);
+	return 0;
+}
+
 static int apply(int argc, char **argv)
 {
-	struct align_model m;
-	struct align_meta meta;
-	if (align_load(opt.apply, &m, 0, &meta) < 0)
-		die_lib();
-	const struct align_config *c = &m.cfg;
-	int cap_n = c->queries > 0 ? 1024 : 256;
-	m.qf_sets_limit = 1; /* one bag at a time */
-	m.max_regions = cap_n;
-	if (align_model_alloc(&m, cap_n, cap_n, 0) < 0)
-		die_lib();
-	char hash[17], model[256];
-	align_hash(&m, hash);
-	const char *slash = strrchr(opt.apply, '/');
-	snprintf(model, sizeof model, "eosin-align:%s", slash ? slash + 1 : opt.apply);
-	float *img = NULL, *txt = NULL, *z = NULL, *zt = NULL, *pos = NULL;
-	int *region = NULL;
-	struct stream_writer w;
-	if (stream_writer_init(&w, 1, "<stdout>") < 0)
-		die_lib();
-	struct recb b;
-	recb_init(&b);
-	int wrote_hdr = 0, failed = 0;
+	struct applier a = {.wrote_hdr = 0};
+	applier_open(&a);
+	int failed = 0;
 	static char *stdin_only[] = {"-", NULL};
 	if (argc == 0)
 		argc = 1, argv = stdin_only;
@@ -740,124 +949,18 @@ static int apply(int argc, char **argv)
 		int ret;
 		if (stream_reader_open(&r, argv[i]) < 0)
 			die_lib();
-		while ((ret = stream_read(&r, &rec)) == 1) {
-			if (record_is(&rec, "hdr")) {
-				if (stream_write_record(&w, &rec) < 0)
-					die_lib();
-				continue;
-			}
-			if (!wrote_hdr) {
-				recb_hdr(&b, "eosin-align", full_argc, full_argv);
-				recb_str(&b, "model", model);
-				recb_str(&b, "hash", hash);
-				if (recb_write(&b, &w) < 0)
-					die_lib();
-				wrote_hdr = 1;
-			}
-			int is_bag = record_is(&rec, BAG_KIND), is_text = record_is(&rec, "text");
-			struct vec_view vi, vt;
-			int hi = record_get_vec(&rec, F_COMMON_IMG_EMB, &vi);
-			int ht = record_get_vec(&rec, F_COMMON_TXT_EMB, &vt);
-			if (hi < 0 || ht < 0) {
-				warnx("%s: %s", r.name, eosin_errmsg());
+		while ((ret = stream_read(&r, &rec)) == 1)
+			if (apply_record(&a, r.name, &rec) < 0) {
 				failed = 1;
 				break;
 			}
-			int use_text = ht == 0 && (is_text || (!is_bag && hi != 0));
-			int use_img = !use_text && hi == 0;
-			if (!use_text && !use_img) {
-				if (stream_write_record(&w, &rec) < 0)
-					die_lib();
-				continue;
-			}
-			char idbuf[128];
-			const struct vec_view *v = use_text ? &vt : &vi;
-			int want = use_text ? c->txt_dim : c->img_dim;
-			if ((int)v->dim != want) {
-				warnx("%s: record %" PRIu64 " (id '%s'): field '%s' has dim %u, the head "
-				      "'%s' wants %d", r.name, rec.number,
-				      record_id(&rec, idbuf, sizeof idbuf), use_text ? "txt_emb" : "img_emb",
-				      v->dim, opt.apply, want);
-				failed = 1;
-				break;
-			}
-			int n = (int)v->n;
-			reserve_rows(&m, &cap_n, n, &img, &txt, &z, &zt, &pos);
-			if (vec_to_f32(v, use_text ? txt : img) < 0) {
-				warnx("%s: record %" PRIu64 " (id '%s'): field '%s': %s", r.name, rec.number,
-				      record_id(&rec, idbuf, sizeof idbuf), use_text ? "txt_emb" : "img_emb",
-				      eosin_errmsg());
-				failed = 1;
-				break;
-			}
-			int rows;
-			if (use_text) {
-				align_embed_text(&m, txt, n, z);
-				rows = n;
-			} else {
-				struct align_bag ab = {.n = n, .img = img, .extent = 224.0f, .ntxt = 0};
-				struct vec_view pv;
-				double ext;
-				if (is_bag && record_get_vec(&rec, F_BAG_POS, &pv) == 0 && (int)pv.n == n &&
-				    pv.dim == 2) {
-					if (vec_to_f32(&pv, pos) == 0)
-						ab.pos = pos;
-					if (record_get_num(&rec, F_BAG_EXTENT, &ext) == 0 && ext > 0)
-						ab.extent = (float)ext;
-				}
-				/* a PathFLIP bag's regions feed the Region Q-Former */
-				free(region);
-				region = NULL;
-				if (is_bag && get_regions(&rec, n, &ab.nregions, &region) < 0) {
-					warnx("%s: record %" PRIu64 " (id '%s'): %s", r.name, rec.number,
-					      record_id(&rec, idbuf, sizeof idbuf), eosin_errmsg());
-					failed = 1;
-					break;
-				}
-				ab.region = region;
-				/* an MR-PLIP bag with a caption per patch embeds each patch */
-				if (is_bag && ht == 0 && (int)vt.n == n)
-					ab.ntxt = n;
-				rows = align_bag_items(&m, &ab);
-				if (align_embed_bag(&m, &ab, z) < 0)
-					die_lib();
-			}
-			/* A record with an image side and a caption (a captioned
-			 * bag, a tile with its caption) gets both projections, so
-			 * that eosin-query --eval-retrieval can pair them. */
-			int both = use_img && ht == 0 && (int)vt.dim == c->txt_dim;
-			int trows = both ? (int)vt.n : 0;
-			if (both) {
-				reserve_rows(&m, &cap_n, trows, &img, &txt, &z, &zt, &pos);
-				if (vec_to_f32(&vt, txt) < 0) {
-					warnx("%s: record %" PRIu64 " (id '%s'): field 'txt_emb': %s", r.name,
-					      rec.number, record_id(&rec, idbuf, sizeof idbuf), eosin_errmsg());
-					failed = 1;
-					break;
-				}
-				align_embed_text(&m, txt, trows, zt);
-			}
-			static const char *const skip[] = {F_COMMON_JOINT_EMB, F_COMMON_JOINT_TXT_EMB, NULL};
-			char kind[64];
-			snprintf(kind, sizeof kind, "%.*s", (int)rec.kind_len, rec.kind);
-			recb_begin(&b, kind, (int)rec.version);
-			recb_copy_fields(&b, &rec, skip);
-			pack_joint_emb(&b, F_COMMON_JOINT_EMB, z, rows, c->dim, model, hash);
-			if (both)
-				pack_joint_emb(&b, F_COMMON_JOINT_TXT_EMB, zt, trows, c->dim, model, hash);
-			if (recb_write(&b, &w) < 0)
-				die_lib();
-		}
 		if (ret < 0) {
 			warn_lib();
 			failed = 1;
 		}
 		stream_reader_release(&r);
 	}
-	recb_release(&b);
-	free(img), free(txt), free(z), free(zt), free(pos), free(region);
-	align_model_free(&m);
-	prog_close_output(&w);
+	applier_close(&a);
 	return failed;
 }
 
