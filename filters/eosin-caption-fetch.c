@@ -952,44 +952,47 @@ static int run_input(const char *path)
 	return ret;
 }
 
-int main(int argc, char **argv)
+enum { O_VLM = 256, O_URL, O_DOC, O_MODEL, O_PROMPTS, O_LOW, O_HIGH, O_HIGHMAG, O_SYSTEM,
+       O_MAXTOK, O_KEYENV, O_INFLIGHT, O_PERHOST, O_RATE, O_RETRIES, O_TIMEOUT,
+       O_DEADLINE, O_BACKOFF, O_CACHE, O_WINDOW, O_KEYWORDS, O_PARTFROM, O_REJECTS,
+       O_CACERT };
+static const struct option long_opts[] = {
+    {"vlm", required_argument, 0, O_VLM},
+    {"url", required_argument, 0, O_URL},
+    {"doc", no_argument, 0, O_DOC},
+    {"model", required_argument, 0, O_MODEL},
+    {"prompts", required_argument, 0, O_PROMPTS},
+    {"low-prompt", required_argument, 0, O_LOW},
+    {"high-prompt", required_argument, 0, O_HIGH},
+    {"high-mag", required_argument, 0, O_HIGHMAG},
+    {"system", required_argument, 0, O_SYSTEM},
+    {"max-tokens", required_argument, 0, O_MAXTOK},
+    {"api-key-env", required_argument, 0, O_KEYENV},
+    {"inflight", required_argument, 0, O_INFLIGHT},
+    {"per-host", required_argument, 0, O_PERHOST},
+    {"rate", required_argument, 0, O_RATE},
+    {"retries", required_argument, 0, O_RETRIES},
+    {"timeout", required_argument, 0, O_TIMEOUT},
+    {"deadline", required_argument, 0, O_DEADLINE},
+    {"backoff", required_argument, 0, O_BACKOFF},
+    {"cache", required_argument, 0, O_CACHE},
+    {"window", required_argument, 0, O_WINDOW},
+    {"keywords", required_argument, 0, O_KEYWORDS},
+    {"part-from", required_argument, 0, O_PARTFROM},
+    {"rejects", required_argument, 0, O_REJECTS},
+    {"cacert", required_argument, 0, O_CACERT},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+/* The options into opt, checked, and --vlm's prompts; returns how many of
+ * argv's words they took (optind). */
+static int parse_options(int argc, char **argv, int *key_env_given)
 {
-	enum { O_VLM = 256, O_URL, O_DOC, O_MODEL, O_PROMPTS, O_LOW, O_HIGH, O_HIGHMAG, O_SYSTEM,
-	       O_MAXTOK, O_KEYENV, O_INFLIGHT, O_PERHOST, O_RATE, O_RETRIES, O_TIMEOUT,
-	       O_DEADLINE, O_BACKOFF, O_CACHE, O_WINDOW, O_KEYWORDS, O_PARTFROM, O_REJECTS,
-	       O_CACERT };
-	static const struct option opts[] = {
-	    {"vlm", required_argument, 0, O_VLM},
-	    {"url", required_argument, 0, O_URL},
-	    {"doc", no_argument, 0, O_DOC},
-	    {"model", required_argument, 0, O_MODEL},
-	    {"prompts", required_argument, 0, O_PROMPTS},
-	    {"low-prompt", required_argument, 0, O_LOW},
-	    {"high-prompt", required_argument, 0, O_HIGH},
-	    {"high-mag", required_argument, 0, O_HIGHMAG},
-	    {"system", required_argument, 0, O_SYSTEM},
-	    {"max-tokens", required_argument, 0, O_MAXTOK},
-	    {"api-key-env", required_argument, 0, O_KEYENV},
-	    {"inflight", required_argument, 0, O_INFLIGHT},
-	    {"per-host", required_argument, 0, O_PERHOST},
-	    {"rate", required_argument, 0, O_RATE},
-	    {"retries", required_argument, 0, O_RETRIES},
-	    {"timeout", required_argument, 0, O_TIMEOUT},
-	    {"deadline", required_argument, 0, O_DEADLINE},
-	    {"backoff", required_argument, 0, O_BACKOFF},
-	    {"cache", required_argument, 0, O_CACHE},
-	    {"window", required_argument, 0, O_WINDOW},
-	    {"keywords", required_argument, 0, O_KEYWORDS},
-	    {"part-from", required_argument, 0, O_PARTFROM},
-	    {"rejects", required_argument, 0, O_REJECTS},
-	    {"cacert", required_argument, 0, O_CACERT},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
-	};
 	const char *low = default_low_prompt, *high = default_high_prompt, *prompts_file = NULL;
 	double high_mag = 20;
-	int key_env_given = 0, c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	int c;
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
 		case O_VLM: opt.vlm = optarg; break;
 		case O_URL: opt.url_template = optarg; break;
@@ -1001,7 +1004,7 @@ int main(int argc, char **argv)
 		case O_HIGHMAG: high_mag = prog_double("--high-mag", optarg, 0, 1000); break;
 		case O_SYSTEM: opt.system = optarg; break;
 		case O_MAXTOK: opt.max_tokens = (int)prog_long("--max-tokens", optarg, 1, 1 << 20); break;
-		case O_KEYENV: opt.api_key_env = optarg; key_env_given = 1; break;
+		case O_KEYENV: opt.api_key_env = optarg; *key_env_given = 1; break;
 		case O_INFLIGHT: opt.fc.inflight = (int)prog_long("--inflight", optarg, 1, 4096); break;
 		case O_PERHOST: opt.fc.per_host = (int)prog_long("--per-host", optarg, 1, 4096); break;
 		case O_RATE: opt.fc.rate = prog_double("--rate", optarg, 0, 1e6); break;
@@ -1022,8 +1025,6 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	argc -= optind;
-	argv += optind;
 	if (!opt.vlm == !opt.url_template || (opt.doc && !opt.url_template))
 		usage();
 	if (opt.vlm && !opt.model)
@@ -1037,10 +1038,14 @@ int main(int argc, char **argv)
 		}
 		build_prompt_prefixes();
 	}
-	g.argc = argc + optind;
-	g.argv = argv - optind;
+	return optind;
+}
 
-	/* The key lives only in this header string, which goes to libcurl. */
+/* The fetch engine, with --vlm's headers. The API key lives only in the
+ * Authorization header string, which fetch_new copies into libcurl's list;
+ * it is wiped here as soon as that is done. */
+static void start_engine(int key_env_given)
+{
 	const char *key = getenv(opt.api_key_env);
 	if (key_env_given && (!key || !*key))
 		errx(EXIT_USAGE, "environment variable '%s' is not set", opt.api_key_env);
@@ -1058,10 +1063,16 @@ int main(int argc, char **argv)
 	opt.fc.headers = headers;
 	if (!(g.engine = fetch_new(&opt.fc, check_answer, request_done, NULL)))
 		die_lib();
+	opt.fc.headers = NULL; /* the engine has its own copy; headers[] ends here */
 	if (g.auth_header) {
 		explicit_bzero(g.auth_header, strlen(g.auth_header));
 		free(g.auth_header);
 	}
+}
+
+/* The part rule, the cache, standard output and the rejects file. */
+static void open_outputs(void)
+{
 	if (text_part_rule_init(&g.part_rule, opt.part_from) < 0)
 		errx(EXIT_USAGE, "--part-from: %s", eosin_errmsg());
 	if (opt.cache_dir) {
@@ -1078,7 +1089,42 @@ int main(int argc, char **argv)
 	}
 	recb_init(&g.b);
 	g.deadline_at = prog_now() + opt.deadline;
+}
 
+/* The summary line on standard error, then everything freed. */
+static void report_and_release(const struct fetch_stats *st)
+{
+	fprintf(stderr,
+	        "eosin-caption-fetch: %" PRIu64 " records, %" PRIu64 " tiles, %" PRIu64
+	        " docs; asked %" PRIu64 ", cached %" PRIu64 ", shared %" PRIu64 ", failed %" PRIu64
+	        ", retried %ld (%ld requests)\n",
+	        g.records, g.tiles, g.docs, g.asked, g.cached, g.shared, g.failed, st->retried,
+	        st->requests);
+	recb_release(&g.b);
+	text_part_rule_release(&g.part_rule);
+	hclear(&g.inflight, NULL);
+	hclear(&g.memo, free);
+	hclear(&g.slides, NULL);
+	for (size_t i = 0; i < sizeof g.memo_ring / sizeof g.memo_ring[0]; i++)
+		free(g.memo_ring[i]);
+	for (int i = 0; i < opt.nprompts; i++) {
+		free(opt.prompts[i].text);
+		free(opt.prompts[i].prefix);
+	}
+	free(opt.prompts);
+	if (g.have_cache)
+		cache_close(&g.cache);
+}
+
+int main(int argc, char **argv)
+{
+	int key_env_given = 0, used = parse_options(argc, argv, &key_env_given);
+	g.argc = argc;
+	g.argv = argv;
+	argc -= used;
+	argv += used;
+	start_engine(key_env_given);
+	open_outputs();
 	static char *stdin_only[] = {"-", NULL};
 	if (argc == 0) {
 		argv = stdin_only;
@@ -1096,25 +1142,6 @@ int main(int argc, char **argv)
 	if (g.have_rejects && stream_writer_close(&g.rejects) < 0)
 		die_lib();
 	prog_close_output(&g.out);
-	fprintf(stderr,
-	        "eosin-caption-fetch: %" PRIu64 " records, %" PRIu64 " tiles, %" PRIu64
-	        " docs; asked %" PRIu64 ", cached %" PRIu64 ", shared %" PRIu64 ", failed %" PRIu64
-	        ", retried %ld (%ld requests)\n",
-	        g.records, g.tiles, g.docs, g.asked, g.cached, g.shared, g.failed, st.retried,
-	        st.requests);
-	recb_release(&g.b);
-	text_part_rule_release(&g.part_rule);
-	hclear(&g.inflight, NULL);
-	hclear(&g.memo, free);
-	hclear(&g.slides, NULL);
-	for (size_t i = 0; i < sizeof g.memo_ring / sizeof g.memo_ring[0]; i++)
-		free(g.memo_ring[i]);
-	for (int i = 0; i < opt.nprompts; i++) {
-		free(opt.prompts[i].text);
-		free(opt.prompts[i].prefix);
-	}
-	free(opt.prompts);
-	if (g.have_cache)
-		cache_close(&g.cache);
+	report_and_release(&st);
 	return g.failed || input_failed ? 1 : 0;
 }
