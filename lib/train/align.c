@@ -1068,82 +1068,93 @@ static int mrtva_bag(const struct align_model *m, const struct align_bag *bag)
 	return bag->kw && bag->nkw > 0 && bag->parent && per_patch(m, bag);
 }
 
-/* Over the items of bags with keywords and parents: forward, loss, and the
- * gradients into b->vis.dz, b->txt.dz (keyword rows) and the parameters,
- * all scaled by w. Returns the mean loss over (child, parent) pairs. */
-static float mrtva_forward_backward(struct align_model *m, const struct align_bag *bags,
-                                    int nbags, int R, float w)
+/* Where the next bag's rows start: items r.., keyword rows kr.. */
+static void mrtva_advance(const struct align_model *m, const struct align_bag *bag, int *r,
+                          int *kr)
+{
+	const struct align_config *c = &m->cfg;
+	*r += align_bag_items(m, bag);
+	if (bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0))
+		*kr += bag->nkw;
+}
+
+/* The first kk keyword rows of zk (M of them) by similarity to item v, into
+ * top, ties by index; sims is scratch for M. */
+static void mrtva_topk(float *sims, int *top, const float *v, const float *zk, int M, int D,
+                       int kk)
+{
+	for (int j = 0; j < M; j++) {
+		float d = 0.0f;
+		for (int e = 0; e < D; e++)
+			d += v[e] * zk[(size_t)j * D + e];
+		sims[j] = d;
+	}
+	for (int t = 0; t < kk; t++) {
+		int best = -1;
+		for (int j = 0; j < M; j++) {
+			int used = 0;
+			for (int u = 0; u < t; u++)
+				used |= top[u] == j;
+			if (!used && (best < 0 || sims[j] > sims[best]))
+				best = j;
+		}
+		top[t] = best;
+	}
+}
+
+/* One bag's forward over its items r.. and keyword rows kr..: each item
+ * attends to its top-k keywords, f = v + Wo mo, the predictor p(f), both
+ * normalised. Returns the bag's (child, parent) pairs. */
+static int mrtva_bag_forward(struct align_model *m, const struct align_bag *bag, int r, int kr,
+                             int R)
 {
 	const struct align_config *c = &m->cfg;
 	struct align_batch_act *b = m->ba;
 	struct align_mm_act *a = m->mm;
 	int D = c->dim, Hp = c->hidden > 0 ? c->hidden : c->dim, k = c->topk;
-	float *Wq = align_param_ptr(m, m->p_mqw), *Wkv = align_param_ptr(m, m->p_mkvw);
-	float *Wo = align_param_ptr(m, m->p_mow);
-	/* forward, bag by bag (items r.., keyword rows kr..) */
-	int r = 0, kr = R, npairs = 0;
-	for (int i = 0; i < nbags; i++) {
-		const struct align_bag *bag = &bags[i];
-		int items = align_bag_items(m, bag);
-		int with_kw = bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0);
-		if (mrtva_bag(m, bag)) {
-			int n = items, M = bag->nkw, kk = k < M ? k : M;
-			const float *v = b->vis.z + (size_t)r * D, *zk = b->txt.z + (size_t)kr * D;
-			linear_forward(a->mq + (size_t)r * D, v, Wq, align_param_ptr(m, m->p_mqb), n, D, D);
-			linear_forward(a->mkv + (size_t)(kr - R) * 2 * D, zk, Wkv,
-			               align_param_ptr(m, m->p_mkvb), M, D, 2 * D);
-			for (int p = 0; p < n; p++) {
-				int it = r + p, *top = a->topidx + (size_t)it * k;
-				for (int j = 0; j < M; j++) {
-					float d = 0.0f;
-					for (int e = 0; e < D; e++)
-						d += v[(size_t)p * D + e] * zk[(size_t)j * D + e];
-					a->sims[j] = d;
-				}
-				for (int t = 0; t < kk; t++) { /* top-k, ties by index */
-					int best = -1;
-					for (int j = 0; j < M; j++) {
-						int used = 0;
-						for (int u = 0; u < t; u++)
-							used |= top[u] == j;
-						if (!used && (best < 0 || a->sims[j] > a->sims[best]))
-							best = j;
-					}
-					top[t] = best;
-				}
-				float *g = a->g + (size_t)it * k * 2 * D;
-				for (int t = 0; t < kk; t++)
-					memcpy(g + (size_t)t * 2 * D, a->mkv + (size_t)(kr - R + top[t]) * 2 * D,
-					       sizeof(float) * 2 * D);
-				align_attention_forward(a->mo + (size_t)it * D, a->att + (size_t)it * k,
-				                  a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
-				                  D);
-				if (bag->parent[p] >= 0 && bag->parent[p] < n && bag->parent[p] != p)
-					npairs++;
-			}
-			linear_forward(a->f + (size_t)r * D, a->mo + (size_t)r * D, Wo,
-			               align_param_ptr(m, m->p_mob), n, D, D);
-			for (size_t e = 0; e < (size_t)n * D; e++)
-				a->f[(size_t)r * D + e] += v[e];
-			linear_forward(a->ph + (size_t)r * Hp, a->f + (size_t)r * D,
-			               align_param_ptr(m, m->p_pw1), align_param_ptr(m, m->p_pb1), n, D, Hp);
-			align_gelu_forward(a->pg + (size_t)r * Hp, a->ph + (size_t)r * Hp, (size_t)n * Hp);
-			linear_forward(a->py + (size_t)r * D, a->pg + (size_t)r * Hp,
-			               align_param_ptr(m, m->p_pw2), align_param_ptr(m, m->p_pb2), n, Hp, D);
-			l2norm_forward(a->nf + (size_t)r * D, a->nfn + r, a->f + (size_t)r * D, n, D);
-			l2norm_forward(a->np + (size_t)r * D, a->npn + r, a->py + (size_t)r * D, n, D);
-		}
-		r += items;
-		if (with_kw)
-			kr += bag->nkw;
+	int n = align_bag_items(m, bag), M = bag->nkw, kk = k < M ? k : M, npairs = 0;
+	const float *v = b->vis.z + (size_t)r * D, *zk = b->txt.z + (size_t)kr * D;
+	linear_forward(a->mq + (size_t)r * D, v, align_param_ptr(m, m->p_mqw),
+	               align_param_ptr(m, m->p_mqb), n, D, D);
+	linear_forward(a->mkv + (size_t)(kr - R) * 2 * D, zk, align_param_ptr(m, m->p_mkvw),
+	               align_param_ptr(m, m->p_mkvb), M, D, 2 * D);
+	for (int p = 0; p < n; p++) {
+		int it = r + p, *top = a->topidx + (size_t)it * k;
+		mrtva_topk(a->sims, top, v + (size_t)p * D, zk, M, D, kk);
+		float *g = a->g + (size_t)it * k * 2 * D;
+		for (int t = 0; t < kk; t++)
+			memcpy(g + (size_t)t * 2 * D, a->mkv + (size_t)(kr - R + top[t]) * 2 * D,
+			       sizeof(float) * 2 * D);
+		align_attention_forward(a->mo + (size_t)it * D, a->att + (size_t)it * k,
+		                        a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1, D);
+		if (bag->parent[p] >= 0 && bag->parent[p] < n && bag->parent[p] != p)
+			npairs++;
 	}
-	if (npairs == 0)
-		return 0.0f;
-	/* loss and d(np): -1/2 [np_c . sg(nf_p) + np_p . sg(nf_c)] per pair */
+	linear_forward(a->f + (size_t)r * D, a->mo + (size_t)r * D, align_param_ptr(m, m->p_mow),
+	               align_param_ptr(m, m->p_mob), n, D, D);
+	for (size_t e = 0; e < (size_t)n * D; e++)
+		a->f[(size_t)r * D + e] += v[e];
+	linear_forward(a->ph + (size_t)r * Hp, a->f + (size_t)r * D, align_param_ptr(m, m->p_pw1),
+	               align_param_ptr(m, m->p_pb1), n, D, Hp);
+	align_gelu_forward(a->pg + (size_t)r * Hp, a->ph + (size_t)r * Hp, (size_t)n * Hp);
+	linear_forward(a->py + (size_t)r * D, a->pg + (size_t)r * Hp, align_param_ptr(m, m->p_pw2),
+	               align_param_ptr(m, m->p_pb2), n, Hp, D);
+	l2norm_forward(a->nf + (size_t)r * D, a->nfn + r, a->f + (size_t)r * D, n, D);
+	l2norm_forward(a->np + (size_t)r * D, a->npn + r, a->py + (size_t)r * D, n, D);
+	return npairs;
+}
+
+/* The loss summed over all pairs, -1/2 [np_c . sg(nf_p) + np_p . sg(nf_c)]
+ * each, and its gradient into a->dnp, scaled by w / npairs. */
+static double mrtva_loss(struct align_model *m, const struct align_bag *bags, int nbags, int R,
+                         int npairs, float w)
+{
+	struct align_mm_act *a = m->mm;
+	int D = m->cfg.dim;
 	double loss = 0.0;
 	float scale = w / npairs;
 	const float *nf = m->mrtva_fixed_targets ? m->mrtva_fixed_targets : a->nf;
-	r = 0;
+	int r = 0;
 	memset(a->dnp, 0, sizeof(float) * R * D);
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
@@ -1166,56 +1177,78 @@ static float mrtva_forward_backward(struct align_model *m, const struct align_ba
 			}
 		r += items;
 	}
-	/* backward, bag by bag */
+	return loss;
+}
+
+/* One bag's backward, from a->dnp to b->vis.dz, b->txt.dz (its keyword
+ * rows) and the parameters. */
+static void mrtva_bag_backward(struct align_model *m, const struct align_bag *bag, int r, int kr,
+                               int R)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	struct align_mm_act *a = m->mm;
+	int D = c->dim, Hp = c->hidden > 0 ? c->hidden : c->dim, k = c->topk;
+	int n = align_bag_items(m, bag), M = bag->nkw, kk = k < M ? k : M;
+	size_t rD = (size_t)r * D, rH = (size_t)r * Hp;
+	memset(a->dpy + rD, 0, sizeof(float) * n * D);
+	memset(a->dpg + rH, 0, sizeof(float) * n * Hp);
+	memset(a->dph + rH, 0, sizeof(float) * n * Hp);
+	memset(a->df + rD, 0, sizeof(float) * n * D);
+	memset(a->dmo + rD, 0, sizeof(float) * n * D);
+	memset(a->dmq + rD, 0, sizeof(float) * n * D);
+	memset(a->dmkv + (size_t)(kr - R) * 2 * D, 0, sizeof(float) * M * 2 * D);
+	l2norm_backward(a->dpy + rD, a->dnp + rD, a->np + rD, a->npn + r, n, D);
+	linear_backward(a->dpg + rH, gradp(m, m->p_pw2), gradp(m, m->p_pb2), a->dpy + rD,
+	                a->pg + rH, align_param_ptr(m, m->p_pw2), n, Hp, D);
+	align_gelu_backward(a->dph + rH, a->ph + rH, a->dpg + rH, (size_t)n * Hp);
+	linear_backward(a->df + rD, gradp(m, m->p_pw1), gradp(m, m->p_pb1), a->dph + rH, a->f + rD,
+	                align_param_ptr(m, m->p_pw1), n, D, Hp);
+	/* f = v + Wo mo */
+	for (size_t e = 0; e < (size_t)n * D; e++)
+		b->vis.dz[rD + e] += a->df[rD + e];
+	linear_backward(a->dmo + rD, gradp(m, m->p_mow), gradp(m, m->p_mob), a->df + rD,
+	                a->mo + rD, align_param_ptr(m, m->p_mow), n, D, D);
+	for (int p = 0; p < n; p++) {
+		int it = r + p, *top = a->topidx + (size_t)it * k;
+		float *g = a->g + (size_t)it * k * 2 * D;
+		memset(a->dg, 0, sizeof(float) * kk * 2 * D);
+		align_attention_backward(a->dmq + (size_t)it * D, a->dg, a->dg + D, a->ascratch,
+		                         a->dmo + (size_t)it * D, a->att + (size_t)it * k,
+		                         a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1, D);
+		for (int t = 0; t < kk; t++) {
+			float *dst = a->dmkv + (size_t)(kr - R + top[t]) * 2 * D;
+			for (int e = 0; e < 2 * D; e++)
+				dst[e] += a->dg[(size_t)t * 2 * D + e];
+		}
+	}
+	linear_backward(b->vis.dz + rD, gradp(m, m->p_mqw), gradp(m, m->p_mqb), a->dmq + rD,
+	                b->vis.z + rD, align_param_ptr(m, m->p_mqw), n, D, D);
+	linear_backward(b->txt.dz + (size_t)kr * D, gradp(m, m->p_mkvw), gradp(m, m->p_mkvb),
+	                a->dmkv + (size_t)(kr - R) * 2 * D, b->txt.z + (size_t)kr * D,
+	                align_param_ptr(m, m->p_mkvw), M, D, 2 * D);
+}
+
+/* Over the items of bags with keywords and parents: forward, loss, and the
+ * gradients into b->vis.dz, b->txt.dz (keyword rows) and the parameters,
+ * all scaled by w. Returns the mean loss over (child, parent) pairs. */
+static float mrtva_forward_backward(struct align_model *m, const struct align_bag *bags,
+                                    int nbags, int R, float w)
+{
+	int r = 0, kr = R, npairs = 0;
+	for (int i = 0; i < nbags; i++) {
+		if (mrtva_bag(m, &bags[i]))
+			npairs += mrtva_bag_forward(m, &bags[i], r, kr, R);
+		mrtva_advance(m, &bags[i], &r, &kr);
+	}
+	if (npairs == 0)
+		return 0.0f;
+	double loss = mrtva_loss(m, bags, nbags, R, npairs, w);
 	r = 0, kr = R;
 	for (int i = 0; i < nbags; i++) {
-		const struct align_bag *bag = &bags[i];
-		int items = align_bag_items(m, bag);
-		int with_kw = bag->kw && per_patch(m, bag) && (c->w_cvta > 0 || c->w_mrtva > 0);
-		if (mrtva_bag(m, bag)) {
-			int n = items, M = bag->nkw, kk = k < M ? k : M;
-			size_t rD = (size_t)r * D, rH = (size_t)r * Hp;
-			memset(a->dpy + rD, 0, sizeof(float) * n * D);
-			memset(a->dpg + rH, 0, sizeof(float) * n * Hp);
-			memset(a->dph + rH, 0, sizeof(float) * n * Hp);
-			memset(a->df + rD, 0, sizeof(float) * n * D);
-			memset(a->dmo + rD, 0, sizeof(float) * n * D);
-			memset(a->dmq + rD, 0, sizeof(float) * n * D);
-			memset(a->dmkv + (size_t)(kr - R) * 2 * D, 0, sizeof(float) * M * 2 * D);
-			l2norm_backward(a->dpy + rD, a->dnp + rD, a->np + rD, a->npn + r, n, D);
-			linear_backward(a->dpg + rH, gradp(m, m->p_pw2), gradp(m, m->p_pb2), a->dpy + rD,
-			                a->pg + rH, align_param_ptr(m, m->p_pw2), n, Hp, D);
-			align_gelu_backward(a->dph + rH, a->ph + rH, a->dpg + rH, (size_t)n * Hp);
-			linear_backward(a->df + rD, gradp(m, m->p_pw1), gradp(m, m->p_pb1), a->dph + rH,
-			                a->f + rD, align_param_ptr(m, m->p_pw1), n, D, Hp);
-			/* f = v + Wo mo */
-			for (size_t e = 0; e < (size_t)n * D; e++)
-				b->vis.dz[rD + e] += a->df[rD + e];
-			linear_backward(a->dmo + rD, gradp(m, m->p_mow), gradp(m, m->p_mob), a->df + rD,
-			                a->mo + rD, Wo, n, D, D);
-			for (int p = 0; p < n; p++) {
-				int it = r + p, *top = a->topidx + (size_t)it * k;
-				float *g = a->g + (size_t)it * k * 2 * D;
-				memset(a->dg, 0, sizeof(float) * kk * 2 * D);
-				align_attention_backward(a->dmq + (size_t)it * D, a->dg, a->dg + D, a->ascratch,
-				                   a->dmo + (size_t)it * D, a->att + (size_t)it * k,
-				                   a->mq + (size_t)it * D, D, g, 2 * D, g + D, 2 * D, 1, kk, 1,
-				                   D);
-				for (int t = 0; t < kk; t++) {
-					float *dst = a->dmkv + (size_t)(kr - R + top[t]) * 2 * D;
-					for (int e = 0; e < 2 * D; e++)
-						dst[e] += a->dg[(size_t)t * 2 * D + e];
-				}
-			}
-			linear_backward(b->vis.dz + rD, gradp(m, m->p_mqw), gradp(m, m->p_mqb), a->dmq + rD,
-			                b->vis.z + rD, Wq, n, D, D);
-			linear_backward(b->txt.dz + (size_t)kr * D, gradp(m, m->p_mkvw),
-			                gradp(m, m->p_mkvb), a->dmkv + (size_t)(kr - R) * 2 * D,
-			                b->txt.z + (size_t)kr * D, Wkv, M, D, 2 * D);
-		}
-		r += items;
-		if (with_kw)
-			kr += bag->nkw;
+		if (mrtva_bag(m, &bags[i]))
+			mrtva_bag_backward(m, &bags[i], r, kr, R);
+		mrtva_advance(m, &bags[i], &r, &kr);
 	}
 	return (float)(loss / npairs);
 }
@@ -1335,42 +1368,49 @@ static int thread_grads_reserve(struct align_model *m)
 	return 0;
 }
 
-int align_step_grads(struct align_model *m, const struct align_bag *bags, int nbags,
-                     int backward, struct align_losses *out)
+/* A batch's rows: items R, keyword rows K, regions G, sentences S. */
+struct batch_rows {
+	int R, K, G, S;
+};
+
+/* The batch's rows, checked against what the activations were made for. */
+static int batch_rows(const struct align_model *m, const struct align_bag *bags, int nbags,
+                      struct batch_rows *n)
 {
 	const struct align_config *c = &m->cfg;
-	struct align_batch_act *b = m->ba;
-	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim, D = c->dim;
-	int R = 0, K = 0;
+	*n = (struct batch_rows){0};
 	for (int i = 0; i < nbags; i++) {
 		if (bags[i].n > m->max_n)
 			return eosin_error("align: bag of %d patches, activations made for %d", bags[i].n,
 			                   m->max_n);
-		R += align_bag_items(m, &bags[i]);
+		n->R += align_bag_items(m, &bags[i]);
 		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bags[i].kw && per_patch(m, &bags[i]))
-			K += bags[i].nkw;
+			n->K += bags[i].nkw;
 	}
-	int G = 0, S = 0;
 	for (int i = 0; i < nbags; i++) {
-		G += align_bag_regions(m, &bags[i]);
-		S += bag_sentences(m, &bags[i]);
+		n->G += align_bag_regions(m, &bags[i]);
+		n->S += bag_sentences(m, &bags[i]);
 		if (hierarchical(m) && check_regions(&bags[i]) < 0)
 			return -1;
 	}
-	if (R > m->max_items || K > m->max_kw || G > m->max_regions || S > m->max_sents)
+	if (n->R > m->max_items || n->K > m->max_kw || n->G > m->max_regions ||
+	    n->S > m->max_sents)
 		return eosin_error("align: batch of %d items, %d keywords, %d regions, %d sentences, "
-		                   "made for %d, %d, %d, %d", R, K, G, S, m->max_items, m->max_kw,
-		                   m->max_regions, m->max_sents);
-	if (R < 2)
-		return eosin_error("align: a batch needs at least 2 items, got %d", R);
-	if (backward && c->queries > 0 && thread_grads_reserve(m) < 0)
-		return -1;
-	memset(m->grads, 0, sizeof(float) * m->nfloats);
-	/* image inputs: items then regions (R + G, vin) */
-	visual_forward(m, bags, nbags, R, b->vin);
-	/* text inputs: caption rows, keyword rows, sentence rows (R + K + S, txt);
-	 * the bag of each region row and each sentence row */
-	int r = 0, k = R, g = 0, sr = R + K;
+		                   "made for %d, %d, %d, %d", n->R, n->K, n->G, n->S, m->max_items,
+		                   m->max_kw, m->max_regions, m->max_sents);
+	if (n->R < 2)
+		return eosin_error("align: a batch needs at least 2 items, got %d", n->R);
+	return 0;
+}
+
+/* Text inputs: caption rows, keyword rows, sentence rows (R + K + S, txt);
+ * the bag of each region row and each sentence row. */
+static void text_inputs(struct align_model *m, const struct align_bag *bags, int nbags,
+                        const struct batch_rows *n)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int r = 0, k = n->R, g = 0, sr = n->R + n->K;
 	for (int i = 0; i < nbags; i++) {
 		const struct align_bag *bag = &bags[i];
 		int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
@@ -1388,65 +1428,104 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 		if (ns > 0)
 			memcpy(b->tin + (size_t)sr * c->txt_dim, bag->sent, sizeof(float) * ns * c->txt_dim);
 		for (int j = 0; j < ns; j++)
-			b->sgid[sr + j - R - K] = i;
+			b->sgid[sr + j - n->R - n->K] = i;
 		sr += ns;
 	}
+}
+
+/* CVTA: every patch of a bag with keywords is an anchor against the bag's
+ * keywords; the mean over anchors, its gradients scaled by w / anchors. */
+static float cvta_forward_backward(struct align_model *m, const struct align_bag *bags,
+                                   int nbags, int R, float ls, int clamped, float *dls)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int D = c->dim, anchors = 0;
+	for (int i = 0; i < nbags; i++)
+		if (bags[i].kw && per_patch(m, &bags[i]))
+			anchors += bags[i].n;
+	float w = c->w_cvta / anchors;
+	double sum = 0.0;
+	int r = 0, k = R;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		int items = align_bag_items(m, bag);
+		if (bag->kw && per_patch(m, bag)) {
+			for (int p = 0; p < items; p++)
+				sum += multipos_nce_forward_backward(
+				    b->vis.dz + (size_t)(r + p) * D, b->txt.dz + (size_t)k * D, dls, b->nce,
+				    b->order, b->vis.z + (size_t)(r + p) * D, b->txt.z + (size_t)k * D, ls,
+				    clamped, bag->nkw, D, c->topk, w);
+			k += bag->nkw;
+		}
+		r += items;
+	}
+	return (float)(sum / anchors);
+}
+
+/* Every objective with a weight: its loss into L and its gradients into
+ * b->vis.dz, b->txt.dz and the parameters. */
+static void objectives(struct align_model *m, const struct align_bag *bags, int nbags,
+                       const struct batch_rows *n, struct align_losses *L)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int D = c->dim, R = n->R, K = n->K, G = n->G, S = n->S;
+	int clamped;
+	float ls = clamped_scale(m, &clamped);
+	float *dls = gradp(m, m->p_scale);
+	*L = (struct align_losses){0};
+	L->items = R;
+	if (c->w_itc > 0) {
+		L->itc = infonce_forward_backward(b->vis.dz, b->txt.dz, dls, b->logits, b->vis.z,
+		                                  b->txt.z, ls, clamped, R, D, c->w_itc);
+		L->total += c->w_itc * L->itc;
+	}
+	if (c->w_cvta > 0 && K > 0) {
+		L->cvta = cvta_forward_backward(m, bags, nbags, R, ls, clamped, dls);
+		L->total += c->w_cvta * L->cvta;
+	}
+	if (c->w_mrtva > 0) {
+		L->mrtva = mrtva_forward_backward(m, bags, nbags, R, c->w_mrtva);
+		L->total += c->w_mrtva * L->mrtva;
+	}
+	if (c->w_itm > 0) {
+		L->itm = itm_forward_backward(m, b->vis.dz, b->txt.dz, b->logits, b->vis.z, b->txt.z,
+		                              R, c->w_itm);
+		L->total += c->w_itm * L->itm;
+	}
+	if (c->w_region > 0 && G > 0 && S > 0) {
+		L->region = groupnce_forward_backward(
+		    b->vis.dz + (size_t)R * D, b->txt.dz + (size_t)(R + K) * D, dls, b->gnce,
+		    b->vis.z + (size_t)R * D, b->txt.z + (size_t)(R + K) * D, b->rgid, b->sgid, ls,
+		    clamped, G, S, D, c->w_region);
+		L->total += c->w_region * L->region;
+	}
+}
+
+int align_step_grads(struct align_model *m, const struct align_bag *bags, int nbags,
+                     int backward, struct align_losses *out)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_batch_act *b = m->ba;
+	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim, D = c->dim;
+	struct batch_rows n;
+	if (batch_rows(m, bags, nbags, &n) < 0)
+		return -1;
+	int R = n.R, K = n.K, G = n.G, S = n.S;
+	if (backward && c->queries > 0 && thread_grads_reserve(m) < 0)
+		return -1;
+	memset(m->grads, 0, sizeof(float) * m->nfloats);
+	/* image inputs: items then regions (R + G, vin) */
+	visual_forward(m, bags, nbags, R, b->vin);
+	text_inputs(m, bags, nbags, &n);
 	head_forward(m, &b->vis, b->vin, R + G, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
 	head_forward(m, &b->txt, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1, m->p_tw2,
 	             m->p_tb2);
 	memset(b->vis.dz, 0, sizeof(float) * (R + G) * D);
 	memset(b->txt.dz, 0, sizeof(float) * (R + K + S) * D);
-	int clamped;
-	float ls = clamped_scale(m, &clamped);
-	float *dls = gradp(m, m->p_scale);
-	struct align_losses L = {0};
-	L.items = R;
-	if (c->w_itc > 0) {
-		L.itc = infonce_forward_backward(b->vis.dz, b->txt.dz, dls, b->logits, b->vis.z,
-		                                 b->txt.z, ls, clamped, R, D, c->w_itc);
-		L.total += c->w_itc * L.itc;
-	}
-	if (c->w_cvta > 0 && K > 0) {
-		/* every patch of a bag with keywords is an anchor; mean over anchors */
-		int anchors = 0;
-		for (int i = 0; i < nbags; i++)
-			if (bags[i].kw && per_patch(m, &bags[i]))
-				anchors += bags[i].n;
-		float w = c->w_cvta / anchors;
-		double sum = 0.0;
-		r = 0, k = R;
-		for (int i = 0; i < nbags; i++) {
-			const struct align_bag *bag = &bags[i];
-			int items = align_bag_items(m, bag);
-			if (bag->kw && per_patch(m, bag)) {
-				for (int p = 0; p < items; p++)
-					sum += multipos_nce_forward_backward(
-					    b->vis.dz + (size_t)(r + p) * D, b->txt.dz + (size_t)k * D, dls, b->nce,
-					    b->order, b->vis.z + (size_t)(r + p) * D, b->txt.z + (size_t)k * D, ls,
-					    clamped, bag->nkw, D, c->topk, w);
-				k += bag->nkw;
-			}
-			r += items;
-		}
-		L.cvta = (float)(sum / anchors);
-		L.total += c->w_cvta * L.cvta;
-	}
-	if (c->w_mrtva > 0) {
-		L.mrtva = mrtva_forward_backward(m, bags, nbags, R, c->w_mrtva);
-		L.total += c->w_mrtva * L.mrtva;
-	}
-	if (c->w_itm > 0) {
-		L.itm = itm_forward_backward(m, b->vis.dz, b->txt.dz, b->logits, b->vis.z, b->txt.z, R,
-		                             c->w_itm);
-		L.total += c->w_itm * L.itm;
-	}
-	if (c->w_region > 0 && G > 0 && S > 0) {
-		L.region = groupnce_forward_backward(
-		    b->vis.dz + (size_t)R * D, b->txt.dz + (size_t)(R + K) * D, dls, b->gnce,
-		    b->vis.z + (size_t)R * D, b->txt.z + (size_t)(R + K) * D, b->rgid, b->sgid, ls,
-		    clamped, G, S, D, c->w_region);
-		L.total += c->w_region * L.region;
-	}
+	struct align_losses L;
+	objectives(m, bags, nbags, &n, &L);
 	if (out)
 		*out = L;
 	if (!backward)
