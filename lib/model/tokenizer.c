@@ -388,158 +388,185 @@ static int hf_special_id(json_t *root, const struct strmap *vocab, const char *s
 	return strmap_get(vocab, s, strlen(s));
 }
 
-struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
+/* model.vocab and model.merges of a BPE model this tokenizer can run, and
+ * its end_of_word_suffix ("" when none). */
+static int hf_model(const char *path, json_t *root, json_t **jvocab, json_t **merges,
+                    const char **suffix)
 {
-	json_error_t jerr;
-	json_t *root, *model, *jvocab, *merges, *v, *suffix_j;
-	const char *key, *suffix = "";
+	json_t *model = json_object_get(root, "model"), *v;
+	*jvocab = json_object_get(model, "vocab");
+	*merges = json_object_get(model, "merges");
+	if (!json_is_object(*jvocab) || !json_is_array(*merges))
+		return eosin_error("'%s': no BPE model (model.vocab, model.merges)", path);
+	v = json_object_get(model, "type");
+	if (v && (!json_is_string(v) || strcmp(json_string_value(v), "BPE") != 0))
+		return eosin_error("'%s': model type is not \"BPE\"", path);
+	v = json_object_get(model, "continuing_subword_prefix");
+	if (json_is_string(v) && json_string_length(v) > 0)
+		return eosin_error("'%s': continuing_subword_prefix is not supported", path);
+	v = json_object_get(model, "end_of_word_suffix");
+	*suffix = json_is_string(v) ? json_string_value(v) : "";
+	if (strlen(*suffix) > 32)
+		return eosin_error("'%s': end_of_word_suffix too long", path);
+	return 0;
+}
+
+/* model.vocab into vocab; *max_id is the largest id. */
+static int hf_vocab(const char *path, json_t *jvocab, struct strmap *vocab, long *max_id)
+{
+	const char *key;
+	json_t *v;
+	json_object_foreach(jvocab, key, v)
+	{
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > INT_MAX / 2)
+			return eosin_error("'%s': model.vocab \"%s\": not an id", path, key);
+		if (strmap_put(vocab, key, strlen(key), (int32_t)json_integer_value(v)) < 0)
+			return -1;
+		if (json_integer_value(v) > *max_id)
+			*max_id = (long)json_integer_value(v);
+	}
+	return 0;
+}
+
+/* Every byte's symbol, alone and at the end of a word (base: room for 512
+ * of them), must be in the vocab. */
+static int hf_bytes(const char *path, struct clip_tokenizer *t, const struct strmap *vocab,
+                    char *base, const char *suffix)
+{
 	uint32_t byte_cp[256];
 	int vocab_byte[256];
 	const char *sym[512];
 	size_t symlen[512];
-	char *base = NULL, *joined = NULL;
-	struct clip_tokenizer *t = NULL;
-	struct strmap vocab = {0};
-	size_t i, nmerges;
-	long max_id = -1;
-
-	root = json_load_file(path, 0, &jerr);
-	if (!root) {
-		eosin_error("'%s' line %d: %s", path, jerr.line, jerr.text);
-		return NULL;
-	}
-	model = json_object_get(root, "model");
-	jvocab = json_object_get(model, "vocab");
-	merges = json_object_get(model, "merges");
-	if (!json_is_object(jvocab) || !json_is_array(merges)) {
-		eosin_error("'%s': no BPE model (model.vocab, model.merges)", path);
-		goto fail;
-	}
-	v = json_object_get(model, "type");
-	if (v && (!json_is_string(v) || strcmp(json_string_value(v), "BPE") != 0)) {
-		eosin_error("'%s': model type is not \"BPE\"", path);
-		goto fail;
-	}
-	v = json_object_get(model, "continuing_subword_prefix");
-	if (json_is_string(v) && json_string_length(v) > 0) {
-		eosin_error("'%s': continuing_subword_prefix is not supported", path);
-		goto fail;
-	}
-	suffix_j = json_object_get(model, "end_of_word_suffix");
-	if (json_is_string(suffix_j))
-		suffix = json_string_value(suffix_j);
-	if (strlen(suffix) > 32) {
-		eosin_error("'%s': end_of_word_suffix too long", path);
-		goto fail;
-	}
-	nmerges = json_array_size(merges);
-	t = calloc(1, sizeof *t);
-	base = malloc(512 * (8 + strlen(suffix)));
-	if (!t || !base) {
-		eosin_error("out of memory");
-		goto fail;
-	}
-	if (strmap_init(&vocab, json_object_size(jvocab) + 16) < 0 ||
-	    merge_table_init(t, nmerges) < 0)
-		goto fail;
-	json_object_foreach(jvocab, key, v)
-	{
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > INT_MAX / 2) {
-			eosin_error("'%s': model.vocab \"%s\": not an id", path, key);
-			goto fail;
-		}
-		if (strmap_put(&vocab, key, strlen(key), (int32_t)json_integer_value(v)) < 0)
-			goto fail;
-		if (json_integer_value(v) > max_id)
-			max_id = (long)json_integer_value(v);
-	}
 	bytes_to_unicode(byte_cp, vocab_byte);
 	base_symbols(base, suffix, sym, symlen, vocab_byte, byte_cp);
-	for (i = 0; i < 256; i++) {
-		int a = strmap_get(&vocab, sym[i], symlen[i]);
-		int b = strmap_get(&vocab, sym[256 + i], symlen[256 + i]);
-		if (a < 0 || b < 0) {
-			eosin_error("'%s': byte 0x%02x has no symbol in model.vocab", path,
-			            vocab_byte[i]);
-			goto fail;
-		}
+	for (size_t i = 0; i < 256; i++) {
+		int a = strmap_get(vocab, sym[i], symlen[i]);
+		int b = strmap_get(vocab, sym[256 + i], symlen[256 + i]);
+		if (a < 0 || b < 0)
+			return eosin_error("'%s': byte 0x%02x has no symbol in model.vocab", path,
+			                   vocab_byte[i]);
 		t->byte_id[vocab_byte[i]] = a;
 		t->byte_eow_id[vocab_byte[i]] = b;
 	}
-	/* Merges: "a b" or ["a", "b"]; the merged symbol must be in the vocab. */
-	{
-		size_t total = 0;
-		json_array_foreach(merges, i, v)
-		{
-			if (json_is_string(v))
-				total += json_string_length(v) + 1;
-			else if (json_is_array(v) && json_array_size(v) == 2)
-				total += json_string_length(json_array_get(v, 0)) +
-				         json_string_length(json_array_get(v, 1)) + 2;
-		}
-		joined = malloc(total + 1);
-		if (!joined) {
-			eosin_error("out of memory");
-			goto fail;
-		}
+	return 0;
+}
+
+/* A merge's two symbols, from "a b" or ["a", "b"]; -1 when it is neither. */
+static int hf_merge_pair(json_t *v, const char **a, size_t *alen, const char **b, size_t *blen)
+{
+	size_t space;
+	if (json_is_string(v) &&
+	    split_merge(json_string_value(v), json_string_length(v), &space) == 0) {
+		*a = json_string_value(v);
+		*alen = space;
+		*b = *a + space + 1;
+		*blen = json_string_length(v) - space - 1;
+		return 0;
 	}
+	if (json_is_array(v) && json_array_size(v) == 2 && json_is_string(json_array_get(v, 0)) &&
+	    json_is_string(json_array_get(v, 1))) {
+		*a = json_string_value(json_array_get(v, 0));
+		*alen = json_string_length(json_array_get(v, 0));
+		*b = json_string_value(json_array_get(v, 1));
+		*blen = json_string_length(json_array_get(v, 1));
+		return 0;
+	}
+	return -1;
+}
+
+/* Merges in rank order; both symbols and the merged one must be in the
+ * vocab. */
+static int hf_merges(const char *path, struct clip_tokenizer *t, json_t *merges,
+                     const struct strmap *vocab)
+{
+	size_t i, total = 0;
+	json_t *v;
+	json_array_foreach(merges, i, v)
+	{
+		if (json_is_string(v))
+			total += json_string_length(v) + 1;
+		else if (json_is_array(v) && json_array_size(v) == 2)
+			total += json_string_length(json_array_get(v, 0)) +
+			         json_string_length(json_array_get(v, 1)) + 2;
+	}
+	char *joined = malloc(total + 1);
+	if (!joined)
+		return eosin_error("out of memory");
+	int ret = 0;
 	json_array_foreach(merges, i, v)
 	{
 		const char *a, *b;
-		size_t alen, blen, space;
-		int ia, ib, im;
-		if (json_is_string(v) &&
-		    split_merge(json_string_value(v), json_string_length(v), &space) == 0) {
-			a = json_string_value(v);
-			alen = space;
-			b = a + space + 1;
-			blen = json_string_length(v) - space - 1;
-		} else if (json_is_array(v) && json_array_size(v) == 2 &&
-		           json_is_string(json_array_get(v, 0)) &&
-		           json_is_string(json_array_get(v, 1))) {
-			a = json_string_value(json_array_get(v, 0));
-			alen = json_string_length(json_array_get(v, 0));
-			b = json_string_value(json_array_get(v, 1));
-			blen = json_string_length(json_array_get(v, 1));
-		} else {
-			eosin_error("'%s': model.merges[%zu]: not a merge", path, i);
-			goto fail;
+		size_t alen, blen;
+		if (hf_merge_pair(v, &a, &alen, &b, &blen) < 0) {
+			ret = eosin_error("'%s': model.merges[%zu]: not a merge", path, i);
+			break;
 		}
 		memcpy(joined, a, alen);
 		memcpy(joined + alen, b, blen);
-		ia = strmap_get(&vocab, a, alen);
-		ib = strmap_get(&vocab, b, blen);
-		im = strmap_get(&vocab, joined, alen + blen);
+		int ia = strmap_get(vocab, a, alen), ib = strmap_get(vocab, b, blen);
+		int im = strmap_get(vocab, joined, alen + blen);
 		if (ia < 0 || ib < 0 || im < 0) {
-			eosin_error("'%s': model.merges[%zu]: symbol not in model.vocab", path, i);
-			goto fail;
+			ret = eosin_error("'%s': model.merges[%zu]: symbol not in model.vocab",
+			                  path, i);
+			break;
 		}
 		merge_table_put(t, ia, ib, (int32_t)i, im);
 	}
-	t->sot_id = hf_special_id(root, &vocab, "<|startoftext|>");
-	t->eot_id = hf_special_id(root, &vocab, "<|endoftext|>");
-	if (t->sot_id < 0 || t->eot_id < 0) {
-		eosin_error("'%s': no <|startoftext|> or <|endoftext|> token", path);
-		goto fail;
-	}
+	free(joined);
+	return ret;
+}
+
+/* <|startoftext|> and <|endoftext|>, which may lie past the vocab. */
+static int hf_specials(const char *path, struct clip_tokenizer *t, json_t *root,
+                       const struct strmap *vocab, long max_id)
+{
+	t->sot_id = hf_special_id(root, vocab, "<|startoftext|>");
+	t->eot_id = hf_special_id(root, vocab, "<|endoftext|>");
+	if (t->sot_id < 0 || t->eot_id < 0)
+		return eosin_error("'%s': no <|startoftext|> or <|endoftext|> token", path);
 	if (t->sot_id > max_id)
 		max_id = t->sot_id;
 	if (t->eot_id > max_id)
 		max_id = t->eot_id;
 	t->vocab_size = (int)max_id + 1;
+	return 0;
+}
+
+struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, 0, &jerr), *jvocab, *merges;
+	if (!root) {
+		eosin_error("'%s' line %d: %s", path, jerr.line, jerr.text);
+		return NULL;
+	}
+	const char *suffix = "";
+	struct clip_tokenizer *t = NULL;
+	struct strmap vocab = {0};
+	char *base = NULL;
+	long max_id = -1;
+	int ok = hf_model(path, root, &jvocab, &merges, &suffix) == 0;
+	if (ok) {
+		t = calloc(1, sizeof *t);
+		base = malloc(512 * (8 + strlen(suffix)));
+		if (!t || !base)
+			ok = eosin_error("out of memory") == 0;
+	}
+	ok = ok && strmap_init(&vocab, json_object_size(jvocab) + 16) == 0 &&
+	     merge_table_init(t, json_array_size(merges)) == 0 &&
+	     hf_vocab(path, jvocab, &vocab, &max_id) == 0 &&
+	     hf_bytes(path, t, &vocab, base, suffix) == 0 &&
+	     hf_merges(path, t, merges, &vocab) == 0 &&
+	     hf_specials(path, t, root, &vocab, max_id) == 0;
 	strmap_release(&vocab);
 	free(base);
-	free(joined);
 	json_decref(root);
+	if (!ok) {
+		clip_tokenizer_free(t);
+		return NULL;
+	}
 	return t;
-fail:
-	strmap_release(&vocab);
-	free(base);
-	free(joined);
-	json_decref(root);
-	clip_tokenizer_free(t);
-	return NULL;
 }
 
 int clip_tokenizer_vocab_size(const struct clip_tokenizer *t)

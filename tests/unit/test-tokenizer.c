@@ -6,8 +6,8 @@
  * whose answers follow from CLIP's definition, and concurrent use.
  */
 #include "core/error.h"
-#include "tap.h"
 #include "model/tokenizer.h"
+#include "tap.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -186,6 +186,34 @@ static int write_hf_json(const char *merges_gz, const char *out, const int32_t *
 	json_object_set_new(root, "added_tokens", added);
 	json_object_set_new(root, "model", model);
 	rc = json_dump_file(root, out, JSON_COMPACT);
+	json_decref(root);
+	return rc;
+}
+
+/* A copy of the tokenizer.json at src with one thing broken by how, for
+ * the errors of clip_tokenizer_load_hf. */
+static int write_broken_hf(const char *src, const char *dst, int how)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(src, 0, &jerr);
+	if (!root)
+		return -1;
+	json_t *model = json_object_get(root, "model");
+	json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+	switch (how) {
+	case 0: json_object_del(root, "model"); break;
+	case 1: json_object_set_new(model, "continuing_subword_prefix", json_string("##")); break;
+	case 2:
+		json_object_set_new(model, "end_of_word_suffix",
+		                    json_string("</w-a-suffix-longer-than-thirty-two-bytes>"));
+		break;
+	case 3: json_object_set_new(vocab, "x", json_integer(-4)); break;
+	case 4: json_object_del(vocab, "a"); break;
+	case 5: json_array_append_new(merges, json_integer(7)); break;
+	case 6: json_array_append_new(merges, json_string("qzx qzy")); break;
+	case 7: json_object_set_new(root, "added_tokens", json_array()); break;
+	}
+	int rc = json_dump_file(root, dst, JSON_COMPACT);
 	json_decref(root);
 	return rc;
 }
@@ -391,6 +419,31 @@ int main(void)
 	ok(good == nvectors, "load_hf: %d/%d vectors exact", good, nvectors);
 	clip_tokenizer_free(hf);
 
+	{
+		static const struct {
+			const char *what, *says;
+		} broken[] = {
+		    {"no model", "no BPE model"},
+		    {"a continuing_subword_prefix", "continuing_subword_prefix"},
+		    {"a suffix over 32 bytes", "end_of_word_suffix too long"},
+		    {"a negative id", "model.vocab \"x\": not an id"},
+		    {"a byte without its symbol", "byte 0x61 has no symbol"},
+		    {"a merge that is a number", "model.merges[48894]: not a merge"},
+		    {"a merge of unknown symbols",
+		     "model.merges[48894]: symbol not in model.vocab"},
+		    {"no special tokens", "no <|startoftext|> or <|endoftext|> token"},
+		};
+		for (int k = 0; k < (int)(sizeof broken / sizeof broken[0]); k++) {
+			int w = write_broken_hf(json1, json2, k) == 0;
+			struct clip_tokenizer *bad = w ? clip_tokenizer_load_hf(json2) : NULL;
+			ok(w && !bad && strstr(eosin_errmsg(), broken[k].says),
+			   "tokenizer.json with %s is refused (%s)", broken[k].what,
+			   eosin_errmsg());
+			clip_tokenizer_free(bad);
+		}
+		unlink(json2);
+	}
+
 	perm = malloc(49408 * sizeof *perm);
 	for (i = 0; i < 49408; i++)
 		perm[i] = (int32_t)(((int64_t)i * 7919 + 13) % 49408);
@@ -428,7 +481,8 @@ int main(void)
 		good = 0;
 		for (i = 0; hf && i < nvectors; i++)
 			good += check_vector(hf, &vectors[i], NULL, 1);
-		ok(hf && good == nvectors, "uncompressed merges file: %d/%d vectors exact", good, nvectors);
+		ok(hf && good == nvectors, "uncompressed merges file: %d/%d vectors exact", good,
+		   nvectors);
 		clip_tokenizer_free(hf);
 		f = fopen(json1, "w");
 		fputs("#version: 0.2\nh e\nl l o\n", f);
