@@ -418,6 +418,116 @@ static void doc_free(struct doc *d)
 	free(d);
 }
 
+/* How a part of a tile parsed: well, a bad field (the message says which),
+ * or an error of the library's (its message). */
+enum { PARSE_OK = 0, PARSE_FIELD = 1, PARSE_LIB = -1 };
+
+/* id, slide, root (required in trees), parent and part; a missing required
+ * one is named. */
+static int patch_spans(const struct record *rec, struct patch *p, struct span *slide,
+                       struct span *root, int quad)
+{
+	int r;
+	/* Messages from record_get_* already name record and id. */
+	if ((r = get_span(rec, F_TILE_ID, &p->id, 1)) ||
+	    (r = get_span(rec, F_TILE_SLIDE, slide, 1)) ||
+	    (r = get_span(rec, F_TILE_ROOT, root, quad)) ||
+	    (r = get_span(rec, F_TILE_PARENT, &p->parent, 0)) ||
+	    (r = get_span(rec, F_COMMON_PART, &p->part, 0))) {
+		if (r != 1)
+			return PARSE_LIB;
+		field_missing(p->id.off == SPAN_NONE    ? F_TILE_ID
+		              : slide->off == SPAN_NONE ? F_TILE_SLIDE
+		                                        : F_TILE_ROOT);
+		return PARSE_FIELD;
+	}
+	return PARSE_OK;
+}
+
+/* mag, x, y and a positive extent. */
+static int patch_position(const struct record *rec, struct patch *p)
+{
+	double d;
+	int r;
+	if ((r = record_get_num(rec, F_TILE_MAG, &d)) != 0) {
+		if (r != 1)
+			return PARSE_LIB;
+		field_missing(F_TILE_MAG);
+		return PARSE_FIELD;
+	}
+	p->mag = d;
+	if ((r = get_req_int(rec, F_TILE_X, &p->x)) || (r = get_req_int(rec, F_TILE_Y, &p->y)) ||
+	    (r = get_req_int(rec, F_TILE_EXTENT, &p->extent)))
+		return r < 0 ? PARSE_LIB : PARSE_FIELD;
+	if (p->extent <= 0) {
+		eosin_error("field '%s' is %" PRId64 ", not positive", F_TILE_EXTENT, p->extent);
+		return PARSE_FIELD;
+	}
+	return PARSE_OK;
+}
+
+/* A quadtree tile's depth, with its root and parent consistent with it. */
+static int patch_tree(const struct record *rec, struct patch *p, struct span root)
+{
+	int r;
+	if ((r = get_req_int(rec, F_TILE_DEPTH, &p->depth)))
+		return r < 0 ? PARSE_LIB : PARSE_FIELD;
+	if (p->depth < 0 || p->depth > BAG_TREE_DEPTH) {
+		eosin_error("field '%s' is %" PRId64 ", not 0..%d", F_TILE_DEPTH, p->depth,
+		            BAG_TREE_DEPTH);
+		return PARSE_FIELD;
+	}
+	int self = span_eq(rec->raw, root, rec->raw, p->id);
+	if (p->depth == 0 && !self) {
+		eosin_error("field '%s' is not the tile's own id at depth 0", F_TILE_ROOT);
+		return PARSE_FIELD;
+	}
+	if (p->depth > 0 && self) {
+		eosin_error("field '%s' is the tile's own id at depth %" PRId64, F_TILE_ROOT,
+		            p->depth);
+		return PARSE_FIELD;
+	}
+	if (p->depth > 0 && p->parent.off == SPAN_NONE) {
+		field_missing(F_TILE_PARENT);
+		return PARSE_FIELD;
+	}
+	return PARSE_OK;
+}
+
+/* img_emb, one row; in trees also txt_emb (one row), keywords and kw_emb
+ * (a row per keyword) where present. */
+static int patch_embeddings(struct bagger *g, const struct record *rec, struct patch *p, int quad)
+{
+	int r = get_emb(g, rec, F_COMMON_IMG_EMB, &p->img);
+	if (r == 1) {
+		field_missing(F_COMMON_IMG_EMB);
+		return PARSE_FIELD;
+	}
+	if (r < 0)
+		return PARSE_LIB;
+	if (p->img.n != 1) {
+		eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_IMG_EMB, p->img.n);
+		return PARSE_FIELD;
+	}
+	if (!quad)
+		return PARSE_OK;
+	if (get_emb(g, rec, F_COMMON_TXT_EMB, &p->txt) < 0 ||
+	    get_emb(g, rec, F_COMMON_KW_EMB, &p->kw) < 0)
+		return PARSE_LIB;
+	if (p->txt.have && p->txt.n != 1) {
+		eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_TXT_EMB, p->txt.n);
+		return PARSE_FIELD;
+	}
+	if (get_str_array(rec, F_COMMON_KEYWORDS, &p->keywords, &p->nkeywords) < 0)
+		return PARSE_FIELD;
+	if (p->kw.have && p->kw.n != p->nkeywords) {
+		eosin_error("field '%s' has %" PRIu32 " rows for %" PRIu32 " keywords",
+		            F_COMMON_KW_EMB, p->kw.n, p->nkeywords);
+		return PARSE_FIELD;
+	}
+	return PARSE_OK;
+}
+
 /* Parse a tile into a patch that owns a copy of the record. On a bad
  * field: NULL with the message naming input, record, id and field. */
 static struct patch *patch_parse(struct bagger *g, const struct record *rec, struct span *key,
@@ -432,115 +542,30 @@ static struct patch *patch_parse(struct bagger *g, const struct record *rec, str
 	p->input = g->cur_input;
 	int quad = g->o.method == BAG_PARENT;
 	struct span root;
-	int r;
-	double d;
-	/* Messages from record_get_* already name record and id. */
-	if ((r = get_span(rec, F_TILE_ID, &p->id, 1)) ||
-	    (r = get_span(rec, F_TILE_SLIDE, slide, 1)))
-		goto bad_r;
-	if ((r = get_span(rec, F_TILE_ROOT, &root, quad)) ||
-	    (r = get_span(rec, F_TILE_PARENT, &p->parent, 0)) ||
-	    (r = get_span(rec, F_COMMON_PART, &p->part, 0)))
-		goto bad_r;
-	if ((r = record_get_num(rec, F_TILE_MAG, &d)) != 0) {
-		if (r == 1)
-			goto missing_mag;
-		goto bad_lib;
+	int r = patch_spans(rec, p, slide, &root, quad);
+	if (r == PARSE_OK)
+		r = patch_position(rec, p);
+	if (r == PARSE_OK && quad)
+		r = patch_tree(rec, p, root);
+	if (r == PARSE_OK) {
+		*key = quad ? root : *slide;
+		r = patch_embeddings(g, rec, p, quad);
 	}
-	p->mag = d;
-	if ((r = get_req_int(rec, F_TILE_X, &p->x)) || (r = get_req_int(rec, F_TILE_Y, &p->y)) ||
-	    (r = get_req_int(rec, F_TILE_EXTENT, &p->extent)))
-		goto bad_int;
-	if (p->extent <= 0) {
-		eosin_error("field '%s' is %" PRId64 ", not positive", F_TILE_EXTENT, p->extent);
-		goto bad_field;
-	}
-	if (quad) {
-		if ((r = get_req_int(rec, F_TILE_DEPTH, &p->depth)))
-			goto bad_int;
-		if (p->depth < 0 || p->depth > BAG_TREE_DEPTH) {
-			eosin_error("field '%s' is %" PRId64 ", not 0..%d", F_TILE_DEPTH, p->depth,
-			            BAG_TREE_DEPTH);
-			goto bad_field;
+	if (r == PARSE_FIELD)
+		where_error(g, g->cur_input, rec);
+	else if (r == PARSE_LIB)
+		lib_error(g, g->cur_input);
+	if (r == PARSE_OK) {
+		p->slide = *slide;
+		p->sample_key = bag_hash(sp(rec->raw, p->id), p->id.len,
+		                         g->o.seed ^ bag_hash(sp(rec->raw, *slide), slide->len, 0));
+		if ((p->raw = malloc(rec->len))) {
+			memcpy(p->raw, rec->raw, rec->len);
+			p->len = rec->len;
+			return p;
 		}
-		int self = span_eq(rec->raw, root, rec->raw, p->id);
-		if (p->depth == 0 && !self) {
-			eosin_error("field '%s' is not the tile's own id at depth 0", F_TILE_ROOT);
-			goto bad_field;
-		}
-		if (p->depth > 0 && self) {
-			eosin_error("field '%s' is the tile's own id at depth %" PRId64,
-			            F_TILE_ROOT, p->depth);
-			goto bad_field;
-		}
-		if (p->depth > 0 && p->parent.off == SPAN_NONE) {
-			field_missing(F_TILE_PARENT);
-			goto bad_field;
-		}
-		*key = root;
-	} else {
-		*key = *slide;
-	}
-	r = get_emb(g, rec, F_COMMON_IMG_EMB, &p->img);
-	if (r == 1) {
-		field_missing(F_COMMON_IMG_EMB);
-		goto bad_field;
-	}
-	if (r < 0)
-		goto bad_lib;
-	if (p->img.n != 1) {
-		eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_IMG_EMB, p->img.n);
-		goto bad_field;
-	}
-	if (quad) {
-		if (get_emb(g, rec, F_COMMON_TXT_EMB, &p->txt) < 0 ||
-		    get_emb(g, rec, F_COMMON_KW_EMB, &p->kw) < 0)
-			goto bad_lib;
-		if (p->txt.have && p->txt.n != 1) {
-			eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_TXT_EMB,
-			            p->txt.n);
-			goto bad_field;
-		}
-		if (get_str_array(rec, F_COMMON_KEYWORDS, &p->keywords, &p->nkeywords) < 0)
-			goto bad_field;
-		if (p->kw.have && p->kw.n != p->nkeywords) {
-			eosin_error("field '%s' has %" PRIu32 " rows for %" PRIu32 " keywords",
-			            F_COMMON_KW_EMB, p->kw.n, p->nkeywords);
-			goto bad_field;
-		}
-	}
-	p->slide = *slide;
-	p->sample_key = bag_hash(sp(rec->raw, p->id), p->id.len,
-	                         g->o.seed ^ bag_hash(sp(rec->raw, *slide), slide->len, 0));
-	p->raw = malloc(rec->len);
-	if (!p->raw) {
 		eosin_error("out of memory");
-		goto fail;
 	}
-	memcpy(p->raw, rec->raw, rec->len);
-	p->len = rec->len;
-	return p;
-bad_int:
-	if (r < 0)
-		goto bad_lib;
-	goto bad_field;
-missing_mag:
-	field_missing(F_TILE_MAG);
-bad_field:
-	where_error(g, g->cur_input, rec);
-	goto fail;
-bad_r:
-	if (r == 1) {
-		/* id, slide or root missing */
-		const char *f = p->id.off == SPAN_NONE    ? F_TILE_ID
-		                : slide->off == SPAN_NONE ? F_TILE_SLIDE
-		                                          : F_TILE_ROOT;
-		field_missing(f);
-		goto bad_field;
-	}
-bad_lib:
-	lib_error(g, g->cur_input);
-fail:
 	patch_free(p);
 	return NULL;
 }

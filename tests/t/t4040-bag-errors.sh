@@ -110,4 +110,29 @@ test_expect_success 'usage() and the manual'"'"'s SYNOPSIS agree' '
 	test_cmp expect actual
 '
 
+test_expect_success 'every field of a tile is checked, and the message names it' '
+	while IFS="|" read -r by m says; do
+		mutate S00/10x/2048_0 "$m" >bad.mpk &&
+		test_must_fail eosin-bag --by $by <bad.mpk >/dev/null 2>err &&
+		grep "<stdin>: record 3 (id .*): $says" err >/dev/null ||
+		{ echo "--by $by, $m: want \"$says\", got:"; cat err; return 1; }
+	done <<-\EOT
+	slide|del(.id)|field .id. is missing$
+	slide|del(.slide)|field .slide. is missing$
+	parent|del(.root)|field .root. is missing$
+	slide|del(.mag)|field .mag. is missing$
+	slide|.mag = "x"|field .mag. is not a number$
+	slide|del(.x)|field .x. is missing$
+	slide|.y = 1.5|field .y. is not an integer$
+	slide|.extent = 0|field .extent. is 0, not positive$
+	parent|del(.depth)|field .depth. is missing$
+	parent|.depth = 9|field .depth. is 9, not 0..3$
+	parent|.root = .id|field .root. is the tile.s own id at depth 1$
+	parent|del(.parent)|field .parent. is missing$
+	slide|del(.img_emb)|field .img_emb. is missing$
+	parent|.keywords = 3|field .keywords. is not an array of strings$
+	parent|.kw_emb = .img_emb|field .kw_emb. has 1 rows for 0 keywords$
+	EOT
+'
+
 test_done
