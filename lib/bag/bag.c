@@ -1695,6 +1695,119 @@ static int set_input(struct bagger *g, const char *name)
 	return 0;
 }
 
+/* Input grouped by slide: a slide that comes back after its bags were
+ * written is rejected; a new slide closes the bags of the one before and
+ * takes *s as g->cur_slide. 1: go on, 0: rejected, -1: error. */
+static int follow_slide(struct bagger *g, const struct record *rec, char **s)
+{
+	if (map_has(&g->closed, *s)) {
+		char id[256];
+		eosin_error("%s: record %" PRIu64 " (id '%s'): field 'slide': slide '%s' comes "
+		            "back after its bags were written (input not grouped by slide; use "
+		            "--unsorted)",
+		            input_name(g, g->cur_input), rec->number, record_id(rec, id, sizeof id),
+		            *s);
+		return reject_raw(g, rec->raw, rec->len, rec->number);
+	}
+	if (g->cur_slide && strcmp(g->cur_slide, *s)) {
+		if (map_put(&g->closed, g->cur_slide, g) < 0 || close_all_open(g) < 0)
+			return -1;
+	}
+	if (!g->cur_slide || strcmp(g->cur_slide, *s)) {
+		free(g->cur_slide);
+		g->cur_slide = *s;
+		*s = NULL;
+	}
+	return 1;
+}
+
+/* A tile into its group (taking *pp): its embeddings must match the
+ * group's, or it is rejected and a group it alone would have started is
+ * dropped; a full tree is written at once. 1: added, 0: rejected, -1: error. */
+static int group_add_patch(struct bagger *g, struct group *gr, const struct record *rec,
+                           const char *k, struct patch **pp)
+{
+	struct patch *p = *pp;
+	if (emb_check(&gr->img, p->raw, &p->img, F_COMMON_IMG_EMB, k) < 0 ||
+	    emb_check(&gr->txt, p->raw, &p->txt, F_COMMON_TXT_EMB, k) < 0 ||
+	    emb_check(&gr->kw, p->raw, &p->kw, F_COMMON_KW_EMB, k) < 0) {
+		where_error(g, g->cur_input, rec);
+		int ret = reject_raw(g, rec->raw, rec->len, rec->number);
+		if (gr->npatches == 0 && gr->ndocs == 0) {
+			open_unlink(g, gr);
+			group_free(gr);
+		}
+		return ret;
+	}
+	*pp = NULL;
+	if (group_take_patch(g, gr, p) < 0)
+		return -1;
+	if (g->o.method == BAG_PARENT && gr->npatches == BAG_TREE_SIZE) {
+		/* A full tree cannot grow: write it now. */
+		open_unlink(g, gr);
+		if (group_write(g, gr) < 0)
+			return -1;
+	}
+	return 1;
+}
+
+/* A doc into its slide's group (taking *dp). */
+static int group_add_doc(struct bagger *g, struct group *gr, struct doc **dp)
+{
+	if (gr->ndocs == gr->doccap) {
+		size_t ncap = gr->doccap ? 2 * gr->doccap : 4;
+		struct doc **nd = xrealloc(gr->docs, ncap * sizeof *nd);
+		if (!nd)
+			return -1;
+		gr->docs = nd;
+		gr->doccap = ncap;
+	}
+	struct doc *d = *dp;
+	gr->docs[gr->ndocs++] = d;
+	gr->bytes += d->len;
+	g->held += d->len;
+	*dp = NULL;
+	return 1;
+}
+
+/* Whether a bag key may still take records: not one already written
+ * (rejected), nor one spilled to disk (the record follows it there).
+ * 1: go on, 0: handled, -1: error. */
+static int key_open(struct bagger *g, const struct record *rec, const char *k)
+{
+	if (map_has(&g->written, k)) {
+		char id[256];
+		eosin_error("%s: record %" PRIu64 " (id '%s'): field '%s': bag '%s' was already "
+		            "written%s",
+		            input_name(g, g->cur_input), rec->number, record_id(rec, id, sizeof id),
+		            g->o.method == BAG_PARENT ? F_TILE_ROOT : F_TILE_SLIDE, k,
+		            g->o.method == BAG_PARENT ? " complete" : "");
+		return reject_raw(g, rec->raw, rec->len, rec->number);
+	}
+	if (!g->in_partition && map_has(&g->spilled, k)) {
+		int ret = frame_write(g, k, rec->number, g->cur_input, rec->raw, rec->len);
+		g->st.spilled_records++;
+		return ret < 0 ? -1 : 0;
+	}
+	return 1;
+}
+
+/* A parsed tile (*p) or doc (*d) under its bag key k, with its slide *s. */
+static int add_keyed(struct bagger *g, const struct record *rec, const char *k, char **s,
+                     struct patch **p, struct doc **d)
+{
+	int st = g->o.grouped && !g->in_partition ? follow_slide(g, rec, s) : 1;
+	if (st == 1)
+		st = key_open(g, rec, k);
+	if (st != 1)
+		return st;
+	struct group *gr = group_get(g, k);
+	if (!gr)
+		return -1;
+	st = *p ? group_add_patch(g, gr, rec, k, p) : group_add_doc(g, gr, d);
+	return st == 1 ? enforce_limits(g) : st;
+}
+
 static int add_record(struct bagger *g, const struct record *rec)
 {
 	int is_doc = record_is(rec, DOC_KIND);
@@ -1722,92 +1835,12 @@ static int add_record(struct bagger *g, const struct record *rec)
 	int ret = -1;
 	if (!k || !s) {
 		eosin_error("out of memory");
-		goto out;
-	}
-	if (p && g->o.mag > 0 && fabs(p->mag - g->o.mag) > 1e-6 * g->o.mag) {
+	} else if (p && g->o.mag > 0 && fabs(p->mag - g->o.mag) > 1e-6 * g->o.mag) {
 		g->st.other_mag++;
 		ret = 0;
-		goto out;
-	}
-	if (g->o.grouped && !g->in_partition) {
-		if (map_has(&g->closed, s)) {
-			char id[256];
-			eosin_error(
-			    "%s: record %" PRIu64 " (id '%s'): field 'slide': slide '%s' comes "
-			    "back after its bags were written (input not grouped by slide; use "
-			    "--unsorted)",
-			    input_name(g, g->cur_input), rec->number, record_id(rec, id, sizeof id),
-			    s);
-			ret = reject_raw(g, rec->raw, rec->len, rec->number);
-			goto out;
-		}
-		if (g->cur_slide && strcmp(g->cur_slide, s)) {
-			if (map_put(&g->closed, g->cur_slide, g) < 0 || close_all_open(g) < 0)
-				goto out;
-		}
-		if (!g->cur_slide || strcmp(g->cur_slide, s)) {
-			free(g->cur_slide);
-			g->cur_slide = s;
-			s = NULL;
-		}
-	}
-	if (map_has(&g->written, k)) {
-		char id[256];
-		eosin_error("%s: record %" PRIu64 " (id '%s'): field '%s': bag '%s' was already "
-		            "written%s",
-		            input_name(g, g->cur_input), rec->number, record_id(rec, id, sizeof id),
-		            g->o.method == BAG_PARENT ? F_TILE_ROOT : F_TILE_SLIDE, k,
-		            g->o.method == BAG_PARENT ? " complete" : "");
-		ret = reject_raw(g, rec->raw, rec->len, rec->number);
-		goto out;
-	}
-	if (!g->in_partition && map_has(&g->spilled, k)) {
-		ret = frame_write(g, k, rec->number, g->cur_input, rec->raw, rec->len);
-		g->st.spilled_records++;
-		goto out;
-	}
-	struct group *gr = group_get(g, k);
-	if (!gr)
-		goto out;
-	if (p) {
-		const char *raw = p->raw;
-		if (emb_check(&gr->img, raw, &p->img, F_COMMON_IMG_EMB, k) < 0 ||
-		    emb_check(&gr->txt, raw, &p->txt, F_COMMON_TXT_EMB, k) < 0 ||
-		    emb_check(&gr->kw, raw, &p->kw, F_COMMON_KW_EMB, k) < 0) {
-			where_error(g, g->cur_input, rec);
-			ret = reject_raw(g, rec->raw, rec->len, rec->number);
-			if (gr->npatches == 0 && gr->ndocs == 0) {
-				open_unlink(g, gr);
-				group_free(gr);
-			}
-			goto out;
-		}
-		struct patch *pp = p;
-		p = NULL;
-		if (group_take_patch(g, gr, pp) < 0)
-			goto out;
-		if (g->o.method == BAG_PARENT && gr->npatches == BAG_TREE_SIZE) {
-			/* A full tree cannot grow: write it now. */
-			open_unlink(g, gr);
-			if (group_write(g, gr) < 0)
-				goto out;
-		}
 	} else {
-		if (gr->ndocs == gr->doccap) {
-			size_t ncap = gr->doccap ? 2 * gr->doccap : 4;
-			struct doc **nd = xrealloc(gr->docs, ncap * sizeof *nd);
-			if (!nd)
-				goto out;
-			gr->docs = nd;
-			gr->doccap = ncap;
-		}
-		gr->docs[gr->ndocs++] = d;
-		gr->bytes += d->len;
-		g->held += d->len;
-		d = NULL;
+		ret = add_keyed(g, rec, k, &s, &p, &d);
 	}
-	ret = enforce_limits(g);
-out:
 	patch_free(p);
 	doc_free(d);
 	free(k);
