@@ -379,40 +379,127 @@ static int cmp_phrase(const void *a, const void *b)
 	return x->first < y->first ? -1 : x->first > y->first;
 }
 
+/* What text_keywords gathers: the content words and the candidate phrases. */
+struct kw_state {
+	struct word *words;
+	size_t nwords, capw;
+	struct phrase *ph;
+	size_t nph, capph;
+	size_t order; /* phrases seen so far */
+};
+
+/* The token starting at s[*i] (alphanumeric), lower-cased into tok; *i is
+ * left on its last byte. Returns whether it is a content word: letters in
+ * it, two bytes or more, not too long, not a stop word. */
+static int kw_token(const char *s, size_t n, size_t *i, char tok[64])
+{
+	size_t a = *i, t = 0, j = *i;
+	int alpha = 0;
+	while (j < n && (isalnum((unsigned char)s[j]) ||
+	                 (s[j] == '-' && j + 1 < n && isalnum((unsigned char)s[j + 1]) && j > a))) {
+		if (t + 1 < 64)
+			tok[t++] = (char)tolower((unsigned char)s[j]);
+		alpha |= isalpha((unsigned char)s[j]);
+		j++;
+	}
+	tok[t] = 0;
+	*i = j - 1;
+	return !(!alpha || t < 2 || j - a >= 64 || is_stop_word(tok));
+}
+
+/* The candidate of run's nrun words: counted into its words' frequency and
+ * degree, and added to the phrases (or counted again). */
+static int kw_phrase(struct kw_state *st, const int *run, int nrun)
+{
+	char buf[KW_MAX_WORDS * 64 + 4];
+	size_t o = 0;
+	for (int k = 0; k < nrun; k++) {
+		const char *t = st->words[run[k]].text;
+		size_t l = strlen(t);
+		if (k)
+			buf[o++] = ' ';
+		memcpy(buf + o, t, l);
+		o += l;
+		st->words[run[k]].freq++;
+		st->words[run[k]].degree += nrun;
+	}
+	buf[o] = 0;
+	size_t p = 0;
+	while (p < st->nph && strcmp(st->ph[p].text, buf))
+		p++;
+	if (p < st->nph) {
+		st->ph[p].count++;
+		return 0;
+	}
+	if (st->nph == st->capph) {
+		size_t cap = st->capph ? 2 * st->capph : 32;
+		struct phrase *np = realloc(st->ph, cap * sizeof *np);
+		if (!np)
+			return eosin_error("out of memory");
+		st->ph = np;
+		st->capph = cap;
+	}
+	if (!(st->ph[st->nph].text = strdup(buf)))
+		return eosin_error("out of memory");
+	st->ph[st->nph].first = st->order++;
+	st->ph[st->nph].count = 1;
+	st->nph++;
+	return 0;
+}
+
+/* RAKE-like score: a word scores degree/frequency (words that sit in
+ * longer phrases score higher); a phrase scores the sum of its words plus
+ * one per repeat. */
+static void kw_score(struct kw_state *st)
+{
+	for (size_t p = 0; p < st->nph; p++) {
+		double sc = st->ph[p].count - 1;
+		char *save = NULL, tmp[KW_MAX_WORDS * 64 + 4];
+		snprintf(tmp, sizeof tmp, "%s", st->ph[p].text);
+		for (char *w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save))
+			for (size_t k = 0; k < st->nwords; k++)
+				if (!strcmp(st->words[k].text, w))
+					sc += (double)st->words[k].degree / st->words[k].freq;
+		st->ph[p].score = sc;
+	}
+}
+
+/* The best max phrases, best first, handed to the caller. */
+static int kw_take(struct kw_state *st, size_t max, char ***keywords, size_t *count)
+{
+	if (st->nph)
+		qsort(st->ph, st->nph, sizeof *st->ph, cmp_phrase);
+	size_t nout = st->nph < max ? st->nph : max;
+	char **out = nout ? calloc(nout, sizeof *out) : NULL;
+	if (nout && !out)
+		return eosin_error("out of memory");
+	for (size_t p = 0; p < nout; p++) {
+		out[p] = st->ph[p].text;
+		st->ph[p].text = NULL;
+	}
+	*keywords = out;
+	*count = nout;
+	return 0;
+}
+
 int text_keywords(const char *s, size_t n, size_t max, char ***keywords, size_t *count)
 {
 	/* Tokens are lower-cased runs of letters and digits (an inner hyphen
 	 * joins: "well-differentiated"). A candidate is a run of content words
 	 * between stop words, punctuation, numbers and one-letter words, cut
 	 * into pieces of at most three words. */
-	struct word *words = NULL;
-	size_t nwords = 0, capw = 0;
-	struct phrase *ph = NULL;
-	size_t nph = 0, capph = 0;
-	int run[KW_MAX_WORDS];  /* word indices of the open candidate */
+	struct kw_state st = {.nwords = 0};
+	int run[KW_MAX_WORDS]; /* word indices of the open candidate */
 	int nrun = 0, ret = -1;
 	char tok[64];
-	size_t order = 0;
 	*keywords = NULL;
 	*count = 0;
 	for (size_t i = 0; i <= n; i++) {
 		int flush = 0, wi = -1;
 		if (i < n && isalnum((unsigned char)s[i])) {
-			size_t a = i, t = 0;
-			int alpha = 0;
-			while (i < n && (isalnum((unsigned char)s[i]) ||
-			                 (s[i] == '-' && i + 1 < n && isalnum((unsigned char)s[i + 1]) &&
-			                  i > a))) {
-				if (t + 1 < sizeof tok)
-					tok[t++] = (char)tolower((unsigned char)s[i]);
-				alpha |= isalpha((unsigned char)s[i]);
-				i++;
-			}
-			tok[t] = 0;
-			i--;
-			if (!alpha || t < 2 || i + 1 - a >= sizeof tok || is_stop_word(tok))
+			if (!kw_token(s, n, &i, tok))
 				flush = 1;
-			else if ((wi = word_slot(&words, &nwords, &capw, tok)) < 0)
+			else if ((wi = word_slot(&st.words, &st.nwords, &st.capw, tok)) < 0)
 				goto out;
 		} else if (i == n || !isspace((unsigned char)s[i])) {
 			flush = 1;
@@ -420,80 +507,20 @@ int text_keywords(const char *s, size_t n, size_t max, char ***keywords, size_t 
 		if (wi >= 0)
 			run[nrun++] = wi;
 		if (nrun > 0 && (flush || nrun == KW_MAX_WORDS)) {
-			char buf[KW_MAX_WORDS * 64 + 4];
-			size_t o = 0;
-			for (int k = 0; k < nrun; k++) {
-				const char *t = words[run[k]].text;
-				size_t l = strlen(t);
-				if (k)
-					buf[o++] = ' ';
-				memcpy(buf + o, t, l);
-				o += l;
-				words[run[k]].freq++;
-				words[run[k]].degree += nrun;
-			}
-			buf[o] = 0;
-			size_t p = 0;
-			while (p < nph && strcmp(ph[p].text, buf))
-				p++;
-			if (p < nph) {
-				ph[p].count++;
-			} else {
-				if (nph == capph) {
-					capph = capph ? 2 * capph : 32;
-					struct phrase *np = realloc(ph, capph * sizeof *ph);
-					if (!np) {
-						eosin_error("out of memory");
-						goto out;
-					}
-					ph = np;
-				}
-				if (!(ph[nph].text = strdup(buf))) {
-					eosin_error("out of memory");
-					goto out;
-				}
-				ph[nph].first = order++;
-				ph[nph].count = 1;
-				nph++;
-			}
+			if (kw_phrase(&st, run, nrun) < 0)
+				goto out;
 			nrun = 0;
 		}
 	}
-	/* RAKE-like score: a word scores degree/frequency (words that sit in
-	 * longer phrases score higher); a phrase scores the sum of its words
-	 * plus one per repeat. */
-	for (size_t p = 0; p < nph; p++) {
-		double sc = ph[p].count - 1;
-		char *save = NULL, tmp[KW_MAX_WORDS * 64 + 4];
-		snprintf(tmp, sizeof tmp, "%s", ph[p].text);
-		for (char *w = strtok_r(tmp, " ", &save); w; w = strtok_r(NULL, " ", &save))
-			for (size_t k = 0; k < nwords; k++)
-				if (!strcmp(words[k].text, w))
-					sc += (double)words[k].degree / words[k].freq;
-		ph[p].score = sc;
-	}
-	if (nph)
-		qsort(ph, nph, sizeof *ph, cmp_phrase);
-	size_t nout = nph < max ? nph : max;
-	char **out = nout ? calloc(nout, sizeof *out) : NULL;
-	if (nout && !out) {
-		eosin_error("out of memory");
-		goto out;
-	}
-	for (size_t p = 0; p < nout; p++) {
-		out[p] = ph[p].text;
-		ph[p].text = NULL;
-	}
-	*keywords = out;
-	*count = nout;
-	ret = 0;
+	kw_score(&st);
+	ret = kw_take(&st, max, keywords, count);
 out:
-	for (size_t p = 0; p < nph; p++)
-		free(ph[p].text);
-	free(ph);
-	for (size_t k = 0; k < nwords; k++)
-		free(words[k].text);
-	free(words);
+	for (size_t p = 0; p < st.nph; p++)
+		free(st.ph[p].text);
+	free(st.ph);
+	for (size_t k = 0; k < st.nwords; k++)
+		free(st.words[k].text);
+	free(st.words);
 	return ret;
 }
 
