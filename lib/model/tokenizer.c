@@ -276,100 +276,135 @@ static char *read_maybe_gzip(const char *path, size_t *size)
 	return buf;
 }
 
-struct clip_tokenizer *clip_tokenizer_load(const char *merges_path)
-{
-	uint32_t byte_cp[256];
-	int vocab_byte[256];
-	const char *sym[512];
-	size_t symlen[512];
-	char base[512 * 12];
-	struct clip_tokenizer *t = NULL;
-	struct strmap vocab = {0};
-	size_t size, nlines = 0, i, pos;
-	char *text = NULL, *joined = NULL;
-	const char **line = NULL;
-	size_t *linelen = NULL, *space = NULL;
-	size_t jpos = 0;
+/* A merges file in memory, cut into lines: line 0 is the "#version"
+ * header, lines 1 .. CLIP_NMERGES the merges "a b". */
+struct merges_file {
+	char *text;
+	size_t size, nlines;
+	const char **line;
+	size_t *linelen, *space; /* space: where a merge's two symbols part */
+	/* what the vocabulary's keys point into (a strmap borrows its keys) */
+	char base[512 * 12]; /* the byte symbols */
+	char *joined;        /* the merged symbols */
+};
 
-	text = read_maybe_gzip(merges_path, &size);
-	if (!text)
-		return NULL;
-	/* Lines 1 .. CLIP_NMERGES (0-based; line 0 is the "#version" header). */
-	line = malloc((CLIP_NMERGES + 1) * sizeof *line);
-	linelen = malloc((CLIP_NMERGES + 1) * sizeof *linelen);
-	space = malloc((CLIP_NMERGES + 1) * sizeof *space);
-	joined = malloc(size + 1);
-	t = calloc(1, sizeof *t);
-	if (!line || !linelen || !space || !joined || !t) {
-		eosin_error("out of memory");
-		goto fail;
-	}
-	for (pos = 0; pos < size && nlines <= CLIP_NMERGES;) {
-		char *nl = memchr(text + pos, '\n', size - pos);
-		size_t end = nl ? (size_t)(nl - text) : size;
-		line[nlines] = text + pos;
-		linelen[nlines] = end - pos;
-		nlines++;
+static void merges_release(struct merges_file *mf)
+{
+	free(mf->text);
+	free(mf->line);
+	free(mf->linelen);
+	free(mf->space);
+	free(mf->joined);
+}
+
+static int merges_read(const char *path, struct merges_file *mf)
+{
+	*mf = (struct merges_file){.nlines = 0};
+	if (!(mf->text = read_maybe_gzip(path, &mf->size)))
+		return -1;
+	mf->line = malloc((CLIP_NMERGES + 1) * sizeof *mf->line);
+	mf->linelen = malloc((CLIP_NMERGES + 1) * sizeof *mf->linelen);
+	mf->space = malloc((CLIP_NMERGES + 1) * sizeof *mf->space);
+	if (!mf->line || !mf->linelen || !mf->space)
+		return eosin_error("out of memory");
+	for (size_t pos = 0; pos < mf->size && mf->nlines <= CLIP_NMERGES;) {
+		char *nl = memchr(mf->text + pos, '\n', mf->size - pos);
+		size_t end = nl ? (size_t)(nl - mf->text) : mf->size;
+		mf->line[mf->nlines] = mf->text + pos;
+		mf->linelen[mf->nlines] = end - pos;
+		mf->nlines++;
 		pos = end + 1;
 	}
-	while (nlines > 1 && linelen[nlines - 1] == 0)
-		nlines--; /* a final newline */
-	if (nlines < 1) {
-		eosin_error("'%s': empty merges file", merges_path);
-		goto fail;
-	}
+	while (mf->nlines > 1 && mf->linelen[mf->nlines - 1] == 0)
+		mf->nlines--; /* a final newline */
+	if (mf->nlines < 1)
+		return eosin_error("'%s': empty merges file", path);
+	return 0;
+}
+
+/* CLIP's vocabulary: the 512 byte symbols (alone, then at a word's end),
+ * then the merged symbol of every merge in order:
+ * vocab += [''.join(merge) for merge in merges]. Its keys point into mf,
+ * which must outlive it. */
+static int merges_vocab(const char *path, struct merges_file *mf, struct strmap *vocab,
+                        int *vocab_byte)
+{
+	uint32_t byte_cp[256];
+	const char *sym[512];
+	size_t symlen[512];
 	bytes_to_unicode(byte_cp, vocab_byte);
-	base_symbols(base, EOW, sym, symlen, vocab_byte, byte_cp);
-	if (strmap_init(&vocab, 512 + nlines) < 0 || merge_table_init(t, nlines) < 0)
-		goto fail;
-	for (i = 0; i < 512; i++)
-		if (strmap_put(&vocab, sym[i], symlen[i], (int32_t)i) < 0)
-			goto fail;
-	/* vocab += [''.join(merge) for merge in merges] */
-	for (i = 1; i < nlines; i++) {
-		if (split_merge(line[i], linelen[i], &space[i]) < 0) {
-			eosin_error("'%s' line %zu: not a merge \"a b\"", merges_path, i + 1);
-			goto fail;
+	base_symbols(mf->base, EOW, sym, symlen, vocab_byte, byte_cp);
+	if (strmap_init(vocab, 512 + mf->nlines) < 0)
+		return -1;
+	for (size_t i = 0; i < 512; i++)
+		if (strmap_put(vocab, sym[i], symlen[i], (int32_t)i) < 0)
+			return -1;
+	char *joined = mf->joined = malloc(mf->size + 1);
+	if (!joined)
+		return eosin_error("out of memory");
+	size_t jpos = 0;
+	int ret = 0;
+	for (size_t i = 1; i < mf->nlines && ret == 0; i++) {
+		const char *l = mf->line[i];
+		size_t len = mf->linelen[i];
+		if (split_merge(l, len, &mf->space[i]) < 0) {
+			ret = eosin_error("'%s' line %zu: not a merge \"a b\"", path, i + 1);
+			break;
 		}
-		memcpy(joined + jpos, line[i], space[i]);
-		memcpy(joined + jpos + space[i], line[i] + space[i] + 1, linelen[i] - space[i] - 1);
-		if (strmap_put(&vocab, joined + jpos, linelen[i] - 1, (int32_t)(512 + i - 1)) < 0)
-			goto fail;
-		jpos += linelen[i] - 1;
+		memcpy(joined + jpos, l, mf->space[i]);
+		memcpy(joined + jpos + mf->space[i], l + mf->space[i] + 1, len - mf->space[i] - 1);
+		if (strmap_put(vocab, joined + jpos, len - 1, (int32_t)(512 + i - 1)) < 0)
+			ret = -1;
+		jpos += len - 1;
 	}
-	for (i = 1; i < nlines; i++) {
-		int a = strmap_get(&vocab, line[i], space[i]);
-		int b = strmap_get(&vocab, line[i] + space[i] + 1, linelen[i] - space[i] - 1);
-		if (a < 0 || b < 0) {
-			eosin_error("'%s' line %zu: merge of a symbol not in the vocabulary",
-			            merges_path, i + 1);
-			goto fail;
-		}
+	return ret;
+}
+
+/* The merge table, rank i - 1 for line i; both symbols must be known. */
+static int merges_table(const char *path, const struct merges_file *mf, const struct strmap *vocab,
+                        struct clip_tokenizer *t)
+{
+	if (merge_table_init(t, mf->nlines) < 0)
+		return -1;
+	for (size_t i = 1; i < mf->nlines; i++) {
+		const char *l = mf->line[i];
+		size_t sp = mf->space[i], len = mf->linelen[i];
+		int a = strmap_get(vocab, l, sp), b = strmap_get(vocab, l + sp + 1, len - sp - 1);
+		if (a < 0 || b < 0)
+			return eosin_error("'%s' line %zu: merge of a symbol not in the vocabulary",
+			                   path, i + 1);
 		merge_table_put(t, a, b, (int32_t)(i - 1), (int32_t)(512 + i - 1));
 	}
-	for (i = 0; i < 256; i++) {
-		t->byte_id[vocab_byte[i]] = (int32_t)i;
-		t->byte_eow_id[vocab_byte[i]] = (int32_t)(256 + i);
+	return 0;
+}
+
+struct clip_tokenizer *clip_tokenizer_load(const char *merges_path)
+{
+	struct merges_file mf;
+	struct strmap vocab = {0};
+	int vocab_byte[256];
+	struct clip_tokenizer *t = NULL;
+	int ok = merges_read(merges_path, &mf) == 0;
+	if (ok && !(t = calloc(1, sizeof *t)))
+		ok = eosin_error("out of memory") == 0;
+	ok = ok && merges_vocab(merges_path, &mf, &vocab, vocab_byte) == 0 &&
+	     merges_table(merges_path, &mf, &vocab, t) == 0;
+	if (ok) {
+		for (int i = 0; i < 256; i++) {
+			t->byte_id[vocab_byte[i]] = (int32_t)i;
+			t->byte_eow_id[vocab_byte[i]] = (int32_t)(256 + i);
+		}
+		t->sot_id = (int32_t)(512 + mf.nlines - 1);
+		t->eot_id = t->sot_id + 1;
+		t->vocab_size = t->eot_id + 1;
 	}
-	t->sot_id = (int32_t)(512 + nlines - 1);
-	t->eot_id = t->sot_id + 1;
-	t->vocab_size = t->eot_id + 1;
 	strmap_release(&vocab);
-	free(text);
-	free(joined);
-	free(line);
-	free(linelen);
-	free(space);
+	merges_release(&mf);
+	if (!ok) {
+		clip_tokenizer_free(t);
+		return NULL;
+	}
 	return t;
-fail:
-	strmap_release(&vocab);
-	free(text);
-	free(joined);
-	free(line);
-	free(linelen);
-	free(space);
-	clip_tokenizer_free(t);
-	return NULL;
 }
 
 /* id of an added token or vocabulary entry named s, or -1. */

@@ -489,6 +489,15 @@ int main(void)
 		fclose(f);
 		ok(!clip_tokenizer_load(json1) && strstr(eosin_errmsg(), "line 3"),
 		   "malformed merges line: error names the line (%s)", eosin_errmsg());
+		f = fopen(json1, "w");
+		fputs("#version: 0.2\nh e\nhe llo\n", f);
+		fclose(f);
+		ok(!clip_tokenizer_load(json1) && strstr(eosin_errmsg(), "line 3: merge of a symbol"),
+		   "a merge of a symbol no merge made: refused (%s)", eosin_errmsg());
+		f = fopen(json1, "w");
+		fclose(f);
+		ok(!clip_tokenizer_load(json1) && strstr(eosin_errmsg(), "empty merges file"),
+		   "an empty merges file: refused (%s)", eosin_errmsg());
 		unlink(json1);
 	}
 
