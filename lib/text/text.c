@@ -52,23 +52,15 @@ static void normalise_label(const char *p, size_t n, char *out)
 	out[o] = 0;
 }
 
-int text_split_parts(const char *s, size_t n, struct text_part **parts, size_t *count)
+/* Every line that looks like a part header, strong or weak, into *h;
+ * returns how many are strong, -1 when memory ran out. */
+static int find_headers(const char *s, size_t n, const regex_t *strong, const regex_t *weak,
+                        struct header **h, size_t *nh)
 {
-	regex_t strong, weak;
-	struct header *h = NULL;
-	size_t nh = 0, caph = 0;
-	int ret = -1;
-	*parts = NULL;
-	*count = 0;
-	if (regcomp(&strong, strong_header, REG_EXTENDED))
-		return eosin_error("cannot compile the part header expression");
-	if (regcomp(&weak, weak_header, REG_EXTENDED)) {
-		regfree(&strong);
-		return eosin_error("cannot compile the part header expression");
-	}
+	size_t caph = 0;
 	char line[160];
 	int nstrong = 0;
-	for (size_t ls = 0; ls < n;) {
+	for (size_t ls = 0; ls < n; ls++) {
 		size_t le = ls;
 		while (le < n && s[le] != '\n')
 			le++;
@@ -76,34 +68,33 @@ int text_split_parts(const char *s, size_t n, struct text_part **parts, size_t *
 		memcpy(line, s + ls, m);
 		line[m] = 0;
 		regmatch_t g[5];
-		int is_strong = regexec(&strong, line, 5, g, 0) == 0;
-		int gi = 3;
-		if (!is_strong) {
-			gi = 1;
-			if (regexec(&weak, line, 5, g, 0) != 0)
-				goto next;
-		}
-		if (nh == caph) {
-			caph = caph ? 2 * caph : 16;
-			struct header *nhp = realloc(h, caph * sizeof *h);
-			if (!nhp) {
-				eosin_error("out of memory");
-				goto out;
+		int is_strong = regexec(strong, line, 5, g, 0) == 0, gi = is_strong ? 3 : 1;
+		if (is_strong || regexec(weak, line, 5, g, 0) == 0) {
+			if (*nh == caph) {
+				caph = caph ? 2 * caph : 16;
+				struct header *nhp = realloc(*h, caph * sizeof *nhp);
+				if (!nhp)
+					return eosin_error("out of memory");
+				*h = nhp;
 			}
-			h = nhp;
+			struct header *hd = &(*h)[(*nh)++];
+			hd->line = ls;
+			hd->body = ls + (size_t)g[0].rm_eo;
+			hd->strong = is_strong;
+			normalise_label(line + g[gi].rm_so, (size_t)(g[gi].rm_eo - g[gi].rm_so),
+			                hd->label);
+			nstrong += is_strong;
 		}
-		h[nh].line = ls;
-		h[nh].body = ls + (size_t)g[0].rm_eo;
-		h[nh].strong = is_strong;
-		normalise_label(line + g[gi].rm_so, (size_t)(g[gi].rm_eo - g[gi].rm_so), h[nh].label);
-		nstrong += is_strong;
-		nh++;
-	next:
-		ls = le + 1;
+		ls = le;
 	}
-	/* Strong headers win: numbered findings inside a part ("1. tumour
-	 * size") must not split it. Weak headers count only as a sequence
-	 * A, B, C... or 1, 2, 3... from the first. */
+	return nstrong;
+}
+
+/* Strong headers win: numbered findings inside a part ("1. tumour size")
+ * must not split it. Weak headers count only as a sequence A, B, C... or
+ * 1, 2, 3... from the first. Returns how many are kept, in place. */
+static size_t keep_headers(struct header *h, size_t nh, int nstrong)
+{
 	size_t keep = 0;
 	int expect = 1, letters = -1;
 	for (size_t i = 0; i < nh; i++) {
@@ -119,17 +110,30 @@ int text_split_parts(const char *s, size_t n, struct text_part **parts, size_t *
 		expect++;
 		h[keep++] = h[i];
 	}
-	nh = keep;
-	if (nh == 0) {
-		ret = 0;
-		goto out;
+	return keep;
+}
+
+int text_split_parts(const char *s, size_t n, struct text_part **parts, size_t *count)
+{
+	regex_t strong, weak;
+	struct header *h = NULL;
+	size_t nh = 0;
+	*parts = NULL;
+	*count = 0;
+	if (regcomp(&strong, strong_header, REG_EXTENDED))
+		return eosin_error("cannot compile the part header expression");
+	if (regcomp(&weak, weak_header, REG_EXTENDED)) {
+		regfree(&strong);
+		return eosin_error("cannot compile the part header expression");
 	}
-	struct text_part *p = calloc(nh, sizeof *p);
-	if (!p) {
-		eosin_error("out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < nh; i++) {
+	int nstrong = find_headers(s, n, &strong, &weak, &h, &nh), ret = nstrong < 0 ? -1 : 0;
+	if (ret == 0)
+		nh = keep_headers(h, nh, nstrong);
+	struct text_part *p = ret == 0 && nh ? calloc(nh, sizeof *p) : NULL;
+	if (ret == 0 && nh && !p)
+		ret = eosin_error("out of memory");
+	/* A part runs from its header's end to the next header's line. */
+	for (size_t i = 0; p && i < nh; i++) {
 		size_t a = h[i].body, b = i + 1 < nh ? h[i + 1].line : n;
 		while (a < b && isspace((unsigned char)s[a]))
 			a++;
@@ -139,10 +143,10 @@ int text_split_parts(const char *s, size_t n, struct text_part **parts, size_t *
 		p[i].off = a;
 		p[i].len = b - a;
 	}
-	*parts = p;
-	*count = nh;
-	ret = 0;
-out:
+	if (p) {
+		*parts = p;
+		*count = nh;
+	}
 	free(h);
 	regfree(&strong);
 	regfree(&weak);
