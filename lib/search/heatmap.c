@@ -157,6 +157,87 @@ static void draw_label(unsigned char *canvas, int cw, int ch, int x, int y, cons
 	g_free(m);
 }
 
+/* Per thumbnail pixel (tw x th, sx and sy thumbnail pixels per level-0
+ * pixel): the highest score of the tiles over it, NaN where none is. */
+static float *heat_grid(const struct heat_tile *tiles, size_t n, int tw, int th, double sx,
+                        double sy)
+{
+	float *heat = malloc((size_t)tw * th * sizeof(float));
+	if (!heat)
+		return NULL;
+	for (size_t i = 0; i < (size_t)tw * th; i++)
+		heat[i] = NAN;
+	for (size_t i = 0; i < n; i++) {
+		int x0 = (int)floor(tiles[i].x * sx), y0 = (int)floor(tiles[i].y * sy);
+		int x1 = (int)ceil((tiles[i].x + tiles[i].extent) * sx);
+		int y1 = (int)ceil((tiles[i].y + tiles[i].extent) * sy);
+		for (int y = y0 < 0 ? 0 : y0; y < y1 && y < th; y++)
+			for (int x = x0 < 0 ? 0 : x0; x < x1 && x < tw; x++) {
+				float *h = &heat[(size_t)y * tw + x];
+				if (isnan(*h) || *h < tiles[i].score)
+					*h = (float)tiles[i].score;
+			}
+	}
+	return heat;
+}
+
+/* The thumbnail into the canvas (cw wide), blended with the colour of its
+ * heat (lo..hi) where there is one. */
+static void paint_heat(unsigned char *canvas, int cw, const unsigned char *rgb, const float *heat,
+                       int tw, int th, double lo, double hi, double alpha)
+{
+	double span = hi > lo ? hi - lo : 1;
+	for (int y = 0; y < th; y++)
+		for (int x = 0; x < tw; x++) {
+			const unsigned char *s = rgb + 3 * ((size_t)y * tw + x);
+			unsigned char *d = canvas + 3 * ((size_t)y * cw + x);
+			float h = heat[(size_t)y * tw + x];
+			if (isnan(h)) {
+				memcpy(d, s, 3);
+				continue;
+			}
+			unsigned char c[3];
+			heatmap_colour(hi > lo ? (h - lo) / span : 0.5, c);
+			for (int k = 0; k < 3; k++)
+				d[k] = (unsigned char)lround((1 - alpha) * s[k] + alpha * c[k]);
+		}
+}
+
+/* The colour bar at x0 (bar wide) with hi and lo beside it, and the
+ * query's text above it, wrapped to the bar and label width. */
+static void paint_legend(unsigned char *canvas, int cw, int ch, int x0, int bar, int label,
+                         double lo, double hi, const char *title)
+{
+	int margin = ch / 10;
+	for (int y = margin; y < ch - margin; y++) {
+		unsigned char c[3];
+		heatmap_colour(1.0 - (double)(y - margin) / (ch - 2 * margin - 1), c);
+		for (int x = x0; x < x0 + bar; x++)
+			memcpy(canvas + 3 * ((size_t)y * cw + x), c, 3);
+	}
+	char buf[64];
+	snprintf(buf, sizeof(buf), "%.3f", hi);
+	draw_label(canvas, cw, ch, x0 + bar + 4, margin, buf, 0);
+	snprintf(buf, sizeof(buf), "%.3f", lo);
+	draw_label(canvas, cw, ch, x0 + bar + 4, ch - margin - 14, buf, 0);
+	if (title)
+		draw_label(canvas, cw, ch, x0, 4, title, bar + label - 4);
+}
+
+static int save_png(unsigned char *canvas, int cw, int ch, const char *out_png)
+{
+	VipsImage *im = vips_image_new_from_memory(canvas, (size_t)cw * ch * 3, cw, ch, 3,
+	                                           VIPS_FORMAT_UCHAR);
+	int rc = 0;
+	if (!im)
+		rc = vips_fail("cannot wrap the heatmap for", out_png);
+	else if (vips_pngsave(im, out_png, NULL))
+		rc = vips_fail("cannot write", out_png);
+	if (im)
+		g_object_unref(im);
+	return rc;
+}
+
 int heatmap_render(const char *slide, const struct heat_tile *tiles, size_t n,
                    const struct heatmap_opts *opts, const char *out_png)
 {
@@ -171,7 +252,6 @@ int heatmap_render(const char *slide, const struct heat_tile *tiles, size_t n,
 	unsigned char *rgb = thumbnail_rgb(slide, opts->max_side, &tw, &th);
 	if (!rgb)
 		return -1;
-	double sx = tw / w0, sy = th / h0;
 	double lo = INFINITY, hi = -INFINITY;
 	for (size_t i = 0; i < n; i++) {
 		if (tiles[i].score < lo)
@@ -179,24 +259,10 @@ int heatmap_render(const char *slide, const struct heat_tile *tiles, size_t n,
 		if (tiles[i].score > hi)
 			hi = tiles[i].score;
 	}
-	/* Per thumbnail pixel: the highest score of the tiles over it. */
-	float *heat = malloc((size_t)tw * th * sizeof(float));
+	float *heat = heat_grid(tiles, n, tw, th, tw / w0, th / h0);
 	if (!heat) {
 		free(rgb);
 		return eosin_error("out of memory");
-	}
-	for (size_t i = 0; i < (size_t)tw * th; i++)
-		heat[i] = NAN;
-	for (size_t i = 0; i < n; i++) {
-		int x0 = (int)floor(tiles[i].x * sx), y0 = (int)floor(tiles[i].y * sy);
-		int x1 = (int)ceil((tiles[i].x + tiles[i].extent) * sx);
-		int y1 = (int)ceil((tiles[i].y + tiles[i].extent) * sy);
-		for (int y = y0 < 0 ? 0 : y0; y < y1 && y < th; y++)
-			for (int x = x0 < 0 ? 0 : x0; x < x1 && x < tw; x++) {
-				float *h = &heat[(size_t)y * tw + x];
-				if (isnan(*h) || *h < tiles[i].score)
-					*h = (float)tiles[i].score;
-			}
 	}
 	/* The canvas: thumbnail, a gap, the colour bar and room for labels. */
 	int bar = tw / 24 < 16 ? 16 : tw / 24, gap = 12, label = 80;
@@ -207,47 +273,11 @@ int heatmap_render(const char *slide, const struct heat_tile *tiles, size_t n,
 		return eosin_error("out of memory");
 	}
 	memset(canvas, 255, (size_t)cw * ch * 3);
-	double span = hi > lo ? hi - lo : 1;
-	for (int y = 0; y < th; y++)
-		for (int x = 0; x < tw; x++) {
-			const unsigned char *s = rgb + 3 * ((size_t)y * tw + x);
-			unsigned char *d = canvas + 3 * ((size_t)y * cw + x);
-			float h = heat[(size_t)y * tw + x];
-			if (isnan(h)) {
-				memcpy(d, s, 3);
-				continue;
-			}
-			unsigned char c[3];
-			heatmap_colour(hi > lo ? (h - lo) / span : 0.5, c);
-			for (int k = 0; k < 3; k++)
-				d[k] = (unsigned char)lround((1 - opts->alpha) * s[k] + opts->alpha * c[k]);
-		}
-	int margin = ch / 10;
-	for (int y = margin; y < ch - margin; y++) {
-		unsigned char c[3];
-		heatmap_colour(1.0 - (double)(y - margin) / (ch - 2 * margin - 1), c);
-		for (int x = tw + gap; x < tw + gap + bar; x++)
-			memcpy(canvas + 3 * ((size_t)y * cw + x), c, 3);
-	}
-	char buf[64];
-	snprintf(buf, sizeof(buf), "%.3f", hi);
-	draw_label(canvas, cw, ch, tw + gap + bar + 4, margin, buf, 0);
-	snprintf(buf, sizeof(buf), "%.3f", lo);
-	draw_label(canvas, cw, ch, tw + gap + bar + 4, ch - margin - 14, buf, 0);
-	/* the query's text above the bar, wrapped to the bar and label width */
-	if (opts->title)
-		draw_label(canvas, cw, ch, tw + gap, 4, opts->title, bar + label - 4);
+	paint_heat(canvas, cw, rgb, heat, tw, th, lo, hi, opts->alpha);
+	paint_legend(canvas, cw, ch, tw + gap, bar, label, lo, hi, opts->title);
 	free(rgb);
 	free(heat);
-	VipsImage *im = vips_image_new_from_memory(canvas, (size_t)cw * ch * 3, cw, ch, 3,
-	                                           VIPS_FORMAT_UCHAR);
-	int rc = 0;
-	if (!im)
-		rc = vips_fail("cannot wrap the heatmap for", out_png);
-	else if (vips_pngsave(im, out_png, NULL))
-		rc = vips_fail("cannot write", out_png);
-	if (im)
-		g_object_unref(im);
+	int rc = save_png(canvas, cw, ch, out_png);
 	free(canvas);
 	return rc;
 }
