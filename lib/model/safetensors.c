@@ -121,6 +121,47 @@ static int parse_tensor(struct st_tensor *t, const char *name, json_t *v, const 
 	return 0;
 }
 
+/* __metadata__: an object of strings, copied into st->meta. */
+static int parse_metadata(struct safetensors *st, json_t *v, const char *name)
+{
+	if (!json_is_object(v))
+		return eosin_error("'%s': __metadata__ is not an object", name);
+	size_t nm = json_object_size(v);
+	st->meta = calloc(nm ? nm : 1, sizeof *st->meta);
+	if (!st->meta)
+		return eosin_error("'%s': out of memory", name);
+	const char *mk;
+	json_t *mv;
+	json_object_foreach(v, mk, mv) {
+		if (!json_is_string(mv))
+			return eosin_error("'%s': __metadata__ value '%s' is not a string", name, mk);
+		st->meta[st->nmeta].key = strdup(mk);
+		st->meta[st->nmeta].value = strdup(json_string_value(mv));
+		st->nmeta++;
+	}
+	return 0;
+}
+
+/* No two tensors may share bytes. */
+static int check_overlaps(const struct safetensors *st, const char *name)
+{
+	struct st_tensor **order = malloc((st->ntensors ? st->ntensors : 1) * sizeof *order);
+	if (!order)
+		return eosin_error("'%s': out of memory", name);
+	for (size_t i = 0; i < st->ntensors; i++)
+		order[i] = &st->tensors[i];
+	qsort(order, st->ntensors, sizeof *order, by_offset);
+	int ret = 0;
+	for (size_t i = 1; i < st->ntensors && ret == 0; i++) {
+		const char *prev_end = (const char *)order[i - 1]->data + order[i - 1]->nbytes;
+		if ((const char *)order[i]->data < prev_end && order[i]->nbytes)
+			ret = eosin_error("'%s': tensor '%s' overlaps tensor '%s'", name, order[i]->name,
+			                  order[i - 1]->name);
+	}
+	free(order);
+	return ret;
+}
+
 int safetensors_parse(struct safetensors *st, const void *buf, size_t size, const char *name)
 {
 	const unsigned char *p = buf;
@@ -140,7 +181,6 @@ int safetensors_parse(struct safetensors *st, const void *buf, size_t size, cons
 	const char *base = (const char *)p + 8 + n;
 	size_t dsize = size - 8 - (size_t)n;
 	int ret = -1;
-	struct st_tensor **order = NULL;
 	if (!json_is_object(root)) {
 		eosin_error("'%s': header is not a JSON object", name);
 		goto out;
@@ -155,27 +195,8 @@ int safetensors_parse(struct safetensors *st, const void *buf, size_t size, cons
 	json_t *v;
 	json_object_foreach(root, key, v) {
 		if (!strcmp(key, "__metadata__")) {
-			if (!json_is_object(v)) {
-				eosin_error("'%s': __metadata__ is not an object", name);
+			if (parse_metadata(st, v, name) < 0)
 				goto out;
-			}
-			size_t nm = json_object_size(v);
-			st->meta = calloc(nm ? nm : 1, sizeof *st->meta);
-			if (!st->meta) {
-				eosin_error("'%s': out of memory", name);
-				goto out;
-			}
-			const char *mk;
-			json_t *mv;
-			json_object_foreach(v, mk, mv) {
-				if (!json_is_string(mv)) {
-					eosin_error("'%s': __metadata__ value '%s' is not a string", name, mk);
-					goto out;
-				}
-				st->meta[st->nmeta].key = strdup(mk);
-				st->meta[st->nmeta].value = strdup(json_string_value(mv));
-				st->nmeta++;
-			}
 			continue;
 		}
 		struct st_tensor *t = &st->tensors[st->ntensors];
@@ -186,26 +207,8 @@ int safetensors_parse(struct safetensors *st, const void *buf, size_t size, cons
 		t->name = strdup(key);
 		st->ntensors++;
 	}
-	/* No two tensors may share bytes. */
-	order = malloc((st->ntensors ? st->ntensors : 1) * sizeof *order);
-	if (!order) {
-		eosin_error("'%s': out of memory", name);
-		goto out;
-	}
-	for (size_t i = 0; i < st->ntensors; i++)
-		order[i] = &st->tensors[i];
-	qsort(order, st->ntensors, sizeof *order, by_offset);
-	for (size_t i = 1; i < st->ntensors; i++) {
-		const char *prev_end = (const char *)order[i - 1]->data + order[i - 1]->nbytes;
-		if ((const char *)order[i]->data < prev_end && order[i]->nbytes) {
-			eosin_error("'%s': tensor '%s' overlaps tensor '%s'", name, order[i]->name,
-			            order[i - 1]->name);
-			goto out;
-		}
-	}
-	ret = 0;
+	ret = check_overlaps(st, name);
 out:
-	free(order);
 	json_decref(root);
 	if (ret < 0)
 		release(st);
