@@ -964,39 +964,35 @@ static int apply(int argc, char **argv)
 	return failed;
 }
 
-int main(int argc, char **argv)
+static const struct option long_opts[] = {
+    {"train", no_argument, 0, 'T'},         {"apply", required_argument, 0, 'A'},
+    {"out", required_argument, 0, 'o'},     {"resume", required_argument, 0, 'R'},
+    {"dim", required_argument, 0, 'd'},     {"hidden", required_argument, 0, 'H'},
+    {"queries", required_argument, 0, 'q'}, {"qdim", required_argument, 0, 'W'},
+    {"heads", required_argument, 0, 'h'},   {"qformer-layers", required_argument, 0, 'L'},
+    {"ffn", required_argument, 0, 'F'},     {"loss", required_argument, 0, 'l'},
+    {"topk", required_argument, 0, 'k'},    {"temp", required_argument, 0, 't'},
+    {"batch", required_argument, 0, 'b'},   {"epochs", required_argument, 0, 'e'},
+    {"steps", required_argument, 0, 's'},   {"lr", required_argument, 0, 'r'},
+    {"min-lr", required_argument, 0, 'm'},  {"warmup", required_argument, 0, 'u'},
+    {"wd", required_argument, 0, 'w'},      {"clip", required_argument, 0, 'c'},
+    {"seed", required_argument, 0, 'S'},    {"save-every", required_argument, 0, 'v'},
+    {"stop-after", required_argument, 0, 'X'}, {"val-frac", required_argument, 0, 'f'},
+    {"eval-every", required_argument, 0, 'E'}, {"metrics", required_argument, 0, 'M'},
+    {"plot", required_argument, 0, 'P'},    {"threads", required_argument, 0, 'j'},
+    {"dtype", required_argument, 0, 'D'},   {"dump-grads", required_argument, 0, 'G'},
+    {0, 0, 0, 0},
+};
+
+/* The options into opt; *train for --train. Returns how many of argv's
+ * words they took. */
+static int parse_options(int argc, char **argv, int *train)
 {
-	/* Idle OpenMP threads sleep rather than spin after each parallel
-	 * region, leaving the cores to the threads with work and to other
-	 * programs. libgomp reads the policy when it loads, so set it and start
-	 * again; if that fails, carry on as we are. */
-	if (!getenv("OMP_WAIT_POLICY")) {
-		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-		execv("/proc/self/exe", argv);
-	}
-	static const struct option opts[] = {
-	    {"train", no_argument, 0, 'T'},         {"apply", required_argument, 0, 'A'},
-	    {"out", required_argument, 0, 'o'},     {"resume", required_argument, 0, 'R'},
-	    {"dim", required_argument, 0, 'd'},     {"hidden", required_argument, 0, 'H'},
-	    {"queries", required_argument, 0, 'q'}, {"qdim", required_argument, 0, 'W'},
-	    {"heads", required_argument, 0, 'h'},   {"qformer-layers", required_argument, 0, 'L'},
-	    {"ffn", required_argument, 0, 'F'},     {"loss", required_argument, 0, 'l'},
-	    {"topk", required_argument, 0, 'k'},    {"temp", required_argument, 0, 't'},
-	    {"batch", required_argument, 0, 'b'},   {"epochs", required_argument, 0, 'e'},
-	    {"steps", required_argument, 0, 's'},   {"lr", required_argument, 0, 'r'},
-	    {"min-lr", required_argument, 0, 'm'},  {"warmup", required_argument, 0, 'u'},
-	    {"wd", required_argument, 0, 'w'},      {"clip", required_argument, 0, 'c'},
-	    {"seed", required_argument, 0, 'S'},    {"save-every", required_argument, 0, 'v'},
-	    {"stop-after", required_argument, 0, 'X'}, {"val-frac", required_argument, 0, 'f'},
-	    {"eval-every", required_argument, 0, 'E'}, {"metrics", required_argument, 0, 'M'},
-	    {"plot", required_argument, 0, 'P'},    {"threads", required_argument, 0, 'j'},
-	    {"dtype", required_argument, 0, 'D'},   {"dump-grads", required_argument, 0, 'G'},
-	    {0, 0, 0, 0},
-	};
-	int c, mode_train = 0;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	int c;
+	*train = 0;
+	while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
 		switch (c) {
-		case 'T': mode_train = 1; break;
+		case 'T': *train = 1; break;
 		case 'A': opt.apply = optarg; break;
 		case 'o': opt.out = optarg; break;
 		case 'R': opt.resume = optarg; break;
@@ -1039,9 +1035,23 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
+	return optind;
+}
+
+int main(int argc, char **argv)
+{
+	/* Idle OpenMP threads sleep rather than spin after each parallel
+	 * region, leaving the cores to the threads with work and to other
+	 * programs. libgomp reads the policy when it loads, so set it and start
+	 * again; if that fails, carry on as we are. */
+	if (!getenv("OMP_WAIT_POLICY")) {
+		setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+		execv("/proc/self/exe", argv);
+	}
+	int mode_train, used = parse_options(argc, argv, &mode_train);
 	full_argc = argc, full_argv = argv;
-	argc -= optind;
-	argv += optind;
+	argc -= used;
+	argv += used;
 	if (mode_train == !!opt.apply)
 		usage();
 	if (mode_train && !opt.out)
