@@ -494,6 +494,29 @@ static int patch_tree(const struct record *rec, struct patch *p, struct span roo
 	return PARSE_OK;
 }
 
+/* The text side of a tile or doc: txt_emb (one row, if there), a list of
+ * strings (keywords, sentences) and their embeddings (a row each, if
+ * there); what names the strings in the message. */
+static int text_fields(struct bagger *g, const struct record *rec, struct emb *txt,
+                       const char *rows_key, struct emb *rows, const char *list_key,
+                       struct span **list, uint32_t *nlist, const char *what)
+{
+	if (get_emb(g, rec, F_COMMON_TXT_EMB, txt) < 0 || get_emb(g, rec, rows_key, rows) < 0)
+		return PARSE_LIB;
+	if (txt->have && txt->n != 1) {
+		eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_TXT_EMB, txt->n);
+		return PARSE_FIELD;
+	}
+	if (get_str_array(rec, list_key, list, nlist) < 0)
+		return PARSE_FIELD;
+	if (rows->have && rows->n != *nlist) {
+		eosin_error("field '%s' has %" PRIu32 " rows for %" PRIu32 " %s", rows_key, rows->n,
+		            *nlist, what);
+		return PARSE_FIELD;
+	}
+	return PARSE_OK;
+}
+
 /* img_emb, one row; in trees also txt_emb (one row), keywords and kw_emb
  * (a row per keyword) where present. */
 static int patch_embeddings(struct bagger *g, const struct record *rec, struct patch *p, int quad)
@@ -511,21 +534,8 @@ static int patch_embeddings(struct bagger *g, const struct record *rec, struct p
 	}
 	if (!quad)
 		return PARSE_OK;
-	if (get_emb(g, rec, F_COMMON_TXT_EMB, &p->txt) < 0 ||
-	    get_emb(g, rec, F_COMMON_KW_EMB, &p->kw) < 0)
-		return PARSE_LIB;
-	if (p->txt.have && p->txt.n != 1) {
-		eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_TXT_EMB, p->txt.n);
-		return PARSE_FIELD;
-	}
-	if (get_str_array(rec, F_COMMON_KEYWORDS, &p->keywords, &p->nkeywords) < 0)
-		return PARSE_FIELD;
-	if (p->kw.have && p->kw.n != p->nkeywords) {
-		eosin_error("field '%s' has %" PRIu32 " rows for %" PRIu32 " keywords",
-		            F_COMMON_KW_EMB, p->kw.n, p->nkeywords);
-		return PARSE_FIELD;
-	}
-	return PARSE_OK;
+	return text_fields(g, rec, &p->txt, F_COMMON_KW_EMB, &p->kw, F_COMMON_KEYWORDS,
+	                   &p->keywords, &p->nkeywords, "keywords");
 }
 
 /* Parse a tile into a patch that owns a copy of the record. On a bad
@@ -635,19 +645,10 @@ static struct doc *doc_parse(struct bagger *g, const struct record *rec, struct 
 	    get_span(rec, F_COMMON_LABEL, &d->label, 0) ||
 	    get_span(rec, F_COMMON_SPLIT, &d->split, 0))
 		goto bad_lib;
-	if (get_emb(g, rec, F_COMMON_TXT_EMB, &d->txt) < 0 ||
-	    get_emb(g, rec, F_COMMON_SENT_EMB, &d->sent) < 0)
-		goto bad_lib;
-	if (d->txt.have && d->txt.n != 1) {
-		eosin_error("field '%s' has %" PRIu32 " rows, want 1", F_COMMON_TXT_EMB, d->txt.n);
-		goto bad_field;
-	}
-	if (get_str_array(rec, F_COMMON_SENTENCES, &d->sentences, &d->nsentences) < 0)
-		goto bad_field;
-	if (d->sent.have && d->sent.n != d->nsentences) {
-		eosin_error("field '%s' has %" PRIu32 " rows for %" PRIu32 " sentences",
-		            F_COMMON_SENT_EMB, d->sent.n, d->nsentences);
-		goto bad_field;
+	switch (text_fields(g, rec, &d->txt, F_COMMON_SENT_EMB, &d->sent, F_COMMON_SENTENCES,
+	                    &d->sentences, &d->nsentences, "sentences")) {
+	case PARSE_LIB: goto bad_lib;
+	case PARSE_FIELD: goto bad_field;
 	}
 	if (get_sent_pos(d, rec) < 0)
 		goto bad_field;
