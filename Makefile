@@ -15,6 +15,8 @@ BUILD    ?= build$(if $(SANITIZE),-san)
 CC       ?= cc
 CXX      ?= c++
 PKGS     := openslide vips msgpack jansson libcurl libturbojpeg libtiff-4 libopenjp2
+# libhdf5-dev (lib/io/h5feat.c): Debian names it hdf5-serial, with hdf5 as an alternative
+PKGS     += $(if $(shell pkg-config --exists hdf5-serial 2>/dev/null && echo y),hdf5-serial,hdf5)
 OPT      ?= -O2
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \
