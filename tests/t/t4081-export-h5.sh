@@ -96,6 +96,16 @@ test_expect_success 'a NaN embedding fails, naming the record, and leaves no fil
 	test -z "$(ls -A nan)"
 '
 
+test_expect_success 'a truncated stream fails and leaves no file' '
+	mkdir cut && head -c 5000 A.mpk >cut.mpk &&
+	test_exit_code 1 eosin-export --h5 cut cut.mpk 2>err &&
+	grep "eosin-export: cut.mpk: truncated record" err && test -z "$(ls -A cut)"
+'
+
+test_expect_success 'the slide id is the name attribute, a string as h5py writes one' '
+	$PY -c "import h5py; n = h5py.File(\"out/A.h5\")[\"coords\"].attrs[\"name\"]; assert n == \"A\", n"
+'
+
 test_expect_success 'a directory that is not there is a usage error' '
 	test_exit_code 2 eosin-export --h5 nowhere A.mpk 2>err && grep "not a directory" err
 '
