@@ -241,20 +241,10 @@ static struct pending *batch_add(const void *raw, size_t len, uint64_t number, c
 	return p;
 }
 
-/* Decode, preprocess and run the vision model on every image in the batch.
- * Images of one size go through the model together. */
-static void encode_images(void)
+/* Decode every JPEG of the jobs (threads across images); a JPEG whose size
+ * is not the record's px is an error of that record. */
+static void decode_jobs(const size_t *jobs, size_t njobs)
 {
-	size_t *jobs = malloc((nbatch + 1) * sizeof *jobs), njobs = 0;
-	for (size_t i = 0; i < nbatch; i++)
-		if (batch[i].has_img && !batch[i].error)
-			jobs[njobs++] = i;
-	if (!njobs) {
-		free(jobs);
-		return;
-	}
-	double t0 = prog_now();
-	/* Decode every JPEG (threads across images). */
 #pragma omp parallel for schedule(dynamic, 1)
 	for (size_t j = 0; j < njobs; j++) {
 		struct pending *p = &batch[jobs[j]];
@@ -269,82 +259,111 @@ static void encode_images(void)
 		if (record_get_int(&p->rec, F_TILE_PX, &px) == 0 && (px != p->img_w || px != p->img_h))
 			set_error(p, F_TILE_JPEG, "JPEG is %dx%d but px is %" PRId64, p->img_w, p->img_h, px);
 	}
+}
+
+/* The next group of jobs not yet taken whose images preprocess to one size
+ * (*gw x *gh), into grp; failed ones are taken on the way. Returns its size. */
+static size_t next_size_group(const size_t *jobs, size_t njobs, char *taken, size_t *done,
+                              size_t *grp, int *gw, int *gh)
+{
+	size_t ng = 0;
+	*gw = *gh = -1;
+	for (size_t j = 0; j < njobs; j++) {
+		struct pending *p = &batch[jobs[j]];
+		if (taken[jobs[j]])
+			continue;
+		if (p->error) {
+			taken[jobs[j]] = 1;
+			(*done)++;
+			continue;
+		}
+		int ow, oh;
+		preprocess_output_size(&E.pp, p->img_w, p->img_h, &ow, &oh);
+		if (*gw < 0) {
+			*gw = ow;
+			*gh = oh;
+		}
+		if (ow == *gw && oh == *gh) {
+			grp[ng++] = jobs[j];
+			taken[jobs[j]] = 1;
+			(*done)++;
+		}
+	}
+	return ng;
+}
+
+/* One group's images preprocessed and through the vision model, their
+ * embeddings into their records; *t0 is where the decode time started. */
+static void encode_group(size_t *grp, size_t ng, int gw, int gh, double *t0)
+{
+	if (vit_check_size(&E.vit, gh, gw) < 0) {
+		for (size_t g = 0; g < ng; g++)
+			set_error(&batch[grp[g]], F_TILE_JPEG, "%s", eosin_errmsg());
+		return;
+	}
+	size_t plane = (size_t)3 * gw * gh;
+	float *pixels = malloc(ng * plane * sizeof *pixels);
+	float *emb = malloc(ng * (size_t)E.vit.out_dim * sizeof *emb);
+	if (!pixels || !emb)
+		errx(1, "out of memory for a batch of %zu images", ng);
+#pragma omp parallel for schedule(dynamic, 1)
+	for (size_t g = 0; g < ng; g++) {
+		struct pending *p = &batch[grp[g]];
+		if (image_preprocess(p->rgb, p->img_w, p->img_h, &E.pp, pixels + g * plane) < 0)
+			set_error(p, F_TILE_JPEG, "%s", eosin_errmsg());
+	}
+	/* A failed preprocess leaves its slot unused: compact the good ones. */
+	size_t ngood = 0;
+	for (size_t g = 0; g < ng; g++)
+		if (!batch[grp[g]].error) {
+			if (ngood != g)
+				memcpy(pixels + ngood * plane, pixels + g * plane, plane * sizeof *pixels);
+			grp[ngood++] = grp[g];
+		}
+	double t1 = prog_now();
+	E.t_decode += t1 - *t0;
+	if (ngood && vit_forward(&E.vit, pixels, (int)ngood, gh, gw, emb, NULL, NULL) < 0)
+		errx(1, "vision model: %s", eosin_errmsg());
+	*t0 = prog_now();
+	E.t_vision += *t0 - t1;
+	for (size_t g = 0; g < ngood; g++) {
+		struct pending *p = &batch[grp[g]];
+		p->img_emb = malloc((size_t)E.vit.out_dim * sizeof(float));
+		memcpy(p->img_emb, emb + g * E.vit.out_dim, (size_t)E.vit.out_dim * sizeof(float));
+		E.nimages++;
+	}
+	free(pixels);
+	free(emb);
+}
+
+/* Decode, preprocess and run the vision model on every image in the batch.
+ * Images of one size go through the model together. */
+static void encode_images(void)
+{
+	size_t *jobs = malloc((nbatch + 1) * sizeof *jobs), njobs = 0;
+	for (size_t i = 0; i < nbatch; i++)
+		if (batch[i].has_img && !batch[i].error)
+			jobs[njobs++] = i;
+	if (!njobs) {
+		free(jobs);
+		return;
+	}
+	double t0 = prog_now();
+	decode_jobs(jobs, njobs);
 	/* Group by preprocessed size; usually a single group. */
-	size_t done = 0;
+	size_t done = 0, *grp = malloc(njobs * sizeof *grp);
 	char *taken = calloc(nbatch, 1);
 	while (done < njobs) {
-		int gw = -1, gh = -1;
-		size_t *grp = malloc(njobs * sizeof *grp), ng = 0;
-		for (size_t j = 0; j < njobs; j++) {
-			struct pending *p = &batch[jobs[j]];
-			if (taken[jobs[j]])
-				continue;
-			if (p->error) {
-				taken[jobs[j]] = 1;
-				done++;
-				continue;
-			}
-			int ow, oh;
-			preprocess_output_size(&E.pp, p->img_w, p->img_h, &ow, &oh);
-			if (gw < 0) {
-				gw = ow;
-				gh = oh;
-			}
-			if (ow == gw && oh == gh) {
-				grp[ng++] = jobs[j];
-				taken[jobs[j]] = 1;
-				done++;
-			}
-		}
-		if (!ng) {
-			free(grp);
-			continue;
-		}
-		if (vit_check_size(&E.vit, gh, gw) < 0) {
-			for (size_t g = 0; g < ng; g++)
-				set_error(&batch[grp[g]], F_TILE_JPEG, "%s", eosin_errmsg());
-			free(grp);
-			continue;
-		}
-		size_t plane = (size_t)3 * gw * gh;
-		float *pixels = malloc(ng * plane * sizeof *pixels);
-		float *emb = malloc(ng * (size_t)E.vit.out_dim * sizeof *emb);
-		if (!pixels || !emb)
-			errx(1, "out of memory for a batch of %zu images", ng);
-#pragma omp parallel for schedule(dynamic, 1)
-		for (size_t g = 0; g < ng; g++) {
-			struct pending *p = &batch[grp[g]];
-			if (image_preprocess(p->rgb, p->img_w, p->img_h, &E.pp, pixels + g * plane) < 0)
-				set_error(p, F_TILE_JPEG, "%s", eosin_errmsg());
-		}
-		/* A failed preprocess leaves its slot unused: compact the good ones. */
-		size_t ngood = 0;
-		for (size_t g = 0; g < ng; g++)
-			if (!batch[grp[g]].error) {
-				if (ngood != g)
-					memcpy(pixels + ngood * plane, pixels + g * plane, plane * sizeof *pixels);
-				grp[ngood++] = grp[g];
-			}
-		double t1 = prog_now();
-		E.t_decode += t1 - t0;
-		if (ngood && vit_forward(&E.vit, pixels, (int)ngood, gh, gw, emb, NULL, NULL) < 0)
-			errx(1, "vision model: %s", eosin_errmsg());
-		t0 = prog_now();
-		E.t_vision += t0 - t1;
-		for (size_t g = 0; g < ngood; g++) {
-			struct pending *p = &batch[grp[g]];
-			p->img_emb = malloc((size_t)E.vit.out_dim * sizeof(float));
-			memcpy(p->img_emb, emb + g * E.vit.out_dim, (size_t)E.vit.out_dim * sizeof(float));
-			E.nimages++;
-		}
-		free(pixels);
-		free(emb);
-		free(grp);
+		int gw, gh;
+		size_t ng = next_size_group(jobs, njobs, taken, &done, grp, &gw, &gh);
+		if (ng)
+			encode_group(grp, ng, gw, gh, &t0);
 	}
 	for (size_t j = 0; j < njobs; j++) {
 		free(batch[jobs[j]].rgb);
 		batch[jobs[j]].rgb = NULL;
 	}
+	free(grp);
 	free(taken);
 	free(jobs);
 }
@@ -609,138 +628,130 @@ static void blas_check(char **argv)
 	warn("cannot run /proc/self/exe again; going on with %s kernels", core);
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for beyond the E settings. */
+struct args {
+	const char *model, *text_model, *vocab, *rejects;
+	int lines, threads;
+	struct vit_overrides ov;
+};
+
+static const struct option long_opts[] = {
+    {"model", required_argument, 0, 'm'},   {"text-model", required_argument, 0, 't'},
+    {"vocab", required_argument, 0, 'v'},   {"batch", required_argument, 0, 'b'},
+    {"threads", required_argument, 0, 'j'}, {"dtype", required_argument, 0, 'd'},
+    {"drop-pixels", no_argument, 0, 'D'},   {"no-resize", no_argument, 0, 'R'},
+    {"dynamic", no_argument, 0, 'y'},       {"pool", required_argument, 0, 'p'},
+    {"rejects", required_argument, 0, 'r'}, {"lines", no_argument, 0, 'l'},
+    {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+};
+
+/* The options into a and E, checked; returns how many of argv's words
+ * they took. */
+static int parse_options(int argc, char **argv, struct args *a)
 {
-	const char *model = NULL, *text_model = NULL, *vocab = NULL, *rejects = NULL;
-	int lines = 0, threads = 0;
-	struct vit_overrides ov = VIT_OVERRIDES_NONE;
+	*a = (struct args){.ov = VIT_OVERRIDES_NONE};
 	E.batch = 32;
 	E.dtype = VEC_F16;
 	E.resize = 1;
-	static const struct option opts[] = {
-	    {"model", required_argument, 0, 'm'},      {"text-model", required_argument, 0, 't'},
-	    {"vocab", required_argument, 0, 'v'},      {"batch", required_argument, 0, 'b'},
-	    {"threads", required_argument, 0, 'j'},    {"dtype", required_argument, 0, 'd'},
-	    {"drop-pixels", no_argument, 0, 'D'},      {"no-resize", no_argument, 0, 'R'},
-	    {"dynamic", no_argument, 0, 'y'},          {"pool", required_argument, 0, 'p'},
-	    {"rejects", required_argument, 0, 'r'},    {"lines", no_argument, 0, 'l'},
-	    {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
-	};
 	int c;
-	while ((c = getopt_long(argc, argv, "m:t:v:b:j:d:r:lh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:v:b:j:d:r:lh", long_opts, NULL)) != -1) {
 		switch (c) {
-		case 'm': model = optarg; break;
-		case 't': text_model = optarg; break;
-		case 'v': vocab = optarg; break;
+		case 'm': a->model = optarg; break;
+		case 't': a->text_model = optarg; break;
+		case 'v': a->vocab = optarg; break;
 		case 'b': E.batch = (int)prog_long("--batch", optarg, 1, 4096); break;
-		case 'j': threads = (int)prog_long("--threads", optarg, 1, 1024); break;
+		case 'j': a->threads = (int)prog_long("--threads", optarg, 1, 1024); break;
 		case 'd':
 			if (vec_dtype_parse(optarg, &E.dtype) < 0)
 				errx(EXIT_USAGE, "--dtype: %s", eosin_errmsg());
 			break;
 		case 'D': E.drop_pixels = 1; break;
 		case 'R': E.resize = 0; break;
-		case 'y': ov.dynamic_img_size = 1; break;
+		case 'y': a->ov.dynamic_img_size = 1; break;
 		case 'p':
 			if (strcmp(optarg, "token") && strcmp(optarg, "avg"))
 				errx(EXIT_USAGE, "--pool: '%s' is not token or avg", optarg);
-			ov.pool = !strcmp(optarg, "avg") ? POOL_AVG : POOL_TOKEN;
+			a->ov.pool = !strcmp(optarg, "avg") ? POOL_AVG : POOL_TOKEN;
 			break;
-		case 'r': rejects = optarg; break;
-		case 'l': lines = 1; break;
+		case 'r': a->rejects = optarg; break;
+		case 'l': a->lines = 1; break;
 		default: usage();
 		}
 	}
-	E.argc = argc;
-	E.argv = argv;
-	argc -= optind;
-	argv += optind;
-	if (!model && !text_model)
+	if (!a->model && !a->text_model)
 		errx(EXIT_USAGE, "give --model, --text-model or both");
-	if (lines && !text_model)
+	if (a->lines && !a->text_model)
 		errx(EXIT_USAGE, "--lines needs --text-model");
-	blas_check(E.argv);
-	if (threads) {
-		omp_set_num_threads(threads);
-	}
-	if (model) {
-		model_open(&E.vis, model);
-		if (vit_load(&E.vit, &E.vis.st, model, &ov) < 0)
-			die_lib();
-		E.have_vis = 1;
-		warnx("%s", E.vit.config_source);
-		const struct vit_config *vc = &E.vit.cfg;
-		E.pp.filter = RESAMPLE_BICUBIC;
-		if (resample_filter_parse(vc->interpolation, &E.pp.filter) < 0)
-			warnx("'%s': %s; using bicubic", model, eosin_errmsg());
-		if (E.resize) {
-			E.pp.resize = (int)floorf((float)vc->img_size / vc->crop_pct);
-			E.pp.crop = vc->img_size;
-		}
-		memcpy(E.pp.mean, vc->mean, sizeof E.pp.mean);
-		memcpy(E.pp.std, vc->std, sizeof E.pp.std);
-	}
-	if (text_model) {
-		model_open(&E.txt, text_model);
-		if (clip_text_load(&E.text, &E.txt.st, text_model) < 0)
-			die_lib();
-		E.have_txt = 1;
-		warnx("%s", E.text.config_source);
-		char vpath[4096];
-		if (!vocab && safetensors_meta(&E.txt.st, "vocab")) {
-			/* The path eosin-make-model recorded: absolute, or relative
-			 * to the model's folder. Failing that, a file of the same name
-			 * beside the model (the two moved together). */
-			const char *mv = safetensors_meta(&E.txt.st, "vocab");
-			const char *slash = strrchr(text_model, '/');
-			int dirlen = slash ? (int)(slash - text_model) : 1;
-			const char *dir = slash ? text_model : ".";
-			if (mv[0] == '/')
-				snprintf(vpath, sizeof vpath, "%s", mv);
-			else
-				snprintf(vpath, sizeof vpath, "%.*s/%s", dirlen, dir, mv);
-			if (access(vpath, R_OK) != 0) {
-				const char *base = strrchr(mv, '/');
-				snprintf(vpath, sizeof vpath, "%.*s/%s", dirlen, dir, base ? base + 1 : mv);
-			}
-			vocab = vpath;
-		}
-		if (!vocab)
-			errx(EXIT_USAGE, "--text-model needs --vocab FILE (bpe_simple_vocab_16e6.txt.gz) "
-			                 "or a 'vocab' entry in the model's __metadata__");
-		if (!(E.tok = clip_tokenizer_load(vocab)))
-			die_lib();
-		if (clip_tokenizer_vocab_size(E.tok) > E.text.vocab)
-			errx(1, "'%s' has %d tokens but '%s' embeds only %d", vocab,
-			     clip_tokenizer_vocab_size(E.tok), text_model, E.text.vocab);
-	}
-	if (stream_writer_init(&E.out, 1, "<stdout>") < 0)
+	return optind;
+}
+
+/* The vision model and the preprocessing its config asks for. */
+static void open_vision(const char *model, const struct vit_overrides *ov)
+{
+	model_open(&E.vis, model);
+	if (vit_load(&E.vit, &E.vis.st, model, ov) < 0)
 		die_lib();
-	if (rejects) {
-		if (stream_writer_open(&E.rejects, rejects) < 0)
-			die_lib();
-		E.have_rejects = 1;
+	E.have_vis = 1;
+	warnx("%s", E.vit.config_source);
+	const struct vit_config *vc = &E.vit.cfg;
+	E.pp.filter = RESAMPLE_BICUBIC;
+	if (resample_filter_parse(vc->interpolation, &E.pp.filter) < 0)
+		warnx("'%s': %s; using bicubic", model, eosin_errmsg());
+	if (E.resize) {
+		E.pp.resize = (int)floorf((float)vc->img_size / vc->crop_pct);
+		E.pp.crop = vc->img_size;
 	}
-	static char *stdin_only[] = {"-", NULL};
-	if (argc == 0) {
-		argv = stdin_only;
-		argc = 1;
+	memcpy(E.pp.mean, vc->mean, sizeof E.pp.mean);
+	memcpy(E.pp.std, vc->std, sizeof E.pp.std);
+}
+
+/* The vocabulary a text model names in its __metadata__, into vpath: the
+ * path eosin-make-model recorded (absolute, or relative to the model's
+ * folder), failing that a file of the same name beside the model (the two
+ * moved together). NULL when the model names none. */
+static const char *model_vocab(const char *text_model, char *vpath, size_t size)
+{
+	const char *mv = safetensors_meta(&E.txt.st, "vocab");
+	if (!mv)
+		return NULL;
+	const char *slash = strrchr(text_model, '/');
+	int dirlen = slash ? (int)(slash - text_model) : 1;
+	const char *dir = slash ? text_model : ".";
+	if (mv[0] == '/')
+		snprintf(vpath, size, "%s", mv);
+	else
+		snprintf(vpath, size, "%.*s/%s", dirlen, dir, mv);
+	if (access(vpath, R_OK) != 0) {
+		const char *base = strrchr(mv, '/');
+		snprintf(vpath, size, "%.*s/%s", dirlen, dir, base ? base + 1 : mv);
 	}
-	int failed = 0;
-	double t0 = prog_now();
-	for (int i = 0; i < argc && failed != -2; i++) {
-		int r = lines ? encode_lines(argv[i]) : encode_stream(argv[i]);
-		if (r < 0)
-			failed = r;
-	}
-	if (failed != -2 && flush_batch() < 0)
-		failed = -2;
-	if (!failed)
-		write_hdr();
-	double dt = prog_now() - t0;
-	prog_close_output(&E.out);
-	if (E.have_rejects && stream_writer_close(&E.rejects) < 0)
+	return vpath;
+}
+
+/* The text model and its tokenizer (--vocab, or the model's own). */
+static void open_text(const char *text_model, const char *vocab)
+{
+	model_open(&E.txt, text_model);
+	if (clip_text_load(&E.text, &E.txt.st, text_model) < 0)
 		die_lib();
+	E.have_txt = 1;
+	warnx("%s", E.text.config_source);
+	char vpath[4096];
+	if (!vocab)
+		vocab = model_vocab(text_model, vpath, sizeof vpath);
+	if (!vocab)
+		errx(EXIT_USAGE, "--text-model needs --vocab FILE (bpe_simple_vocab_16e6.txt.gz) "
+		                 "or a 'vocab' entry in the model's __metadata__");
+	if (!(E.tok = clip_tokenizer_load(vocab)))
+		die_lib();
+	if (clip_tokenizer_vocab_size(E.tok) > E.text.vocab)
+		errx(1, "'%s' has %d tokens but '%s' embeds only %d", vocab,
+		     clip_tokenizer_vocab_size(E.tok), text_model, E.text.vocab);
+}
+
+/* The summary line on standard error, then everything freed. */
+static void report_and_release(double dt)
+{
 	fprintf(stderr,
 	        "eosin-encode: %" PRIu64 " records, %" PRIu64 " images, %" PRIu64 " texts (%" PRIu64
 	        " records truncated), %" PRIu64 " rejected; %.2f s (decode %.2f, vision %.2f, text "
@@ -761,5 +772,50 @@ int main(int argc, char **argv)
 		safetensors_close(&E.txt.st);
 		free(E.txt.path);
 	}
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	int used = parse_options(argc, argv, &a);
+	E.argc = argc;
+	E.argv = argv;
+	argc -= used;
+	argv += used;
+	blas_check(E.argv);
+	if (a.threads)
+		omp_set_num_threads(a.threads);
+	if (a.model)
+		open_vision(a.model, &a.ov);
+	if (a.text_model)
+		open_text(a.text_model, a.vocab);
+	if (stream_writer_init(&E.out, 1, "<stdout>") < 0)
+		die_lib();
+	if (a.rejects) {
+		if (stream_writer_open(&E.rejects, a.rejects) < 0)
+			die_lib();
+		E.have_rejects = 1;
+	}
+	static char *stdin_only[] = {"-", NULL};
+	if (argc == 0) {
+		argv = stdin_only;
+		argc = 1;
+	}
+	int failed = 0;
+	double t0 = prog_now();
+	for (int i = 0; i < argc && failed != -2; i++) {
+		int r = a.lines ? encode_lines(argv[i]) : encode_stream(argv[i]);
+		if (r < 0)
+			failed = r;
+	}
+	if (failed != -2 && flush_batch() < 0)
+		failed = -2;
+	if (!failed)
+		write_hdr();
+	double dt = prog_now() - t0;
+	prog_close_output(&E.out);
+	if (E.have_rejects && stream_writer_close(&E.rejects) < 0)
+		die_lib();
+	report_and_release(dt);
 	return failed ? 1 : 0;
 }
