@@ -238,29 +238,35 @@ static char *config_json(int vit, int vision, int text)
 	return s;
 }
 
-int main(int argc, char **argv)
+/* What the command line asks for beyond the architecture in A. */
+struct args {
+	const char *out, *name, *from, *vocab;
+	long seed;
+	enum vec_dtype dt;
+	int dtype_set;
+};
+
+static const struct option long_opts[] = {
+    {"arch", required_argument, 0, 'a'},       {"dim", required_argument, 0, 'd'},
+    {"depth", required_argument, 0, 'D'},      {"heads", required_argument, 0, 'H'},
+    {"patch", required_argument, 0, 'p'},      {"img", required_argument, 0, 'i'},
+    {"reg", required_argument, 0, 'r'},        {"mlp-ratio", required_argument, 0, 'M'},
+    {"pool", required_argument, 0, 'P'},       {"no-embed-class", no_argument, 0, 'N'},
+    {"no-layerscale", no_argument, 0, 'L'},    {"dynamic", no_argument, 0, 'y'},
+    {"width", required_argument, 0, 'w'},      {"layers", required_argument, 0, 'l'},
+    {"text-heads", required_argument, 0, 'T'}, {"embed", required_argument, 0, 'e'},
+    {"context", required_argument, 0, 'c'},    {"vocab-size", required_argument, 0, 'V'},
+    {"seed", required_argument, 0, 's'},       {"dtype", required_argument, 0, 't'},
+    {"name", required_argument, 0, 'n'},       {"vocab", required_argument, 0, 'v'},
+    {"from", required_argument, 0, 'f'},       {"out", required_argument, 0, 'o'},
+    {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
+};
+
+static void parse_options(int argc, char **argv, struct args *a)
 {
-	const char *out = NULL, *name = NULL, *from = NULL, *vocab = NULL;
-	long seed = 0;
-	enum vec_dtype dt = VEC_F32;
-	int dtype_set = 0;
-	static const struct option opts[] = {
-	    {"arch", required_argument, 0, 'a'},     {"dim", required_argument, 0, 'd'},
-	    {"depth", required_argument, 0, 'D'},    {"heads", required_argument, 0, 'H'},
-	    {"patch", required_argument, 0, 'p'},    {"img", required_argument, 0, 'i'},
-	    {"reg", required_argument, 0, 'r'},      {"mlp-ratio", required_argument, 0, 'M'},
-	    {"pool", required_argument, 0, 'P'},     {"no-embed-class", no_argument, 0, 'N'},
-	    {"no-layerscale", no_argument, 0, 'L'},  {"dynamic", no_argument, 0, 'y'},
-	    {"width", required_argument, 0, 'w'},    {"layers", required_argument, 0, 'l'},
-	    {"text-heads", required_argument, 0, 'T'}, {"embed", required_argument, 0, 'e'},
-	    {"context", required_argument, 0, 'c'},  {"vocab-size", required_argument, 0, 'V'},
-	    {"seed", required_argument, 0, 's'},     {"dtype", required_argument, 0, 't'},
-	    {"name", required_argument, 0, 'n'},     {"vocab", required_argument, 0, 'v'},
-	    {"from", required_argument, 0, 'f'},     {"out", required_argument, 0, 'o'},
-	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
-	};
+	*a = (struct args){.dt = VEC_F32};
 	int c;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:h", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'a': A.arch = optarg; break;
 		case 'd': A.dim = (int)prog_long("--dim", optarg, 1, 16384); break;
@@ -287,60 +293,60 @@ int main(int argc, char **argv)
 		case 'e': A.embed = (int)prog_long("--embed", optarg, 1, 16384); break;
 		case 'c': A.context = (int)prog_long("--context", optarg, 2, 4096); break;
 		case 'V': A.vocab_size = (int)prog_long("--vocab-size", optarg, 2, 1 << 24); break;
-		case 's': seed = prog_long("--seed", optarg, 0, 1L << 62); break;
+		case 's': a->seed = prog_long("--seed", optarg, 0, 1L << 62); break;
 		case 't':
-			if (vec_dtype_parse(optarg, &dt) < 0)
+			if (vec_dtype_parse(optarg, &a->dt) < 0)
 				errx(EXIT_USAGE, "--dtype: %s", eosin_errmsg());
-			dtype_set = 1;
+			a->dtype_set = 1;
 			break;
-		case 'n': name = optarg; break;
-		case 'v': vocab = optarg; break;
-		case 'f': from = optarg; break;
-		case 'o': out = optarg; break;
+		case 'n': a->name = optarg; break;
+		case 'v': a->vocab = optarg; break;
+		case 'f': a->from = optarg; break;
+		case 'o': a->out = optarg; break;
 		default: usage();
 		}
 	}
-	if (optind != argc || !out || !A.arch)
+	if (optind != argc || !a->out || !A.arch)
 		usage();
-	int vit = !strcmp(A.arch, "vit"), clip = !strcmp(A.arch, "clip"),
-	    text = !strcmp(A.arch, "clip-text");
-	if (!vit && !clip && !text)
+}
+
+/* --arch and the sizes it needs checked; the heads of a clip-text model
+ * default to the old --heads. */
+static void check_arch(int *vit, int *clip, int *text)
+{
+	*vit = !strcmp(A.arch, "vit"), *clip = !strcmp(A.arch, "clip");
+	*text = !strcmp(A.arch, "clip-text");
+	if (!*vit && !*clip && !*text)
 		errx(EXIT_USAGE, "--arch: '%s' is not vit, clip or clip-text", A.arch);
-	/* The heads of a clip-text model default to the old --heads. */
 	if (!A.text_heads)
-		A.text_heads = text && A.heads_set ? A.heads : A.width % 64 ? 1 : A.width / 64;
-	if (vit && (A.img % A.patch || A.dim % A.heads))
+		A.text_heads = *text && A.heads_set ? A.heads : A.width % 64 ? 1 : A.width / 64;
+	if (*vit && (A.img % A.patch || A.dim % A.heads))
 		errx(EXIT_USAGE, "--img must be a multiple of --patch and --dim of --heads");
-	if ((clip || text) && A.width % A.text_heads)
+	if ((*clip || *text) && A.width % A.text_heads)
 		errx(EXIT_USAGE, "--width must be a multiple of --text-heads");
-	rng_state = (uint64_t)seed;
-	struct tensor_list L = {0};
-	struct safetensors src;
-	int have_src = 0;
-	if (from) {
-		if (safetensors_open(&src, from) < 0)
-			die_lib();
-		have_src = 1;
-		for (size_t i = 0; i < src.ntensors; i++) {
-			const struct st_tensor *t = &src.tensors[i];
-			add(&L, t->name, t->ndim, t->shape, INIT_NORMAL, 0.0);
-			st_tensor_to_f32(t, L.data[L.n - 1]);
-			if (!dtype_set)
-				L.t[L.n - 1].dtype = t->dtype;
-		}
-	} else if (vit) {
-		make_vit(&L);
-	} else {
-		if (clip)
-			make_clip_vision(&L);
-		make_clip_text(&L);
+}
+
+/* Every tensor of src, as f32, keeping its dtype unless --dtype is given. */
+static void copy_tensors(struct tensor_list *L, const struct safetensors *src, int dtype_set)
+{
+	for (size_t i = 0; i < src->ntensors; i++) {
+		const struct st_tensor *t = &src->tensors[i];
+		add(L, t->name, t->ndim, t->shape, INIT_NORMAL, 0.0);
+		st_tensor_to_f32(t, L->data[L->n - 1]);
+		if (!dtype_set)
+			L->t[L->n - 1].dtype = t->dtype;
 	}
-	/* Store in the asked dtype (or the source's). */
-	void **packed = calloc(L.n, sizeof *packed);
-	for (size_t i = 0; i < L.n; i++) {
-		struct st_write_tensor *t = &L.t[i];
-		if (dtype_set)
-			t->dtype = dt == VEC_F32 ? ST_F32 : dt == VEC_F16 ? ST_F16 : ST_BF16;
+}
+
+/* Each tensor stored in the asked dtype (or the source's): the f16 and
+ * bf16 copies, one per tensor (NULL where f32 stays). */
+static void **pack_tensors(struct tensor_list *L, const struct args *a)
+{
+	void **packed = calloc(L->n, sizeof *packed);
+	for (size_t i = 0; i < L->n; i++) {
+		struct st_write_tensor *t = &L->t[i];
+		if (a->dtype_set)
+			t->dtype = a->dt == VEC_F32 ? ST_F32 : a->dt == VEC_F16 ? ST_F16 : ST_BF16;
 		if (t->dtype == ST_F32)
 			continue;
 		size_t numel = 1;
@@ -348,35 +354,68 @@ int main(int argc, char **argv)
 			numel *= (size_t)t->shape[d];
 		uint16_t *h = malloc(numel * 2 + 2);
 		for (size_t k = 0; k < numel; k++)
-			h[k] = t->dtype == ST_F16 ? f32_to_f16(L.data[i][k]) : f32_to_bf16(L.data[i][k]);
+			h[k] = t->dtype == ST_F16 ? f32_to_f16(L->data[i][k]) : f32_to_bf16(L->data[i][k]);
 		packed[i] = h;
 		t->data = h;
 	}
+	return packed;
+}
+
+/* The file, with the architecture, the name and the vocabulary's absolute
+ * path in its __metadata__ (so that eosin-encode finds it from any folder
+ * and, if it moved with the model, by its name beside it). */
+static void write_model(const struct tensor_list *L, const struct args *a, int vit, int clip,
+                        int text)
+{
 	char *cfg = config_json(vit, clip, clip || text);
 	char def_name[64];
-	snprintf(def_name, sizeof def_name, "eosin-%s-%s", A.arch, from ? "converted" : "random");
+	snprintf(def_name, sizeof def_name, "eosin-%s-%s", A.arch, a->from ? "converted" : "random");
 	const char *meta[16];
 	int nm = 0;
 	meta[nm++] = "format";
 	meta[nm++] = "pt";
 	meta[nm++] = "name";
-	meta[nm++] = name ? name : def_name;
+	meta[nm++] = a->name ? a->name : def_name;
 	meta[nm++] = vit ? "timm_config" : "clip_config";
 	meta[nm++] = cfg;
-	/* The vocabulary's absolute path, so that eosin-encode finds it from
-	 * any folder (and, if it moved with the model, by its name beside it). */
 	char *vocab_abs = NULL;
-	if (vocab) {
-		if (!(vocab_abs = realpath(vocab, NULL)))
-			err(1, "%s", vocab);
+	if (a->vocab) {
+		if (!(vocab_abs = realpath(a->vocab, NULL)))
+			err(1, "%s", a->vocab);
 		meta[nm++] = "vocab";
 		meta[nm++] = vocab_abs;
 	}
 	meta[nm] = NULL;
-	if (safetensors_write(out, L.t, L.n, meta) < 0)
+	if (safetensors_write(a->out, L->t, L->n, meta) < 0)
 		die_lib();
 	free(cfg);
 	free(vocab_abs);
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	int vit, clip, text;
+	parse_options(argc, argv, &a);
+	check_arch(&vit, &clip, &text);
+	rng_state = (uint64_t)a.seed;
+	struct tensor_list L = {0};
+	struct safetensors src;
+	int have_src = 0;
+	if (a.from) {
+		if (safetensors_open(&src, a.from) < 0)
+			die_lib();
+		have_src = 1;
+		copy_tensors(&L, &src, a.dtype_set);
+	} else if (vit) {
+		make_vit(&L);
+	} else {
+		if (clip)
+			make_clip_vision(&L);
+		make_clip_text(&L);
+	}
+	void **packed = pack_tensors(&L, &a);
+	write_model(&L, &a, vit, clip, text);
 	for (size_t i = 0; i < L.n; i++) {
 		free((char *)L.t[i].name);
 		free(L.data[i]);
