@@ -176,16 +176,18 @@ out:
 	return n;
 }
 
-int main(int argc, char **argv)
+static const struct option long_opts[] = {
+    {"slide-id", required_argument, 0, 's'}, {"mag", required_argument, 0, 'm'},
+    {"extent", required_argument, 0, 'e'},   {"model", required_argument, 0, 'M'},
+    {"dtype", required_argument, 0, 'd'},    {"output", required_argument, 0, 'o'},
+    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+};
+
+/* The options into O, checked; returns the index of the first file. */
+static int parse_options(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"slide-id", required_argument, 0, 's'}, {"mag", required_argument, 0, 'm'},
-	    {"extent", required_argument, 0, 'e'},   {"model", required_argument, 0, 'M'},
-	    {"dtype", required_argument, 0, 'd'},    {"output", required_argument, 0, 'o'},
-	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
-	};
 	int c;
-	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "o:h", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 's': O.slide_id = optarg; break;
 		case 'm': O.mag = prog_double("--mag", optarg, 1e-3, 1e3); break;
@@ -205,40 +207,57 @@ int main(int argc, char **argv)
 		errx(EXIT_USAGE, "--slide-id names one slide: give one file");
 	if (O.slide_id && (!*O.slide_id || strchr(O.slide_id, '/')))
 		errx(EXIT_USAGE, "--slide-id: '%s' is empty or has a '/'", O.slide_id);
+	return optind;
+}
 
-	/* -o: a temporary sibling renamed into place only when every file went in */
-	char *tmp = NULL;
-	struct stream_writer w;
-	if (O.out_path) {
-		size_t n = strlen(O.out_path) + 32;
-		tmp = malloc(n);
-		if (!tmp)
-			errx(1, "out of memory");
-		snprintf(tmp, n, "%s.tmp.%ld", O.out_path, (long)getpid());
-		if (stream_writer_open(&w, tmp) < 0)
+/* Standard output, or with -o a temporary sibling (returned) renamed into
+ * place only when every file went in. */
+static char *open_output(struct stream_writer *w)
+{
+	if (!O.out_path) {
+		if (stream_writer_init(w, 1, "<stdout>") < 0)
 			die_lib();
-	} else if (stream_writer_init(&w, 1, "<stdout>") < 0) {
-		die_lib();
+		return NULL;
 	}
+	size_t n = strlen(O.out_path) + 32;
+	char *tmp = malloc(n);
+	if (!tmp)
+		errx(1, "out of memory");
+	snprintf(tmp, n, "%s.tmp.%ld", O.out_path, (long)getpid());
+	if (stream_writer_open(w, tmp) < 0)
+		die_lib();
+	return tmp;
+}
+
+/* The hdr record, with the files read as its input. */
+static void write_hdr(struct recb *b, struct stream_writer *w, int argc, char **argv, int first)
+{
+	recb_hdr(b, "eosin-import", argc, argv);
+	recb_key(b, F_HDR_INPUT);
+	msgpack_pack_array(&b->pk, (size_t)(argc - first));
+	for (int i = first; i < argc; i++) {
+		size_t n = strlen(argv[i]);
+		msgpack_pack_str(&b->pk, n);
+		msgpack_pack_str_body(&b->pk, argv[i], n);
+	}
+	if (recb_write(b, w) < 0)
+		die_lib();
+}
+
+int main(int argc, char **argv)
+{
+	int first = parse_options(argc, argv);
+	struct stream_writer w;
+	char *tmp = open_output(&w);
 	struct recb b;
 	recb_init(&b);
-	recb_hdr(&b, "eosin-import", argc, argv);
-	recb_key(&b, F_HDR_INPUT);
-	msgpack_pack_array(&b.pk, (size_t)(argc - optind));
-	for (int i = optind; i < argc; i++) {
-		size_t n = strlen(argv[i]);
-		msgpack_pack_str(&b.pk, n);
-		msgpack_pack_str_body(&b.pk, argv[i], n);
-	}
-	if (recb_write(&b, &w) < 0)
-		die_lib();
-
+	write_hdr(&b, &w, argc, argv, first);
 	struct progress pr;
 	progress_init(&pr, "tiles", 0);
 	double t0 = prog_now();
 	long long total = 0;
 	int failed = 0;
-	for (int i = optind; i < argc && !failed; i++) {
+	for (int i = first; i < argc && !failed; i++) {
 		long long n = import_file(argv[i], &w, &b, &pr);
 		if (n < 0) {
 			warn_lib();
@@ -263,6 +282,7 @@ int main(int argc, char **argv)
 	if (failed)
 		return 1;
 	double dt = prog_now() - t0;
-	warnx("%lld tiles from %d file%s in %.3f s", total, argc - optind, argc - optind > 1 ? "s" : "", dt);
+	warnx("%lld tiles from %d file%s in %.3f s", total, argc - first, argc - first > 1 ? "s" : "",
+	      dt);
 	return 0;
 }
