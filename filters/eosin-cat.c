@@ -64,34 +64,28 @@ static int cat_stream(const char *path, int check, uint64_t *nbad, uint64_t *nal
 /* JSON lines to a stream. */
 static int uncat(const char *path, struct stream_writer *w)
 {
-	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	const char *name = strcmp(path, "-") ? path : "<stdin>";
-	if (!f) {
-		warn("cannot open '%s'", path);
+	struct lines L;
+	if (lines_open(&L, path) < 0)
 		return -1;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	long lineno = 0;
 	int ret = 0;
 	struct recb b;
 	recb_init(&b);
-	while ((n = getline(&line, &cap, f)) > 0) {
-		lineno++;
+	ssize_t n;
+	while ((n = lines_next(&L)) > 0) {
+		char *line = L.line;
 		if (strspn(line, " \t\r\n") == (size_t)n)
 			continue;
 		json_error_t jerr;
 		json_t *j = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
 		if (!j) {
-			warnx("%s:%ld: invalid JSON: %s", name, lineno, jerr.text);
+			warnx("%s:%" PRIu64 ": invalid JSON: %s", L.name, L.number, jerr.text);
 			ret = -1;
 			break;
 		}
 		int bad = recb_from_json(&b, j) < 0;
 		json_decref(j);
 		if (bad) {
-			warnx("%s:%ld: %s", name, lineno, eosin_errmsg());
+			warnx("%s:%" PRIu64 ": %s", L.name, L.number, eosin_errmsg());
 			ret = -1;
 			break;
 		}
@@ -99,9 +93,7 @@ static int uncat(const char *path, struct stream_writer *w)
 			die_lib();
 	}
 	recb_release(&b);
-	free(line);
-	if (f != stdin)
-		fclose(f);
+	lines_close(&L);
 	return ret;
 }
 

@@ -559,21 +559,16 @@ static int encode_stream(const char *path)
  * "LABEL<TAB>TEXT"; id is the line number. */
 static int encode_lines(const char *path)
 {
-	FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-	const char *name = strcmp(path, "-") ? path : "<stdin>";
-	if (!f) {
-		warn("cannot open '%s'", path);
+	struct lines L;
+	if (lines_open(&L, path) < 0)
 		return -1;
-	}
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	uint64_t lineno = 0;
 	int ret = 0;
 	struct recb b;
 	recb_init(&b);
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		lineno++;
+	ssize_t len;
+	while ((len = lines_next(&L)) >= 0) {
+		char *line = L.line;
+		uint64_t lineno = L.number;
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = 0;
 		char id[32];
@@ -591,7 +586,7 @@ static int encode_lines(const char *path)
 		if (recb_finish(&b, &raw, &rawlen) < 0)
 			die_lib();
 		E.nrecords++;
-		struct pending *p = batch_add(raw, rawlen, lineno, name);
+		struct pending *p = batch_add(raw, rawlen, lineno, L.name);
 		free(raw);
 		scan_record(p);
 		if (batch_full() && flush_batch() < 0) {
@@ -600,9 +595,7 @@ static int encode_lines(const char *path)
 		}
 	}
 	recb_release(&b);
-	free(line);
-	if (f != stdin)
-		fclose(f);
+	lines_close(&L);
 	return ret;
 }
 

@@ -17,6 +17,7 @@
 #include <err.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,44 @@ static inline double prog_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A file of lines read one at a time: PATH, or stdin for "-". name is what
+ * messages call it, number the line last read (from 1). */
+struct lines {
+	FILE *f;
+	const char *name;
+	char *line;
+	size_t cap;
+	uint64_t number;
+};
+
+/* 0, or -1 after a warning that says why PATH cannot be opened. */
+static inline int lines_open(struct lines *L, const char *path)
+{
+	int std = !strcmp(path, "-");
+	*L = (struct lines){.f = std ? stdin : fopen(path, "r"), .name = std ? "<stdin>" : path};
+	if (!L->f) {
+		warn("cannot open '%s'", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The next line into L->line, with its newline; its length, or -1 at the end. */
+static inline ssize_t lines_next(struct lines *L)
+{
+	ssize_t n = getline(&L->line, &L->cap, L->f);
+	if (n >= 0)
+		L->number++;
+	return n;
+}
+
+static inline void lines_close(struct lines *L)
+{
+	free(L->line);
+	if (L->f != stdin)
+		fclose(L->f);
 }
 
 /* A progress line on stderr, only when stderr is a terminal, at most 5 per
