@@ -814,34 +814,48 @@ static int blocks_forward(struct vit *m, int B, int T)
 	return 0;
 }
 
-int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *pooled,
-                float *features, float *embed)
+/* The activation buffers for a B x T forward pass. */
+static int vit_reserve(struct vit *m, int B, int T, int np, int K)
 {
-	const struct vit_config *c = &m->cfg;
-	if (vit_check_size(m, H, W) < 0)
-		return -1;
-	int p = c->patch, gh = H / p, gw = W / p, np = gh * gw, D = c->dim;
-	int prefix = c->class_token + c->reg_tokens, T = prefix + np, K = 3 * p * p;
+	int D = m->cfg.dim;
 	size_t patches_n = (size_t)B * np * K;
 	if (grow(&m->x, &m->x_cap, (size_t)B * T * D) < 0 ||
 	    grow(&m->patches, &m->patches_cap, patches_n > (size_t)B * np * D ? patches_n
 	                                                                       : (size_t)B * np * D) < 0 ||
-	    block_acts_reserve(&m->acts, B, T, D, c->hidden) < 0)
+	    block_acts_reserve(&m->acts, B, T, D, m->cfg.hidden) < 0)
 		return -1;
-	/* Position table for this grid. */
+	if (m->cfg.hidden < D)
+		return eosin_error("mlp width %d below model width %d", m->cfg.hidden, D);
+	return 0;
+}
+
+/* The patch tokens' position table for a gh x gw grid: pos_embed as
+ * stored, or resampled once for a grid it was not trained on. */
+static const float *pos_for_grid(struct vit *m, int gh, int gw)
+{
+	const struct vit_config *c = &m->cfg;
+	int prefix = c->class_token + c->reg_tokens, D = c->dim;
 	const float *pos_patch = m->pos + (size_t)(c->no_embed_class ? 0 : prefix) * D;
-	if (gh != m->pos_grid || gw != m->pos_grid) {
-		if (m->pos_cur_grid != gh * 65536 + gw) {
-			free(m->pos_cur);
-			m->pos_cur = malloc((size_t)np * D * sizeof(float));
-			if (!m->pos_cur)
-				return eosin_error("out of memory");
-			resample_grid(m->pos_cur, pos_patch, m->pos_grid, m->pos_grid, gh, gw, D);
-			m->pos_cur_grid = gh * 65536 + gw;
+	if (gh == m->pos_grid && gw == m->pos_grid)
+		return pos_patch;
+	if (m->pos_cur_grid != gh * 65536 + gw) {
+		free(m->pos_cur);
+		m->pos_cur = malloc((size_t)gh * gw * D * sizeof(float));
+		if (!m->pos_cur) {
+			eosin_error("out of memory");
+			return NULL;
 		}
-		pos_patch = m->pos_cur;
+		resample_grid(m->pos_cur, pos_patch, m->pos_grid, m->pos_grid, gh, gw, D);
+		m->pos_cur_grid = gh * 65536 + gw;
 	}
-	/* Patches (B*np, K) in (c, ky, kx) order, patches row-major. */
+	return m->pos_cur;
+}
+
+/* pixels (B,3,H,W) into m->patches (B*np, 3*p*p) in (c, ky, kx) order,
+ * patches row-major. */
+static void patchify(struct vit *m, const float *pixels, int B, int H, int W)
+{
+	int p = m->cfg.patch, gw = W / p, np = (H / p) * gw, K = 3 * p * p;
 #pragma omp parallel for collapse(2) schedule(static)
 	for (int b = 0; b < B; b++)
 		for (int t = 0; t < np; t++) {
@@ -853,11 +867,17 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 					       pixels + (((size_t)b * 3 + ch) * H + py * p + ky) * W + px * p,
 					       (size_t)p * sizeof(float));
 		}
-	/* Embed into the patch rows of x: (B*np, D) computed then placed. */
-	float *emb = m->acts.hidden; /* (B*np, D) fits: hidden is (B*T, H) and H >= D */
-	if (c->hidden < D)
-		return eosin_error("mlp width %d below model width %d", c->hidden, D);
-	matmul_forward(emb, m->patches, m->patch_w, m->patch_b, B * np, K, D);
+}
+
+/* The token stream x (B,T,D): cls and register tokens, then the embedded
+ * patches (computed into acts.hidden, which holds B*np x D since H >= D),
+ * plus positions. */
+static void embed_tokens(struct vit *m, const float *pos_patch, int B, int np)
+{
+	const struct vit_config *c = &m->cfg;
+	int D = c->dim, prefix = c->class_token + c->reg_tokens, T = prefix + np;
+	float *emb = m->acts.hidden;
+	matmul_forward(emb, m->patches, m->patch_w, m->patch_b, B * np, 3 * c->patch * c->patch, D);
 	for (int b = 0; b < B; b++) {
 		float *xb = m->x + (size_t)b * T * D;
 		if (c->class_token)
@@ -873,17 +893,15 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 		for (size_t i = 0; i < (size_t)np * D; i++)
 			xp[i] += pos_patch[i];
 	}
-	if (c->ln_pre)
-		layernorm_forward(m->x, m->x, m->ln_pre_w, m->ln_pre_b, B * T, D, c->eps);
-	if (embed)
-		memcpy(embed, m->x, (size_t)B * T * D * sizeof(float));
-	if (blocks_forward(m, B, T) < 0)
-		return -1;
-	if (c->final_norm)
-		layernorm_forward(m->x, m->x, m->norm_w, m->norm_b, B * T, D, c->eps);
-	if (features)
-		memcpy(features, m->x, (size_t)B * T * D * sizeof(float));
-	/* Pool into acts.ln (B, D), then fc_norm, then proj. */
+}
+
+/* x (B,T,D) after the blocks and final norm -> pooled (B, out_dim):
+ * token 0 or the mean of the patch tokens into acts.ln, then fc_norm,
+ * then proj. */
+static void pool_out(struct vit *m, float *pooled, int B, int T)
+{
+	const struct vit_config *c = &m->cfg;
+	int D = c->dim, prefix = c->class_token + c->reg_tokens;
 	float *pool = m->acts.ln;
 	for (int b = 0; b < B; b++) {
 		const float *xb = m->x + (size_t)b * T * D;
@@ -898,5 +916,33 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 		matmul_forward_in_out(pooled, pool, m->proj, B, D, c->proj_dim);
 	else
 		memcpy(pooled, pool, (size_t)B * D * sizeof(float));
+}
+
+int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *pooled,
+                float *features, float *embed)
+{
+	const struct vit_config *c = &m->cfg;
+	if (vit_check_size(m, H, W) < 0)
+		return -1;
+	int p = c->patch, gh = H / p, gw = W / p, np = gh * gw, D = c->dim;
+	int T = c->class_token + c->reg_tokens + np;
+	if (vit_reserve(m, B, T, np, 3 * p * p) < 0)
+		return -1;
+	const float *pos_patch = pos_for_grid(m, gh, gw);
+	if (!pos_patch)
+		return -1;
+	patchify(m, pixels, B, H, W);
+	embed_tokens(m, pos_patch, B, np);
+	if (c->ln_pre)
+		layernorm_forward(m->x, m->x, m->ln_pre_w, m->ln_pre_b, B * T, D, c->eps);
+	if (embed)
+		memcpy(embed, m->x, (size_t)B * T * D * sizeof(float));
+	if (blocks_forward(m, B, T) < 0)
+		return -1;
+	if (c->final_norm)
+		layernorm_forward(m->x, m->x, m->norm_w, m->norm_b, B * T, D, c->eps);
+	if (features)
+		memcpy(features, m->x, (size_t)B * T * D * sizeof(float));
+	pool_out(m, pooled, B, T);
 	return 0;
 }
