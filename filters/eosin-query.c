@@ -11,6 +11,7 @@
 #include "search/heatmap.h"
 #include "search/index.h"
 #include "search/metrics.h"
+#include "search/textmetrics.h"
 #include "prog.h"
 #include "core/stream.h"
 #include "core/vec.h"
@@ -30,7 +31,8 @@
 	"       eosin-query --eval-retrieval [--img-field NAME] [--txt-field NAME] "           \
 	"[--metrics FILE] [file ...]\n"                                                        \
 	"       eosin-query --heatmap OUT.png --query FILE [--slide SLIDE] [--size PX] "       \
-	"[--alpha A] [--field NAME] [file ...]\n"
+	"[--alpha A] [--field NAME] [file ...]\n"                                         \
+	"       eosin-query --text-metrics REFERENCES [--metrics FILE] [file ...]\n"
 
 #define DEFAULT_NPROBE 16
 #define DEFAULT_EF 64
@@ -868,11 +870,132 @@ static void heat_query_take(const char *input, const struct record *rec)
 	}
 }
 
+/* ---- generated text against references ---------------------------------- */
+
+/* The reference texts by id, sorted for bsearch. */
+struct reference {
+	char *id, *text;
+	size_t len;
+};
+static struct reference *refs;
+static size_t nrefs, refs_cap;
+static struct text_corpus corpus;
+static uint64_t n_unreferenced;
+
+static int by_reference_id(const void *a, const void *b)
+{
+	return strcmp(((const struct reference *)a)->id, ((const struct reference *)b)->id);
+}
+
+static void reference_take(const char *input, const struct record *rec)
+{
+	if (!record_is(rec, "text"))
+		return;
+	const char *s;
+	size_t n;
+	char *id = record_get_strdup(rec, "id");
+	if (!id || record_get_str(rec, "caption", &s, &n) != 0)
+		errx(1, "%s: record %" PRIu64 ": a text record without 'id' or 'caption'", input,
+		     rec->number);
+	if (nrefs == refs_cap) {
+		refs_cap = refs_cap ? 2 * refs_cap : 256;
+		refs = realloc(refs, refs_cap * sizeof(*refs));
+		if (!refs)
+			errx(1, "out of memory");
+	}
+	char *text = strndup(s, n);
+	if (!text)
+		errx(1, "out of memory");
+	refs[nrefs++] = (struct reference){id, text, n};
+}
+
+static void load_references(const char *path)
+{
+	each_record(path, reference_take);
+	qsort(refs, nrefs, sizeof(*refs), by_reference_id);
+	for (size_t i = 1; i < nrefs; i++)
+		if (!strcmp(refs[i - 1].id, refs[i].id))
+			errx(1, "%s: two references with id '%s'", path, refs[i].id);
+	if (!nrefs)
+		errx(1, "%s: no text records to use as references", path);
+}
+
+/* A text record gets bleu4, rouge_l and token_f1 against the reference of
+ * its id; others pass as they are. */
+static void text_metrics_take(const char *input, const struct record *rec)
+{
+	static const char *const skip[] = {"bleu4", "rouge_l", "token_f1", NULL};
+	static struct recb b;
+	static int ready;
+	if (!ready++)
+		recb_init(&b);
+	const char *s;
+	size_t n;
+	char idbuf[256];
+	if (!record_is(rec, "text")) {
+		pass(rec);
+		return;
+	}
+	if (record_get_str(rec, "caption", &s, &n) != 0)
+		errx(1, "%s: record %" PRIu64 " (id '%s'): field 'caption' missing or not a string",
+		     input, rec->number, record_id(rec, idbuf, sizeof(idbuf)));
+	struct reference key = {.id = idbuf};
+	if (record_get_strcpy(rec, "id", idbuf, sizeof(idbuf)) != 0)
+		idbuf[0] = 0;
+	const struct reference *r = bsearch(&key, refs, nrefs, sizeof(*refs), by_reference_id);
+	if (!r) {
+		n_unreferenced++;
+		pass(rec);
+		return;
+	}
+	struct text_pair_counts c;
+	if (text_pair_count(s, n, r->text, r->len, &c) < 0)
+		die_lib();
+	text_corpus_add(&corpus, &c);
+	char kind[64];
+	snprintf(kind, sizeof(kind), "%.*s", (int)rec->kind_len, rec->kind);
+	recb_begin(&b, kind, (int)rec->version);
+	recb_copy_fields(&b, rec, skip);
+	recb_f64(&b, "bleu4", text_sentence_bleu(&c));
+	recb_f64(&b, "rouge_l", text_rouge_l(&c));
+	recb_f64(&b, "token_f1", text_token_f1(&c));
+	if (recb_write(&b, &out) < 0)
+		die_lib();
+}
+
+static void finish_text_metrics(const char *metrics_path)
+{
+	if (n_unreferenced)
+		warnx("%" PRIu64 " text records have no reference of their id; not scored",
+		      n_unreferenced);
+	double k = corpus.npairs ? 1.0 / (double)corpus.npairs : NAN;
+	json_t *j = json_object();
+	json_object_set_new(j, "pairs", json_integer((json_int_t)corpus.npairs));
+	json_object_set_new(j, "bleu4", json_real(text_corpus_bleu(&corpus)));
+	json_object_set_new(j, "brevity_penalty", json_real(text_corpus_brevity_penalty(&corpus)));
+	json_object_set_new(j, "sentence_bleu4_mean", json_real(corpus.sentence_bleu_sum * k));
+	json_object_set_new(j, "rouge_l", json_real(corpus.rouge_l_sum * k));
+	json_object_set_new(j, "token_f1", json_real(corpus.token_f1_sum * k));
+	fprintf(stderr,
+	        "eosin-query: %zu pairs: BLEU-4 %.4f (brevity penalty %.4f), ROUGE-L %.4f, "
+	        "token F1 %.4f\n",
+	        corpus.npairs, text_corpus_bleu(&corpus), text_corpus_brevity_penalty(&corpus),
+	        corpus.rouge_l_sum * k, corpus.token_f1_sum * k);
+	/* Full precision: these are compared with reference implementations. */
+	if (metrics_path &&
+	    json_dump_file(j, metrics_path, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(17)))
+		errx(1, "cannot write metrics to '%s'", metrics_path);
+	json_decref(j);
+	for (size_t i = 0; i < nrefs; i++)
+		free(refs[i].id), free(refs[i].text);
+	free(refs);
+}
+
 /* ---- main ---------------------------------------------------------------- */
 
 struct query_options {
 	const char *index_path, *prompts, *classes, *metrics_path;
-	const char *heat_out, *heat_query, *slide;
+	const char *heat_out, *heat_query, *slide, *references;
 	long nprobe, ef, size;
 	double alpha;
 	int retrieval, stats;
@@ -892,6 +1015,7 @@ static int parse_options(struct query_options *o, int argc, char **argv)
 	    {"query", required_argument, 0, 'q'},  {"slide", required_argument, 0, 's'},
 	    {"size", required_argument, 0, 'S'},   {"alpha", required_argument, 0, 'a'},
 	    {"stats", no_argument, 0, 'X'},        {"help", no_argument, 0, 'h'},
+	    {"text-metrics", required_argument, 0, 'W'},
 	    {0, 0, 0, 0},
 	};
 	int ch;
@@ -920,12 +1044,14 @@ static int parse_options(struct query_options *o, int argc, char **argv)
 		case 'S': o->size = prog_long("--size", optarg, 16, 16384); break;
 		case 'a': o->alpha = prog_double("--alpha", optarg, 0, 1); break;
 		case 'X': o->stats = 1; break;
+		case 'W': o->references = optarg; break;
 		default: usage();
 		}
 	}
 	argc_all = argc;
 	argv_all = argv;
-	int modes = !!o->index_path + !!o->prompts + !!o->classes + o->retrieval + !!o->heat_out;
+	int modes = !!o->index_path + !!o->prompts + !!o->classes + o->retrieval + !!o->heat_out +
+	            !!o->references;
 	if (modes != 1 || (o->heat_out && !o->heat_query) || (pool_k && !o->prompts))
 		usage();
 	return optind;
@@ -970,6 +1096,10 @@ static take_fn start_mode(const struct query_options *o)
 	}
 	if (o->retrieval)
 		return retrieval_take;
+	if (o->references) {
+		load_references(o->references);
+		return text_metrics_take;
+	}
 	each_record(o->heat_query, heat_query_take);
 	if (!heat.query)
 		errx(1, "%s: no record with an embedding to use as the query", o->heat_query);
@@ -1056,6 +1186,8 @@ int main(int argc, char **argv)
 		eval_retrieval(&retrieval_pairs, o.metrics_path);
 	if (o.heat_out)
 		finish_heatmap(&o);
+	if (o.references)
+		finish_text_metrics(o.metrics_path);
 	prog_close_output(&out);
 	if (o.index_path && o.stats)
 		fprintf(stderr, "eosin-query: %" PRIu64 " queries searched in %.4f s (%.1f queries/s)\n",
