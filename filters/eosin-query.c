@@ -1170,6 +1170,10 @@ int main(int argc, char **argv)
 	for (int i = 0; o.heat_query && !strcmp(o.heat_query, "-") && i < argc; i++)
 		if (!strcmp(argv[i], "-"))
 			errx(EXIT_USAGE, "--query - and the tiles cannot both come from standard input");
+	for (int i = 0; o.references && !strcmp(o.references, "-") && i < argc; i++)
+		if (!strcmp(argv[i], "-"))
+			errx(EXIT_USAGE,
+			     "--text-metrics - and the hypotheses cannot both come from standard input");
 	/* Before anything is read: an error in the prompts or the query
 	 * closes it like any other bad input. */
 	if (stream_writer_init(&out, 1, "<stdout>") < 0)

@@ -56,4 +56,13 @@ test_expect_success 'duplicate reference ids are an error' '
 	grep "two references with id" err
 '
 
+test_expect_success 'references and hypotheses cannot both be standard input' '
+	test_exit_code 2 eosin-query --text-metrics - <hyp.eo >/dev/null 2>err &&
+	grep "cannot both come from standard input" err
+'
+
+test_expect_success 'a write error on standard output fails' '
+	test_exit_code 1 eosin-query --text-metrics ref.eo hyp.eo >/dev/full 2>/dev/null
+'
+
 test_done
