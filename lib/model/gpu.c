@@ -99,7 +99,7 @@ int gpu_vit_create(struct gpu_vit *gv, struct gpu *g, struct vit *m, enum gpu_pr
 {
 	memset(gv, 0, sizeof *gv);
 	const struct vit_config *c = &m->cfg;
-	struct gpu_block_desc *blocks = calloc((size_t)c->depth, sizeof *blocks);
+	struct gpu_block_desc *blocks = calloc((size_t)c->depth + 1, sizeof *blocks);
 	if (!blocks)
 		return eosin_error("out of memory");
 	for (int l = 0; l < c->depth; l++)
@@ -231,7 +231,7 @@ int gpu_text_create(struct gpu_text *gt, struct gpu *g, struct clip_text *m,
                     enum gpu_precision prec)
 {
 	memset(gt, 0, sizeof *gt);
-	struct gpu_block_desc *blocks = calloc((size_t)m->layers, sizeof *blocks);
+	struct gpu_block_desc *blocks = calloc((size_t)m->layers + 1, sizeof *blocks);
 	if (!blocks)
 		return eosin_error("out of memory");
 	for (int l = 0; l < m->layers; l++)
