@@ -6,6 +6,7 @@
 #   make SANITIZE=address,undefined check   the suite under ASan/UBSan
 #   make bench       the benchmarks under bench/
 #   make fuzz        libFuzzer targets (clang) from tests/fuzz/ into build-fuzz/bin
+#   make CUDA=0      leave out the CUDA plugin (built by default when nvcc is found)
 #
 # Programs land in $(BUILD)/bin. A sanitized build lives in its own tree so
 # that it never mixes objects with the normal one.
@@ -23,7 +24,21 @@ CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fopenmp -MMD -MP \
             -Ilib -I$(BUILD)/gen
 CXXFLAGS ?= $(OPT) -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Werror -MMD -MP -Ilib
-LDLIBS   += -lfaiss -lopenblas -lz -lstdc++ -lm -lpthread
+LDLIBS   += -lfaiss -lopenblas -lz -lstdc++ -lm -lpthread -ldl
+# The CUDA plugin $(BUILD)/lib/eosin-cuda.so (lib/model/cuda/), opened at
+# run time by lib/model/gpu.c: no program links CUDA. Built when nvcc is
+# on PATH or in /usr/local/cuda, unless CUDA=0; for Hopper (sm_90) unless
+# CUDA_ARCH says otherwise.
+CUDA     ?= auto
+ifeq ($(CUDA),0)
+NVCC     :=
+else
+NVCC     ?= $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra
+PLUGIN   := $(if $(NVCC),$(BUILD)/lib/eosin-cuda.so)
 # FAISS's C API: the system's libfaiss_c where there is one (Debian's
 # libfaiss-dev has the headers only), else lib/search/faiss_shim.cpp's C-linkage part.
 FAISS_C  ?= $(firstword $(wildcard /usr/lib/libfaiss_c.* /usr/lib/*-linux-gnu/libfaiss_c.* \
@@ -65,7 +80,7 @@ all: deps
 deps:
 	@tools/install-deps
 
-programs: $(PROGRAMS) $(UNITBINS) $(SERVERS) $(MAN5)
+programs: $(PROGRAMS) $(UNITBINS) $(SERVERS) $(MAN5) $(PLUGIN)
 
 # Flags from pkg-config, computed once per make run (after deps ran).
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -92,6 +107,11 @@ man/man5/eosin-%.5: schemas/%.schema tools/schemagen.awk
 	@awk -v mode=man -f tools/schemagen.awk $< > $@.tmp && mv $@.tmp $@
 
 man: $(MAN5)
+
+$(BUILD)/lib/eosin-cuda.so: $(wildcard lib/model/cuda/*)
+	@mkdir -p $(@D)
+	@echo '  NVCC  $@'; $(NVCC) $(NVCCFLAGS) -Ilib -shared -o $@ lib/model/cuda/plugin.cu \
+		-lcublasLt -lcublas -Xlinker -rpath=$(CUDA_HOME)/lib64
 
 $(LIBEOSIN): $(LIB_OBJ)
 	@rm -f $@

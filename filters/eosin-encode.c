@@ -10,6 +10,7 @@
  * nothing to encode pass through byte for byte.
  */
 #include "model/clip_text.h"
+#include "model/gpu.h"
 #include "model/image.h"
 #include "model/ops.h"
 #include "prog.h"
@@ -34,7 +35,8 @@ static void usage(void)
 	        "usage: eosin-encode [--model FILE] [--text-model FILE] [--vocab FILE]\n"
 	        "       [--batch N] [--threads N] [--dtype f16|f32|bf16] [--drop-pixels]\n"
 	        "       [--no-resize] [--dynamic] [--pool token|avg] [--rejects FILE]\n"
-	        "       [--lines] [file ...]\n");
+	        "       [--lines] [--device auto|cpu|cuda] [--gpu-precision bf16|fp32]\n"
+	        "       [--gpu-batch N] [file ...]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -62,6 +64,11 @@ static struct {
 	/* counts for the summary */
 	uint64_t nrecords, nimages, ntexts, ntruncated, nrejected;
 	double t_decode, t_vision, t_text;
+	/* the GPU, when --device chose one */
+	int use_gpu;
+	struct gpu gpu;
+	struct gpu_vit gvit;
+	struct gpu_text gtext;
 } E;
 
 /* One text to encode: which record, which field, which row. */
@@ -292,6 +299,41 @@ static size_t next_size_group(const size_t *jobs, size_t njobs, char *taken, siz
 	return ng;
 }
 
+/* gpu_vit_encode's fill: image i of the group preprocessed into dst. */
+static int gpu_fill(void *ctx, size_t i, float *dst)
+{
+	struct pending *p = &batch[((size_t *)ctx)[i]];
+	if (image_preprocess(p->rgb, p->img_w, p->img_h, &E.pp, dst) < 0) {
+		set_error(p, F_TILE_JPEG, "%s", eosin_errmsg());
+		return -1;
+	}
+	return 0;
+}
+
+/* The GPU's encode_group: images are preprocessed a chunk at a time into
+ * pinned memory while the device runs the chunk before. */
+static void encode_group_gpu(size_t *grp, size_t ng, int gw, int gh, double *t0)
+{
+	float *emb = malloc(ng * (size_t)E.vit.out_dim * sizeof *emb);
+	if (!emb)
+		errx(1, "out of memory for a batch of %zu images", ng);
+	double t1 = prog_now();
+	E.t_decode += t1 - *t0;
+	if (gpu_vit_encode(&E.gvit, ng, gh, gw, gpu_fill, grp, emb) < 0)
+		errx(1, "%s", eosin_errmsg());
+	*t0 = prog_now();
+	E.t_vision += *t0 - t1;
+	for (size_t g = 0; g < ng; g++) {
+		struct pending *p = &batch[grp[g]];
+		if (p->error)
+			continue;
+		p->img_emb = malloc((size_t)E.vit.out_dim * sizeof(float));
+		memcpy(p->img_emb, emb + g * E.vit.out_dim, (size_t)E.vit.out_dim * sizeof(float));
+		E.nimages++;
+	}
+	free(emb);
+}
+
 /* One group's images preprocessed and through the vision model, their
  * embeddings into their records; *t0 is where the decode time started. */
 static void encode_group(size_t *grp, size_t ng, int gw, int gh, double *t0)
@@ -299,6 +341,10 @@ static void encode_group(size_t *grp, size_t ng, int gw, int gh, double *t0)
 	if (vit_check_size(&E.vit, gh, gw) < 0) {
 		for (size_t g = 0; g < ng; g++)
 			set_error(&batch[grp[g]], F_TILE_JPEG, "%s", eosin_errmsg());
+		return;
+	}
+	if (E.use_gpu) {
+		encode_group_gpu(grp, ng, gw, gh, t0);
 		return;
 	}
 	size_t plane = (size_t)3 * gw * gh;
@@ -420,7 +466,8 @@ static void encode_texts(void)
 	float *emb = malloc((size_t)E.batch * E.text.embed * sizeof *emb);
 	for (size_t j0 = 0; j0 < njobs; j0 += (size_t)E.batch) {
 		int nb = (int)(njobs - j0 < (size_t)E.batch ? njobs - j0 : (size_t)E.batch);
-		if (clip_text_forward(&E.text, ids + j0 * ctx, nb, emb) < 0)
+		if ((E.use_gpu ? gpu_text_forward(&E.gtext, ids + j0 * ctx, nb, emb)
+		               : clip_text_forward(&E.text, ids + j0 * ctx, nb, emb)) < 0)
 			errx(1, "text model: %s", eosin_errmsg());
 		for (int k = 0; k < nb; k++) {
 			struct text_job *tj = &jobs[j0 + k];
@@ -626,6 +673,9 @@ struct args {
 	const char *model, *text_model, *vocab, *rejects;
 	int lines, threads;
 	struct vit_overrides ov;
+	const char *device;         /* NULL: not given (auto, quiet when there is no GPU) */
+	enum gpu_precision precision;
+	int gpu_batch, batch_given;
 };
 
 static const struct option long_opts[] = {
@@ -635,6 +685,8 @@ static const struct option long_opts[] = {
     {"drop-pixels", no_argument, 0, 'D'},   {"no-resize", no_argument, 0, 'R'},
     {"dynamic", no_argument, 0, 'y'},       {"pool", required_argument, 0, 'p'},
     {"rejects", required_argument, 0, 'r'}, {"lines", no_argument, 0, 'l'},
+    {"device", required_argument, 0, 'G'},  {"gpu-precision", required_argument, 0, 'P'},
+    {"gpu-batch", required_argument, 0, 'B'},
     {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
 };
 
@@ -642,7 +694,7 @@ static const struct option long_opts[] = {
  * they took. */
 static int parse_options(int argc, char **argv, struct args *a)
 {
-	*a = (struct args){.ov = VIT_OVERRIDES_NONE};
+	*a = (struct args){.ov = VIT_OVERRIDES_NONE, .precision = GPU_BF16, .gpu_batch = 256};
 	E.batch = 32;
 	E.dtype = VEC_F16;
 	E.resize = 1;
@@ -652,7 +704,10 @@ static int parse_options(int argc, char **argv, struct args *a)
 		case 'm': a->model = optarg; break;
 		case 't': a->text_model = optarg; break;
 		case 'v': a->vocab = optarg; break;
-		case 'b': E.batch = (int)prog_long("--batch", optarg, 1, 4096); break;
+		case 'b':
+			E.batch = (int)prog_long("--batch", optarg, 1, 4096);
+			a->batch_given = 1;
+			break;
 		case 'j': a->threads = (int)prog_long("--threads", optarg, 1, 1024); break;
 		case 'd':
 			if (vec_dtype_parse(optarg, &E.dtype) < 0)
@@ -668,6 +723,17 @@ static int parse_options(int argc, char **argv, struct args *a)
 			break;
 		case 'r': a->rejects = optarg; break;
 		case 'l': a->lines = 1; break;
+		case 'G':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+				errx(EXIT_USAGE, "--device: '%s' is not auto, cpu or cuda", optarg);
+			a->device = optarg;
+			break;
+		case 'P':
+			if (strcmp(optarg, "bf16") && strcmp(optarg, "fp32"))
+				errx(EXIT_USAGE, "--gpu-precision: '%s' is not bf16 or fp32", optarg);
+			a->precision = !strcmp(optarg, "fp32") ? GPU_FP32 : GPU_BF16;
+			break;
+		case 'B': a->gpu_batch = (int)prog_long("--gpu-batch", optarg, 1, 4096); break;
 		default: usage();
 		}
 	}
@@ -678,13 +744,42 @@ static int parse_options(int argc, char **argv, struct args *a)
 	return optind;
 }
 
+/* --device: the GPU when asked for (it must be there) or when auto finds
+ * one, else the CPU. Said on stderr, except a quiet fallback when no
+ * --device was given. On a GPU --batch defaults to 1024 images. */
+static void choose_device(struct args *a)
+{
+	const char *dev = a->device ? a->device : "auto";
+	if (!strcmp(dev, "cpu"))
+		return;
+	if (!strcmp(dev, "auto") && !gpu_device_node_present()) {
+		if (a->device)
+			warnx("--device auto: no NVIDIA device (no /dev/nvidiactl); using the CPU");
+		return;
+	}
+	if (gpu_open(&E.gpu) < 0) {
+		if (!strcmp(dev, "cuda"))
+			errx(1, "--device cuda: %s", eosin_errmsg());
+		if (a->device)
+			warnx("--device auto: %s; using the CPU", eosin_errmsg());
+		return;
+	}
+	E.use_gpu = 1;
+	if (!a->batch_given)
+		E.batch = 1024;
+	warnx("using the GPU %s, %s, %d images a forward pass", E.gpu.device,
+	      a->precision == GPU_FP32 ? "fp32" : "bf16 with fp32 accumulation", a->gpu_batch);
+}
+
 /* The vision model and the preprocessing its config asks for. */
-static void open_vision(const char *model, const struct vit_overrides *ov)
+static void open_vision(const char *model, const struct vit_overrides *ov, const struct args *a)
 {
 	model_open(&E.vis, model);
 	if (vit_load(&E.vit, &E.vis.st, model, ov) < 0)
 		die_lib();
 	E.have_vis = 1;
+	if (E.use_gpu && gpu_vit_create(&E.gvit, &E.gpu, &E.vit, a->precision, a->gpu_batch) < 0)
+		die_lib();
 	warnx("%s", E.vit.config_source);
 	const struct vit_config *vc = &E.vit.cfg;
 	E.pp.filter = RESAMPLE_BICUBIC;
@@ -722,12 +817,14 @@ static const char *model_vocab(const char *text_model, char *vpath, size_t size)
 }
 
 /* The text model and its tokenizer (--vocab, or the model's own). */
-static void open_text(const char *text_model, const char *vocab)
+static void open_text(const char *text_model, const char *vocab, const struct args *a)
 {
 	model_open(&E.txt, text_model);
 	if (clip_text_load(&E.text, &E.txt.st, text_model) < 0)
 		die_lib();
 	E.have_txt = 1;
+	if (E.use_gpu && gpu_text_create(&E.gtext, &E.gpu, &E.text, a->precision) < 0)
+		die_lib();
 	warnx("%s", E.text.config_source);
 	char vpath[4096];
 	if (!vocab)
@@ -754,6 +851,10 @@ static void report_and_release(double dt)
 	for (size_t i = 0; i < nbatch; i++)
 		free_pending(&batch[i]);
 	free(batch);
+	gpu_vit_free(&E.gvit);
+	gpu_text_free(&E.gtext);
+	if (E.use_gpu)
+		gpu_close(&E.gpu);
 	if (E.have_vis) {
 		vit_free(&E.vit);
 		safetensors_close(&E.vis.st);
@@ -778,10 +879,11 @@ int main(int argc, char **argv)
 	blas_check(E.argv);
 	if (a.threads)
 		omp_set_num_threads(a.threads);
+	choose_device(&a);
 	if (a.model)
-		open_vision(a.model, &a.ov);
+		open_vision(a.model, &a.ov, &a);
 	if (a.text_model)
-		open_text(a.text_model, a.vocab);
+		open_text(a.text_model, a.vocab, &a);
 	if (stream_writer_init(&E.out, 1, "<stdout>") < 0)
 		die_lib();
 	if (a.rejects) {

@@ -946,3 +946,8 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 	pool_out(m, pooled, B, T);
 	return 0;
 }
+
+const float *vit_patch_pos(struct vit *m, int gh, int gw)
+{
+	return pos_for_grid(m, gh, gw);
+}

@@ -146,6 +146,12 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
  * torch F.interpolate(mode='bicubic', antialias=True, align_corners=False). */
 void pos_embed_resample(float *out, const float *pos, int gs, int gn, int D);
 
+/* The patch tokens' position table for a gh x gw grid, (gh*gw, D): the
+ * stored one, or the one vit_forward resamples for that grid (kept in m
+ * until another grid is asked for). NULL when out of memory. For the GPU
+ * path, which must add the same positions. */
+const float *vit_patch_pos(struct vit *m, int gh, int gw);
+
 /* Parse a config JSON (timm_config, clip_config, config.json) into cfg
  * fields it names; exposed for tests. */
 int vit_config_from_json(struct vit_config *cfg, const char *json, const char *what);
