@@ -55,7 +55,11 @@ int gpu_open(struct gpu *g)
 	if (access(g->path, R_OK) != 0)
 		return eosin_error("no CUDA plugin: '%s' does not exist (built with make CUDA=0, or "
 		                   "where nvcc was not found)", g->path);
-	g->dl = dlopen(g->path, RTLD_NOW | RTLD_LOCAL);
+	/* RTLD_NODELETE: the plugin (and the CUDA and C++ runtimes it brings)
+	 * stays mapped after gpu_close, so their load-time allocations stay
+	 * reachable: unloading them buys nothing, and a reopen finds them
+	 * initialised */
+	g->dl = dlopen(g->path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 	if (!g->dl) {
 		const char *why = dlerror();
 		if (why && strstr(why, "libcu"))
