@@ -299,6 +299,23 @@ static size_t next_size_group(const size_t *jobs, size_t njobs, char *taken, siz
 	return ng;
 }
 
+/* Row g of emb (ng, out_dim) into the record grp[g], for every record of
+ * the group whose image was preprocessed (a failed one keeps its error). */
+static void store_embeddings(const size_t *grp, size_t ng, const float *emb)
+{
+	size_t d = (size_t)E.vit.out_dim;
+	for (size_t g = 0; g < ng; g++) {
+		struct pending *p = &batch[grp[g]];
+		if (p->error)
+			continue;
+		p->img_emb = malloc(d * sizeof(float));
+		if (!p->img_emb)
+			errx(1, "out of memory for an embedding");
+		memcpy(p->img_emb, emb + g * d, d * sizeof(float));
+		E.nimages++;
+	}
+}
+
 /* gpu_vit_encode's fill: image i of the group preprocessed into dst. */
 static int gpu_fill(void *ctx, size_t i, float *dst)
 {
@@ -323,14 +340,7 @@ static void encode_group_gpu(size_t *grp, size_t ng, int gw, int gh, double *t0)
 		errx(1, "%s", eosin_errmsg());
 	*t0 = prog_now();
 	E.t_vision += *t0 - t1;
-	for (size_t g = 0; g < ng; g++) {
-		struct pending *p = &batch[grp[g]];
-		if (p->error)
-			continue;
-		p->img_emb = malloc((size_t)E.vit.out_dim * sizeof(float));
-		memcpy(p->img_emb, emb + g * E.vit.out_dim, (size_t)E.vit.out_dim * sizeof(float));
-		E.nimages++;
-	}
+	store_embeddings(grp, ng, emb);
 	free(emb);
 }
 
@@ -372,12 +382,7 @@ static void encode_group(size_t *grp, size_t ng, int gw, int gh, double *t0)
 		errx(1, "vision model: %s", eosin_errmsg());
 	*t0 = prog_now();
 	E.t_vision += *t0 - t1;
-	for (size_t g = 0; g < ngood; g++) {
-		struct pending *p = &batch[grp[g]];
-		p->img_emb = malloc((size_t)E.vit.out_dim * sizeof(float));
-		memcpy(p->img_emb, emb + g * E.vit.out_dim, (size_t)E.vit.out_dim * sizeof(float));
-		E.nimages++;
-	}
+	store_embeddings(grp, ngood, emb);
 	free(pixels);
 	free(emb);
 }

@@ -32,6 +32,24 @@ __device__ __forceinline__ float warp_max(float v)
 	return v;
 }
 
+// The rest of one warp's LayerNorm of row x (C), given this lane's part s
+// of the row's sum: o = (x - mean) * rstd * w + b, the variance from a
+// second pass over the centred row, as the CPU's.
+template <typename O>
+__device__ __forceinline__ void ln_row(const float *x, float s, O *o, const float *w,
+                                       const float *b, int C, float eps, int lane)
+{
+	float mean = warp_sum(s) / C;
+	float v = 0;
+	for (int c = lane; c < C; c += 32) {
+		float d = x[c] - mean;
+		v += d * d;
+	}
+	float rstd = rsqrtf(warp_sum(v) / C + eps);
+	for (int c = lane; c < C; c += 32)
+		st(o + c, (x[c] - mean) * rstd * w[c] + b[c]);
+}
+
 // One warp per row: out (N,C) = LayerNorm(inp (N,C)) * w + b. Two passes
 // over the row (mean, then centred variance), as the CPU's.
 template <typename O>
@@ -45,16 +63,7 @@ __global__ void layernorm_kernel(O *out, const float *inp, const float *w, const
 	float s = 0;
 	for (int c = lane; c < C; c += 32)
 		s += x[c];
-	float mean = warp_sum(s) / C;
-	float v = 0;
-	for (int c = lane; c < C; c += 32) {
-		float d = x[c] - mean;
-		v += d * d;
-	}
-	float rstd = rsqrtf(warp_sum(v) / C + eps);
-	O *o = out + (size_t)row * C;
-	for (int c = lane; c < C; c += 32)
-		st(o + c, (x[c] - mean) * rstd * w[c] + b[c]);
+	ln_row(x, s, out + (size_t)row * C, w, b, C, eps, lane);
 }
 
 // One warp per row: x += gamma * (y + bias) (gamma, bias NULL: 1, 0); then,
@@ -79,16 +88,7 @@ __global__ void residual_ln_kernel(float *x, const float *y, const float *bias, 
 	if (!ln_out)
 		return;
 	__syncwarp();
-	float mean = warp_sum(s) / C;
-	float var = 0;
-	for (int c = lane; c < C; c += 32) {
-		float d = xr[c] - mean;
-		var += d * d;
-	}
-	float rstd = rsqrtf(warp_sum(var) / C + eps);
-	O *o = ln_out + (size_t)row * C;
-	for (int c = lane; c < C; c += 32)
-		st(o + c, (xr[c] - mean) * rstd * lw[c] + lb[c]);
+	ln_row(xr, s, ln_out + (size_t)row * C, lw, lb, C, eps, lane);
 }
 
 // h (n) = act(h), the bias already added by the matrix product.
