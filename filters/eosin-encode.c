@@ -783,8 +783,17 @@ static void open_vision(const char *model, const struct vit_overrides *ov, const
 	if (vit_load(&E.vit, &E.vis.st, model, ov) < 0)
 		die_lib();
 	E.have_vis = 1;
-	if (E.use_gpu && gpu_vit_create(&E.gvit, &E.gpu, &E.vit, a->precision, a->gpu_batch) < 0)
-		die_lib();
+	if (E.use_gpu && gpu_vit_create(&E.gvit, &E.gpu, &E.vit, a->precision, a->gpu_batch) < 0) {
+		/* A model the GPU path does not cover (a gated MLP): --device
+		 * cuda fails, auto runs the whole job on the CPU and says why. */
+		if (a->device && !strcmp(a->device, "cuda"))
+			die_lib();
+		warnx("%s; using the CPU", eosin_errmsg());
+		gpu_close(&E.gpu);
+		E.use_gpu = 0;
+		if (!a->batch_given)
+			E.batch = 32;
+	}
 	warnx("%s", E.vit.config_source);
 	const struct vit_config *vc = &E.vit.cfg;
 	E.pp.filter = RESAMPLE_BICUBIC;

@@ -20,7 +20,7 @@ static void usage(void)
 	        "usage: eosin-make-model --arch vit|clip|clip-text --out FILE [--seed N]\n"
 	        "       [--dtype f32|f16|bf16] [--name NAME] [--vocab FILE] [--from FILE]\n"
 	        "       [--dim N] [--depth N] [--heads N] [--patch N] [--img N] [--reg N]\n"
-	        "       [--mlp-ratio X] [--pool token|avg] [--no-embed-class] [--no-layerscale]\n"
+	        "       [--mlp-ratio X] [--mlp gelu|swiglu] [--pool token|avg] [--no-embed-class] [--no-layerscale]\n"
 	        "       [--dynamic] [--width N] [--layers N] [--text-heads N] [--embed N]\n"
 	        "       [--context N] [--vocab-size N]\n");
 	exit(EXIT_USAGE);
@@ -91,7 +91,7 @@ static void add(struct tensor_list *L, const char *name, int ndim, const int64_t
 
 /* A pre-LN block: timm or CLIP names under prefix. */
 static void add_block(struct tensor_list *L, const char *prefix, int clip, int C, int H,
-                      int layerscale)
+                      int layerscale, int glu)
 {
 	char n[256];
 	double sc = 1.0 / sqrt(C), sh = 1.0 / sqrt(H);
@@ -120,9 +120,10 @@ static void add_block(struct tensor_list *L, const char *prefix, int clip, int C
 			ADD(L, NAME("ls1.gamma"), INIT_UNIFORM_LS, 0.1, C);
 		ADD(L, NAME("norm2.weight"), INIT_ONES_NOISE, 0.1, C);
 		ADD(L, NAME("norm2.bias"), INIT_NORMAL, 0.05, C);
+		/* timm's GluMlp: fc1 gives H, fc2 takes H/2 */
 		ADD(L, NAME("mlp.fc1.weight"), INIT_NORMAL, sc, H, C);
 		ADD(L, NAME("mlp.fc1.bias"), INIT_NORMAL, 0.02, H);
-		ADD(L, NAME("mlp.fc2.weight"), INIT_NORMAL, sh, C, H);
+		ADD(L, NAME("mlp.fc2.weight"), INIT_NORMAL, glu ? sqrt(2.0 / H) : sh, C, glu ? H / 2 : H);
 		ADD(L, NAME("mlp.fc2.bias"), INIT_NORMAL, 0.02, C);
 		if (layerscale)
 			ADD(L, NAME("ls2.gamma"), INIT_UNIFORM_LS, 0.1, C);
@@ -135,8 +136,8 @@ static struct {
 	int dim, depth, heads, patch, img, reg, no_embed_class, layerscale, dynamic, avg;
 	double mlp_ratio;
 	int width, layers, text_heads, embed, context, vocab_size;
-	int heads_set;
-} A = {NULL, 192, 4, 3, 16, 224, 0, 0, 1, 0, 0, 4.0, 64, 2, 0, 64, 77, 49408, 0};
+	int heads_set, swiglu;
+} A = {NULL, 192, 4, 3, 16, 224, 0, 0, 1, 0, 0, 4.0, 64, 2, 0, 64, 77, 49408, 0, 0};
 
 static void make_vit(struct tensor_list *L)
 {
@@ -152,7 +153,7 @@ static void make_vit(struct tensor_list *L)
 	for (int l = 0; l < A.depth; l++) {
 		char prefix_name[64];
 		snprintf(prefix_name, sizeof prefix_name, "blocks.%d.", l);
-		add_block(L, prefix_name, 0, D, H, A.layerscale);
+		add_block(L, prefix_name, 0, D, H, A.layerscale, A.swiglu);
 	}
 	ADD(L, "norm.weight", INIT_ONES_NOISE, 0.1, D);
 	ADD(L, "norm.bias", INIT_NORMAL, 0.05, D);
@@ -171,7 +172,7 @@ static void make_clip_vision(struct tensor_list *L)
 	for (int l = 0; l < A.depth; l++) {
 		char p[96];
 		snprintf(p, sizeof p, "visual.transformer.resblocks.%d.", l);
-		add_block(L, p, 1, W, 4 * W, 0);
+		add_block(L, p, 1, W, 4 * W, 0, 0);
 	}
 	ADD(L, "visual.ln_post.weight", INIT_ONES_NOISE, 0.1, W);
 	ADD(L, "visual.ln_post.bias", INIT_NORMAL, 0.05, W);
@@ -187,7 +188,7 @@ static void make_clip_text(struct tensor_list *L)
 	for (int l = 0; l < A.layers; l++) {
 		char p[96];
 		snprintf(p, sizeof p, "transformer.resblocks.%d.", l);
-		add_block(L, p, 1, W, 4 * W, 0);
+		add_block(L, p, 1, W, 4 * W, 0, 0);
 	}
 	ADD(L, "token_embedding.weight", INIT_NORMAL, 0.5, A.vocab_size, W);
 	ADD(L, "ln_final.weight", INIT_ONES_NOISE, 0.1, W);
@@ -213,7 +214,10 @@ static char *config_json(int vit, int vision, int text)
 		json_object_set_new(o, "mlp_ratio", json_real(A.mlp_ratio));
 		json_object_set_new(o, "init_values", A.layerscale ? json_real(1e-5) : json_null());
 		json_object_set_new(o, "norm_layer", json_string("LayerNorm(eps=1e-6)"));
-		json_object_set_new(o, "act_layer", json_string("GELU (exact erf)"));
+		json_object_set_new(o, "act_layer",
+		                    json_string(A.swiglu ? "SiLU" : "GELU (exact erf)"));
+		if (A.swiglu)
+			json_object_set_new(o, "mlp_layer", json_string("SwiGLUPacked"));
 		json_object_set_new(o, "interpolation", json_string("bicubic"));
 		json_object_set_new(o, "crop_pct", json_real(1.0));
 	}
@@ -259,7 +263,8 @@ static const struct option long_opts[] = {
     {"seed", required_argument, 0, 's'},       {"dtype", required_argument, 0, 't'},
     {"name", required_argument, 0, 'n'},       {"vocab", required_argument, 0, 'v'},
     {"from", required_argument, 0, 'f'},       {"out", required_argument, 0, 'o'},
-    {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
+    {"mlp", required_argument, 0, 'G'},        {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
 };
 
 static void parse_options(int argc, char **argv, struct args *a)
@@ -285,6 +290,11 @@ static void parse_options(int argc, char **argv, struct args *a)
 			A.avg = !strcmp(optarg, "avg");
 			break;
 		case 'N': A.no_embed_class = 1; break;
+		case 'G':
+			if (strcmp(optarg, "gelu") && strcmp(optarg, "swiglu"))
+				errx(EXIT_USAGE, "--mlp: '%s' is not gelu or swiglu", optarg);
+			A.swiglu = !strcmp(optarg, "swiglu");
+			break;
 		case 'L': A.layerscale = 0; break;
 		case 'y': A.dynamic = 1; break;
 		case 'w': A.width = (int)prog_long("--width", optarg, 1, 16384); break;
@@ -322,6 +332,9 @@ static void check_arch(int *vit, int *clip, int *text)
 		A.text_heads = *text && A.heads_set ? A.heads : A.width % 64 ? 1 : A.width / 64;
 	if (*vit && (A.img % A.patch || A.dim % A.heads))
 		errx(EXIT_USAGE, "--img must be a multiple of --patch and --dim of --heads");
+	if (A.swiglu && (!*vit || (int)(A.dim * A.mlp_ratio) % 2))
+		errx(EXIT_USAGE, "--mlp swiglu: only with --arch vit, and --dim x --mlp-ratio "
+		                 "(fc1's width, %d) must be even", (int)(A.dim * A.mlp_ratio));
 	if ((*clip || *text) && A.width % A.text_heads)
 		errx(EXIT_USAGE, "--width must be a multiple of --text-heads");
 }

@@ -103,6 +103,9 @@ int gpu_vit_create(struct gpu_vit *gv, struct gpu *g, struct vit *m, enum gpu_pr
 {
 	memset(gv, 0, sizeof *gv);
 	const struct vit_config *c = &m->cfg;
+	if (c->act == ACT_SILU || (c->depth && m->blocks[0].glu))
+		return eosin_error("the GPU path does not cover gated (SwiGLU) MLPs; "
+		                   "use --device cpu for this model");
 	struct gpu_block_desc *blocks = calloc((size_t)c->depth + 1, sizeof *blocks);
 	if (!blocks)
 		return eosin_error("out of memory");

@@ -76,7 +76,12 @@ int block_load(struct block_weights *bw, const struct safetensors *st, const cha
 		bw->ln2_b = load_vec(st, prefix, "norm2.bias", C, 0, NULL);
 		bw->fc1_w = load_mat(st, prefix, "mlp.fc1.weight", H, C);
 		bw->fc1_b = load_vec(st, prefix, "mlp.fc1.bias", H, 0, NULL);
-		bw->fc2_w = load_mat(st, prefix, "mlp.fc2.weight", C, H);
+		/* A packed gated MLP is told by fc2's input: half fc1's output. */
+		char fc2[512];
+		snprintf(fc2, sizeof fc2, "%smlp.fc2.weight", prefix);
+		const struct st_tensor *t2 = safetensors_find(st, fc2);
+		bw->glu = t2 && t2->ndim == 2 && H % 2 == 0 && t2->shape[1] * 2 == H;
+		bw->fc2_w = load_mat(st, prefix, "mlp.fc2.weight", C, bw->glu ? H / 2 : H);
 		bw->fc2_b = load_vec(st, prefix, "mlp.fc2.bias", C, 0, NULL);
 		bw->ls2 = load_vec(st, prefix, "ls2.gamma", C, 1, NULL);
 		if (absent) /* qkv_bias=False: a zero bias */
@@ -98,7 +103,8 @@ int block_load(struct block_weights *bw, const struct safetensors *st, const cha
 	if (!bw->ln1_w || !bw->ln1_b || !bw->qkv_w || !bw->qkv_b || !bw->proj_w || !bw->proj_b ||
 	    !bw->ln2_w || !bw->ln2_b || !bw->fc1_w || !bw->fc1_b || !bw->fc2_w || !bw->fc2_b ||
 	    transpose_weights(&bw->qkv_w, 3 * C, C) < 0 || transpose_weights(&bw->proj_w, C, C) < 0 ||
-	    transpose_weights(&bw->fc1_w, H, C) < 0 || transpose_weights(&bw->fc2_w, C, H) < 0) {
+	    transpose_weights(&bw->fc1_w, H, C) < 0 ||
+	    transpose_weights(&bw->fc2_w, C, bw->glu ? H / 2 : H) < 0) {
 		block_free(bw);
 		return -1;
 	}
@@ -150,6 +156,33 @@ void block_acts_free(struct block_acts *a)
 	memset(a, 0, sizeof *a);
 }
 
+static float act_scalar(float v, enum act_kind act)
+{
+	switch (act) {
+	case ACT_SILU: return v / (1.0f + expf(-v));
+	case ACT_QUICKGELU: return v / (1.0f + expf(-1.702f * v));
+	default: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+	}
+}
+
+/* h (N,H) with fc1's output, bias not yet added -> (N,H/2) packed at the
+ * start of h: act(a + b_a) * (g + b_g), a the first half of a row, g the
+ * second (timm GluMlp with gate_last=False). In place, rows in order: row
+ * r writes below where rows >= r are read, so no row is overwritten before
+ * it is read. */
+static void glu_forward(float *h, const float *bias, int N, int H, enum act_kind act)
+{
+	int H2 = H / 2;
+	for (int r = 0; r < N; r++) {
+		const float *in = h + (size_t)r * H;
+		float *out = h + (size_t)r * H2;
+		for (int j = 0; j < H2; j++) {
+			float a = in[j] + bias[j], g = in[H2 + j] + bias[H2 + j];
+			out[j] = act_scalar(a, act) * g;
+		}
+	}
+}
+
 void block_forward(float *x, const struct block_weights *bw, struct block_acts *a, int B, int T,
                    int C, int NH, int H, float eps, enum act_kind act, int causal)
 {
@@ -163,7 +196,12 @@ void block_forward(float *x, const struct block_weights *bw, struct block_acts *
 	residual_layernorm_forward(x, a->tmp, bw->proj_b, bw->ls1, a->ln, bw->ln2_w, bw->ln2_b, N, C,
 	                           eps);
 	matmul_forward_in_out(a->hidden, a->ln, bw->fc1_w, N, C, H);
-	bias_gelu_forward(a->hidden, bw->fc1_b, N, H, act == ACT_QUICKGELU);
+	if (bw->glu) {
+		glu_forward(a->hidden, bw->fc1_b, N, H, act);
+		H /= 2;
+	} else {
+		bias_gelu_forward(a->hidden, bw->fc1_b, N, H, act == ACT_QUICKGELU);
+	}
 	matmul_forward_in_out(a->tmp, a->hidden, bw->fc2_w, N, H, C);
 	residual_layernorm_forward(x, a->tmp, bw->fc2_b, bw->ls2, NULL, NULL, NULL, N, C, eps);
 }
@@ -251,7 +289,9 @@ static void config_apply(struct vit_config *c, json_t *o)
 		if ((s = json_string_value(json_object_get(o, "global_pool"))))
 			c->pool = !strcmp(s, "avg") ? POOL_AVG : POOL_TOKEN;
 		if ((s = json_string_value(json_object_get(o, "act_layer"))))
-			c->act = strstr(s, "quick") || strstr(s, "Quick") ? ACT_QUICKGELU : ACT_GELU;
+			c->act = strstr(s, "quick") || strstr(s, "Quick")  ? ACT_QUICKGELU
+			         : strcasestr(s, "silu") || strcasestr(s, "swi") ? ACT_SILU
+			                                                          : ACT_GELU;
 		if ((s = json_string_value(json_object_get(o, "norm_layer"))) && strstr(s, "eps="))
 			c->eps = strtof(strstr(s, "eps=") + 4, NULL);
 	}
@@ -501,7 +541,11 @@ static int vit_read_tensor_facts(struct vit *m, struct vit_load_state *s)
 		c->class_token = safetensors_find(st, "cls_token") != NULL;
 		c->reg_tokens = reg && reg->ndim == 3 ? (int)reg->shape[1] : 0;
 		c->patch_bias = safetensors_find(st, "patch_embed.proj.bias") != NULL;
-		c->act = ACT_GELU;
+		/* A packed gated MLP (fc2 takes half of fc1's output) is timm's
+		 * SwiGLUPacked, SiLU, unless the config says another act. */
+		const struct st_tensor *fc2 = safetensors_find(st, "blocks.0.mlp.fc2.weight");
+		c->act = fc2 && fc2->ndim == 2 && fc2->shape[1] * 2 == fc1->shape[0] ? ACT_SILU
+		                                                                      : ACT_GELU;
 		c->eps = 1e-6f;
 		memcpy(c->mean, IMAGENET_MEAN, sizeof c->mean);
 		memcpy(c->std, IMAGENET_STD, sizeof c->std);
@@ -688,7 +732,14 @@ static int vit_bind_blocks(struct vit *m, const struct vit_load_state *s)
 		if (block_load(&m->blocks[l], s->st, prefix_name, s->names->blocks, c->dim,
 		               c->hidden) < 0)
 			return -1;
+		if (m->blocks[l].glu != m->blocks[0].glu)
+			return eosin_error("'%s': block %d's MLP is %s, block 0's %s", s->path, l,
+			                   m->blocks[l].glu ? "gated" : "plain",
+			                   m->blocks[0].glu ? "gated" : "plain");
 	}
+	if (c->act == ACT_SILU && c->depth && !m->blocks[0].glu)
+		return eosin_error("'%s': a SiLU MLP without gating is not covered (only timm's "
+		                   "SwiGLUPacked, fc2 taking half of fc1's width)", s->path);
 	return 0;
 }
 

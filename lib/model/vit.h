@@ -5,8 +5,9 @@
  *  - timm VisionTransformer (UNI, Phikon, Virchow, GigaPath tile encoder):
  *    conv patch embed with bias, cls token, register tokens, learned
  *    pos_embed (optionally on patches only: no_embed_class), pre-LN
- *    blocks with LayerScale, exact GELU, final norm or fc_norm, token or
- *    mean pooling.
+ *    blocks with LayerScale, exact GELU or a packed SwiGLU MLP (Virchow 2,
+ *    UNI 2: timm's SwiGLUPacked with SiLU), final norm or fc_norm, token
+ *    or mean pooling.
  *  - CLIP vision tower (openai/CLIP names under "visual."): conv without
  *    bias, class_embedding, ln_pre, QuickGELU, ln_post on token 0, proj
  *    stored (in,out).
@@ -28,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum act_kind { ACT_GELU, ACT_QUICKGELU };
+enum act_kind { ACT_GELU, ACT_QUICKGELU, ACT_SILU };
 enum pool_kind { POOL_TOKEN, POOL_AVG };
 
 /* One pre-LN transformer block's weights. C channels, H hidden. The
@@ -41,7 +42,10 @@ struct block_weights {
 	float *ls1, *ls2;           /* (C) LayerScale, or NULL */
 	float *ln2_w, *ln2_b;       /* (C) */
 	float *fc1_w, *fc1_b;       /* (C,H), (H) */
-	float *fc2_w, *fc2_b;       /* (H,C), (C) */
+	float *fc2_w, *fc2_b;       /* (H,C), (C); (H/2,C) when glu */
+	int glu;                    /* gated MLP (timm GluMlp, gate_last=False, as
+	                             * SwiGLUPacked): fc1 gives H columns, act(first
+	                             * half) * second half goes into fc2 */
 };
 
 /* Activations for up to N = B*T rows. */

@@ -1,0 +1,64 @@
+#!/bin/sh
+# The timm ViT layouts of the published pathology encoders beyond the
+# shared reference, against timm itself: packed SwiGLU MLPs with SiLU
+# (Virchow 2, UNI 2), registers with LayerScale (H-optimus), with and
+# without position rows for the prefix tokens, token and mean pooling.
+# tests/fixtures/layouts/timm.json holds timm's pooled outputs for small
+# seeded models that eosin-make-model writes in timm's names (timm loaded
+# them with strict=True); tests/parity/timm_layouts.py made it and says how.
+# Tolerance: 1e-4 max abs on every embedding element, float32.
+. "$(dirname "$0")/../lib.sh"
+
+test_have_prereq SHARED || test_skip_all 'needs ../shared/data (the JPEG tiles)'
+PY=
+for p in python3 /usr/bin/python3; do
+	"$p" -c 'import numpy' 2>/dev/null && { PY=$p; break; }
+done
+test -n "$PY" || test_skip_all 'needs python3 with numpy'
+FIX=$ROOT/tests/fixtures/layouts/timm.json
+
+test_expect_success 'setup: the fixture names tiles that are here' '
+	jq -r ".images[]" "$FIX" >names &&
+	test $(wc -l <names) -ge 4 &&
+	while read -r f; do
+		test -f "$SHARED/tiles/$f" || return 1
+		jq -nc --arg b "$(base64 -w0 "$SHARED/tiles/$f")" --arg id "$f" \
+			"{k:\"tile\",v:1,id:\$id,jpeg:{\"\$base64\":\$b}}" || return 1
+	done <names | eosin-cat -r >in.mpk
+'
+
+for c in $(jq -r '.cases[].name' "$FIX"); do
+	test_expect_success "$c: eosin-encode matches timm within 1e-4" "
+		jq -r --arg c $c '.cases[] | select(.name==\$c) | .make_model' \"\$FIX\" >args &&
+		eosin-make-model \$(cat args) --out $c.safetensors &&
+		eosin-encode --model $c.safetensors --dtype f32 --device cpu --batch 4 <in.mpk >$c.mpk &&
+		eosin-cat --vectors $c.mpk | jq -c 'select(.k==\"tile\") | .img_emb.values' >got &&
+		jq -c --arg c $c '.cases[] | select(.name==\$c) | .pooled[]' \"\$FIX\" >want &&
+		\"\$PY\" -c '
+import json, sys
+import numpy as np
+g = np.array([json.loads(l) for l in open(\"got\")])
+w = np.array([json.loads(l) for l in open(\"want\")])
+assert g.shape == w.shape, (g.shape, w.shape)
+e = np.abs(g - w).max()
+print(\"%.3g\" % e)
+sys.exit(0 if e <= 1e-4 else 1)' >$c.err
+	"
+	echo "# $c: max abs error $(cat $c.err 2>/dev/null) (tol 1e-4)"
+done
+
+# Here (no GPU) the refusal is the missing device's; on a GPU it is the
+# gated MLP's (lib/model/gpu.c), which only a GPU machine can show.
+test_expect_success '--device cuda on a gated MLP: nothing on stdout and a reason' '
+	test_must_fail eosin-encode --model swiglu-reg4.safetensors --device cuda <in.mpk >gpu.mpk 2>err &&
+	test ! -s gpu.mpk && cat err && test -s err
+'
+
+test_expect_success 'eosin-make-model refuses an odd SwiGLU width and takes an even one' '
+	eosin-make-model --arch vit --dim 48 --depth 2 --heads 3 --patch 16 --img 64 --mlp swiglu \
+		--seed 1 --out ok.safetensors &&
+	test_must_fail eosin-make-model --arch vit --mlp swiglu --dim 5 --mlp-ratio 1 --heads 1 \
+		--out bad.safetensors 2>err && grep -q "must be even" err
+'
+
+test_done
