@@ -142,7 +142,7 @@ static inline __attribute__((always_inline)) void erf8(vf8 *xp)
 	*xp = (vf8)((vi8)y | sign);
 }
 
-enum unary { UNARY_EXP, UNARY_GELU, UNARY_QUICKGELU };
+enum unary { UNARY_EXP, UNARY_GELU, UNARY_QUICKGELU, UNARY_SILU };
 
 static inline __attribute__((always_inline)) void unary8(vf8 *p, enum unary op)
 {
@@ -153,6 +153,12 @@ static inline __attribute__((always_inline)) void unary8(vf8 *p, enum unary op)
 		vf8 u = v * splat(0.70710678118654752f);
 		erf8(&u);
 		*p = splat(0.5f) * v * (splat(1.0f) + u);
+		break;
+	}
+	case UNARY_SILU: {
+		vf8 u = -v;
+		exp8(&u);
+		*p = v / (splat(1.0f) + u);
 		break;
 	}
 	default: {
@@ -321,6 +327,24 @@ static void bias_act_rows(float *x, const float *bias, int r0, int r1, int H, en
 				xr[t] = v[t - c];
 		}
 	}
+}
+
+void bias_glu_forward(float *x, const float *bias, int N, int H, int act)
+{
+	int H2 = H / 2;
+	enum unary op = act == 2 ? UNARY_SILU : act == 1 ? UNARY_QUICKGELU : UNARY_GELU;
+	/* Each row on its own: act(a + b_a) into the first half, times the gate. */
+#pragma omp parallel for schedule(static) if (N > 32)
+	for (int r = 0; r < N; r++) {
+		float *row = x + (size_t)r * H;
+		bias_act_rows(row, bias, 0, 1, H2, op);
+		for (int j = 0; j < H2; j++)
+			row[j] *= row[H2 + j] + bias[H2 + j];
+	}
+	/* Then packed to (N, H/2): row r moves down to r * H/2, below every
+	 * row not yet moved, so in order and with memmove. */
+	for (int r = 1; r < N; r++)
+		memmove(x + (size_t)r * H2, x + (size_t)r * H, (size_t)H2 * sizeof(float));
 }
 
 void bias_gelu_forward(float *x, const float *bias, int N, int H, int quick)

@@ -49,6 +49,11 @@ void residual_layernorm_forward(float *x, const float *y, const float *bias, con
                                 float eps);
 /* x (N,H) = act(x + bias (H)): exact GELU, or QuickGELU when quick. */
 void bias_gelu_forward(float *x, const float *bias, int N, int H, int quick);
+/* A gated MLP's activation (timm GluMlp, gate_last=False): x (N,H) ->
+ * (N,H/2) packed at the start of x, act(a + b_a) * (g + b_g) with a the
+ * first half of a row and g the second; act 0 GELU, 1 QuickGELU, 2 SiLU
+ * (enum act_kind's order). */
+void bias_glu_forward(float *x, const float *bias, int N, int H, int act);
 
 /* Multi-head self-attention core. qkv (B,T,3C): per token q, k, v, each
  * NH heads of C/NH contiguous channels. out (B,T,C): heads concatenated.

@@ -156,33 +156,6 @@ void block_acts_free(struct block_acts *a)
 	memset(a, 0, sizeof *a);
 }
 
-static float act_scalar(float v, enum act_kind act)
-{
-	switch (act) {
-	case ACT_SILU: return v / (1.0f + expf(-v));
-	case ACT_QUICKGELU: return v / (1.0f + expf(-1.702f * v));
-	default: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-	}
-}
-
-/* h (N,H) with fc1's output, bias not yet added -> (N,H/2) packed at the
- * start of h: act(a + b_a) * (g + b_g), a the first half of a row, g the
- * second (timm GluMlp with gate_last=False). In place, rows in order: row
- * r writes below where rows >= r are read, so no row is overwritten before
- * it is read. */
-static void glu_forward(float *h, const float *bias, int N, int H, enum act_kind act)
-{
-	int H2 = H / 2;
-	for (int r = 0; r < N; r++) {
-		const float *in = h + (size_t)r * H;
-		float *out = h + (size_t)r * H2;
-		for (int j = 0; j < H2; j++) {
-			float a = in[j] + bias[j], g = in[H2 + j] + bias[H2 + j];
-			out[j] = act_scalar(a, act) * g;
-		}
-	}
-}
-
 void block_forward(float *x, const struct block_weights *bw, struct block_acts *a, int B, int T,
                    int C, int NH, int H, float eps, enum act_kind act, int causal)
 {
@@ -197,7 +170,7 @@ void block_forward(float *x, const struct block_weights *bw, struct block_acts *
 	                           eps);
 	matmul_forward_in_out(a->hidden, a->ln, bw->fc1_w, N, C, H);
 	if (bw->glu) {
-		glu_forward(a->hidden, bw->fc1_b, N, H, act);
+		bias_glu_forward(a->hidden, bw->fc1_b, N, H, (int)act);
 		H /= 2;
 	} else {
 		bias_gelu_forward(a->hidden, bw->fc1_b, N, H, act == ACT_QUICKGELU);
