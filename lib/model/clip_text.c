@@ -14,12 +14,16 @@
 
 static void apply_config(struct clip_text *m, const char *json)
 {
-	json_t *o = json_loads(json, 0, NULL);
+	json_t *root = json_loads(json, 0, NULL), *o = root;
 	if (!json_is_object(o)) {
-		json_decref(o);
+		json_decref(root);
 		return;
 	}
 	json_t *v;
+	if (json_is_object(v = json_object_get(o, "model_cfg"))) /* open_clip_config.json */
+		o = v;
+	if (json_is_boolean(v = json_object_get(o, "quick_gelu")))
+		m->act = json_is_true(v) ? ACT_QUICKGELU : ACT_GELU;
 	if (json_is_object(json_object_get(o, "text_cfg"))) { /* open_clip style */
 		json_t *t = json_object_get(o, "text_cfg");
 		if (json_is_integer(v = json_object_get(t, "heads")))
@@ -29,7 +33,7 @@ static void apply_config(struct clip_text *m, const char *json)
 		m->heads = (int)json_integer_value(v);
 	if (json_is_number(v = json_object_get(o, "layer_norm_eps")))
 		m->eps = (float)json_number_value(v);
-	json_decref(o);
+	json_decref(root);
 }
 
 int clip_text_load(struct clip_text *m, const struct safetensors *st, const char *path)
@@ -46,6 +50,7 @@ int clip_text_load(struct clip_text *m, const struct safetensors *st, const char
 	m->context = (int)pe->shape[0];
 	m->embed = (int)tp->shape[1];
 	m->eps = 1e-5f;
+	m->act = ACT_QUICKGELU; /* OpenAI's; open_clip's files say quick_gelu */
 	char name[128];
 	for (;;) {
 		snprintf(name, sizeof name, "transformer.resblocks.%d.ln_1.weight", m->layers);
@@ -155,7 +160,7 @@ int clip_text_forward(struct clip_text *m, const int32_t *ids, int B, float *out
 		}
 	for (int l = 0; l < m->layers; l++)
 		block_forward(m->x, &m->blocks[l], &m->acts, B, T, C, m->heads, m->hidden, m->eps,
-		              ACT_QUICKGELU, 1);
+		              m->act, 1);
 	/* ln_final is per row, so only the pooled rows need it. */
 	float *rows = m->acts.ln;
 	for (int b = 0; b < B; b++) {

@@ -3,7 +3,9 @@
  * QuiltNet, CONCH-style towers converted to those names), CPU, float32.
  *
  * token_embedding[ids] + positional_embedding, pre-LN blocks with QuickGELU
- * and a causal mask, ln_final, the row at the end-of-text token (the first
+ * (or exact GELU where clip_config says "quick_gelu": false, as open_clip's
+ * towers other than OpenAI's; LayerScale where ls_1/ls_2 are stored) and a
+ * causal mask, ln_final, the row at the end-of-text token (the first
  * position of the largest id, as CLIP's argmax), then @ text_projection
  * stored (width, embed). Architecture from __metadata__ clip_config, else
  * config.json beside the file, else tensor shapes (heads = width/64).
@@ -22,6 +24,7 @@
 struct clip_text {
 	int width, layers, heads, hidden, context, vocab, embed;
 	float eps;
+	enum act_kind act;          /* QuickGELU (OpenAI) or GELU (open_clip's default) */
 	float logit_scale;          /* as stored (log of the scale); 0 if absent */
 	char config_source[4608];
 	float *tok_emb;             /* (vocab, width) */

@@ -245,7 +245,8 @@ int gpu_text_create(struct gpu_text *gt, struct gpu *g, struct clip_text *m,
 		block_desc(&blocks[l], &m->blocks[l]);
 	struct gpu_text_desc d = {.width = m->width, .layers = m->layers, .heads = m->heads,
 	                          .hidden = m->hidden, .context = m->context, .vocab = m->vocab,
-	                          .embed = m->embed, .eps = m->eps, .tok_emb = m->tok_emb,
+	                          .embed = m->embed, .quick_gelu = m->act == ACT_QUICKGELU,
+	                          .eps = m->eps, .tok_emb = m->tok_emb,
 	                          .pos = m->pos, .ln_final_w = m->ln_final_w,
 	                          .ln_final_b = m->ln_final_b, .proj = m->proj, .blocks = blocks};
 	gt->h = g->api->text_create(&d, prec);

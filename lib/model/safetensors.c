@@ -162,7 +162,24 @@ static int check_overlaps(const struct safetensors *st, const char *name)
 	return ret;
 }
 
-int safetensors_parse(struct safetensors *st, const void *buf, size_t size, const char *name)
+/* A tensor of a dtype eosin does not read, named by one of skip's
+ * suffixes: left out. */
+static int skipped(const char *key, json_t *v, const char *const *skip)
+{
+	const char *dt = json_string_value(json_object_get(v, "dtype"));
+	if (!skip || !dt || !strcmp(dt, "F32") || !strcmp(dt, "F16") || !strcmp(dt, "BF16"))
+		return 0;
+	size_t kl = strlen(key);
+	for (int i = 0; skip[i]; i++) {
+		size_t sl = strlen(skip[i]);
+		if (kl >= sl && !strcmp(key + kl - sl, skip[i]))
+			return 1;
+	}
+	return 0;
+}
+
+static int parse_skipping(struct safetensors *st, const void *buf, size_t size, const char *name,
+                          const char *const *skip, size_t *nskipped)
 {
 	const unsigned char *p = buf;
 	if (size < 8)
@@ -199,6 +216,11 @@ int safetensors_parse(struct safetensors *st, const void *buf, size_t size, cons
 				goto out;
 			continue;
 		}
+		if (skipped(key, v, skip)) {
+			if (nskipped)
+				++*nskipped;
+			continue;
+		}
 		struct st_tensor *t = &st->tensors[st->ntensors];
 		if (parse_tensor(t, key, v, base, dsize) < 0) {
 			eosin_error_prefix("'%s'", name);
@@ -215,9 +237,22 @@ out:
 	return ret;
 }
 
+int safetensors_parse(struct safetensors *st, const void *buf, size_t size, const char *name)
+{
+	return parse_skipping(st, buf, size, name, NULL, NULL);
+}
+
 int safetensors_open(struct safetensors *st, const char *path)
 {
+	return safetensors_open_skipping(st, path, NULL, NULL);
+}
+
+int safetensors_open_skipping(struct safetensors *st, const char *path,
+                              const char *const *skip_suffixes, size_t *nskipped)
+{
 	memset(st, 0, sizeof *st);
+	if (nskipped)
+		*nskipped = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return eosin_error("cannot open '%s': %s", path, strerror(errno));
@@ -231,7 +266,7 @@ int safetensors_open(struct safetensors *st, const char *path)
 	close(fd);
 	if (size && map == MAP_FAILED)
 		return eosin_error("cannot map '%s': %s", path, strerror(errno));
-	if (safetensors_parse(st, map, size, path) < 0) {
+	if (parse_skipping(st, map, size, path, skip_suffixes, nskipped) < 0) {
 		if (map)
 			munmap(map, size);
 		return -1;

@@ -61,6 +61,13 @@ const char *st_dtype_name(enum st_dtype t);
 /* Map and validate `path`. 0 ok, -1 error (message names the file and,
  * where it applies, the tensor). */
 int safetensors_open(struct safetensors *st, const char *path);
+/* As safetensors_open, but a tensor of a dtype eosin does not read (I64 and
+ * the like) whose name ends in one of skip_suffixes (NULL-terminated) is
+ * left out and counted in *nskipped: the integer buffers that exports of
+ * other libraries persist (position_ids). Any other such tensor is still
+ * an error. */
+int safetensors_open_skipping(struct safetensors *st, const char *path,
+                              const char *const *skip_suffixes, size_t *nskipped);
 /* Validate a whole file image already in memory (buf stays the caller's). */
 int safetensors_parse(struct safetensors *st, const void *buf, size_t size, const char *name);
 void safetensors_close(struct safetensors *st);

@@ -93,12 +93,14 @@ int block_load(struct block_weights *bw, const struct safetensors *st, const cha
 		bw->qkv_b = load_vec(st, prefix, "attn.in_proj_bias", 3 * C, 0, NULL);
 		bw->proj_w = load_mat(st, prefix, "attn.out_proj.weight", C, C);
 		bw->proj_b = load_vec(st, prefix, "attn.out_proj.bias", C, 0, NULL);
+		bw->ls1 = load_vec(st, prefix, "ls_1.gamma", C, 1, NULL); /* open_clip */
 		bw->ln2_w = load_vec(st, prefix, "ln_2.weight", C, 0, NULL);
 		bw->ln2_b = load_vec(st, prefix, "ln_2.bias", C, 0, NULL);
 		bw->fc1_w = load_mat(st, prefix, "mlp.c_fc.weight", H, C);
 		bw->fc1_b = load_vec(st, prefix, "mlp.c_fc.bias", H, 0, NULL);
 		bw->fc2_w = load_mat(st, prefix, "mlp.c_proj.weight", C, H);
 		bw->fc2_b = load_vec(st, prefix, "mlp.c_proj.bias", C, 0, NULL);
+		bw->ls2 = load_vec(st, prefix, "ls_2.gamma", C, 1, NULL);
 	}
 	if (!bw->ln1_w || !bw->ln1_b || !bw->qkv_w || !bw->qkv_b || !bw->proj_w || !bw->proj_b ||
 	    !bw->ln2_w || !bw->ln2_b || !bw->fc1_w || !bw->fc1_b || !bw->fc2_w || !bw->fc2_b ||
@@ -236,6 +238,9 @@ static void config_apply(struct vit_config *c, json_t *o)
 		json_int(o, "vision_patch_size", &c->patch);
 		json_int(o, "image_resolution", &c->img_size);
 		json_int(o, "embed_dim", &c->proj_dim);
+		/* open_clip's key: GELU unless quick_gelu (OpenAI's towers) */
+		if (json_is_boolean(v = json_object_get(o, "quick_gelu")))
+			c->act = json_is_true(v) ? ACT_QUICKGELU : ACT_GELU;
 	} else {
 		if ((s = json_string_value(json_object_get(o, "architecture"))))
 			for (size_t i = 0; i < sizeof timm_archs / sizeof timm_archs[0]; i++)
@@ -280,6 +285,8 @@ static void config_apply(struct vit_config *c, json_t *o)
 	if (json_is_number(v = json_object_get(o, "crop_pct")))
 		c->crop_pct = (float)json_number_value(v);
 	json_t *sub;
+	if (clip && json_is_object(sub = json_object_get(o, "model_cfg")))
+		config_apply(c, sub); /* open_clip_config.json */
 	if (json_is_object(sub = json_object_get(o, "model_args")))
 		config_apply(c, sub);
 	if (json_is_object(sub = json_object_get(o, "pretrained_cfg")))

@@ -124,6 +124,37 @@ int main(void)
 	refuse("[1, 2]", 0, "not a JSON object", "JSON array");
 	refuse("{\"a\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8,
 	       "tensor 'a': dtype 'I64' is not supported", "I64 refused by name");
+	{
+		/* an I64 position_ids is left out when asked; any other I64 is not */
+		const char *hdr = "{\"m.position_ids\":{\"dtype\":\"I64\",\"shape\":[1],"
+		                  "\"data_offsets\":[0,8]},\"w\":{\"dtype\":\"F32\",\"shape\":[1],"
+		                  "\"data_offsets\":[8,12]}}";
+		const char *hdr2 = "{\"m.ids\":{\"dtype\":\"I64\",\"shape\":[1],"
+		                   "\"data_offsets\":[0,8]}}";
+		static const char *const skip[] = {".position_ids", NULL};
+		char p2[] = "/tmp/eosin-st-XXXXXX";
+		for (int k = 0; k < 2; k++) {
+			unsigned char *b = image(k ? hdr2 : hdr, k ? 8 : 12, &n);
+			int fd2 = mkstemp(p2);
+			ok(fd2 >= 0 && write(fd2, b, n) == (ssize_t)n, "skip file %d written", k);
+			close(fd2);
+			size_t ns = 99;
+			int r = safetensors_open_skipping(&st, p2, skip, &ns);
+			if (!k)
+				ok(r == 0 && ns == 1 && st.ntensors == 1 && safetensors_find(&st, "w") &&
+				       !safetensors_find(&st, "m.position_ids"),
+				   "I64 position_ids left out, counted, the F32 tensor kept");
+			else
+				ok(r < 0 && strstr(eosin_errmsg(), "'m.ids'") &&
+				       strstr(eosin_errmsg(), "I64"),
+				   "an I64 not named by a suffix still refused: %s", eosin_errmsg());
+			if (r == 0)
+				safetensors_close(&st);
+			unlink(p2);
+			memcpy(p2 + strlen(p2) - 6, "XXXXXX", 6);
+			free(b);
+		}
+	}
 	refuse("{\"a\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8, "unknown dtype 'Q4'",
 	       "unknown dtype");
 	refuse("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,

@@ -677,7 +677,8 @@ static int text_forward_t(text_dev<A> *m, const int32_t *ids, const int32_t *eot
 	size_t n = (size_t)B * T * C;
 	text_embed_kernel<<<grid_for(n), 256, 0, s>>>(m->a.x, m->ids, m->tok, m->pos, B, T, C);
 	CU(cudaGetLastError());
-	if (blocks_forward(&m->bl, s, &m->a, m->blocks.data(), d->layers, B, T, d->eps, 1, 1) < 0)
+	if (blocks_forward(&m->bl, s, &m->a, m->blocks.data(), d->layers, B, T, d->eps, d->quick_gelu,
+	                   1) < 0)
 		return -1;
 	gather_rows_kernel<<<grid_for((size_t)B * C), 256, 0, s>>>(m->rows, m->a.x, m->eot, B, T, C);
 	layernorm_kernel<A><<<(B + 7) / 8, 256, 0, s>>>(m->rows_a, m->rows, m->lnf_w, m->lnf_b, B, C,

@@ -30,7 +30,7 @@
 extern "C" {
 #endif
 
-#define EOSIN_CUDA_ABI 1
+#define EOSIN_CUDA_ABI 2
 
 struct gpu_block_desc {
 	const float *ln1_w, *ln1_b;     /* (D) */
@@ -64,6 +64,7 @@ struct gpu_vit_desc {
 
 struct gpu_text_desc {
 	int width, layers, heads, hidden, context, vocab, embed;
+	int quick_gelu;
 	float eps;
 	const float *tok_emb;           /* (vocab, width) */
 	const float *pos;               /* (context, width) */
