@@ -34,7 +34,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: eosin-encode [--model FILE] [--text-model FILE] [--vocab FILE]\n"
 	        "       [--batch N] [--threads N] [--dtype f16|f32|bf16] [--drop-pixels]\n"
-	        "       [--no-resize] [--dynamic] [--pool token|avg] [--rejects FILE]\n"
+	        "       [--no-resize] [--dynamic] [--pool token|avg|token+avg] [--rejects FILE]\n"
 	        "       [--lines] [--device auto|cpu|cuda] [--gpu-precision bf16|fp32]\n"
 	        "       [--gpu-batch N] [file ...]\n");
 	exit(EXIT_USAGE);
@@ -722,9 +722,13 @@ static int parse_options(int argc, char **argv, struct args *a)
 		case 'R': E.resize = 0; break;
 		case 'y': a->ov.dynamic_img_size = 1; break;
 		case 'p':
-			if (strcmp(optarg, "token") && strcmp(optarg, "avg"))
-				errx(EXIT_USAGE, "--pool: '%s' is not token or avg", optarg);
-			a->ov.pool = !strcmp(optarg, "avg") ? POOL_AVG : POOL_TOKEN;
+			if (strcmp(optarg, "token") && strcmp(optarg, "avg") &&
+			    strcmp(optarg, "token+avg"))
+				errx(EXIT_USAGE, "--pool: '%s' is not token, avg or token+avg",
+				     optarg);
+			a->ov.pool = !strcmp(optarg, "avg")         ? POOL_AVG
+			             : !strcmp(optarg, "token+avg") ? POOL_TOKEN_AVG
+			                                            : POOL_TOKEN;
 			break;
 		case 'r': a->rejects = optarg; break;
 		case 'l': a->lines = 1; break;

@@ -22,10 +22,11 @@ static void usage(void)
 	        "usage: eosin-make-model --arch vit|clip|clip-text --out FILE [--seed N]\n"
 	        "       [--dtype f32|f16|bf16] [--name NAME] [--vocab FILE] [--from FILE]\n"
 	        "       [--dim N] [--depth N] [--heads N] [--patch N] [--img N] [--reg N]\n"
-	        "       [--mlp-ratio X] [--mlp gelu|swiglu] [--pool token|avg] [--no-embed-class] [--no-layerscale]\n"
+	        "       [--mlp-ratio X] [--mlp gelu|swiglu] [--pool token|avg|token+avg|attn] "
+	        "[--no-embed-class] [--no-layerscale]\n"
 	        "       [--dynamic] [--width N] [--layers N] [--text-heads N] [--embed N]\n"
-	        "       [--context N] [--vocab-size N] [--layout eosin|hf|open_clip]\n"
-	        "       [--act gelu|quick-gelu] [--layerscale]\n");
+	        "       [--context N] [--vocab-size N] [--layout eosin|hf|open_clip|conch]\n"
+	        "       [--act gelu|quick-gelu] [--layerscale] [--pool-heads N]\n");
 	exit(EXIT_USAGE);
 }
 
@@ -57,7 +58,9 @@ struct tensor_list {
 	size_t n, cap;
 };
 
-enum layout { LAYOUT_EOSIN, LAYOUT_HF, LAYOUT_OPEN_CLIP };
+enum layout { LAYOUT_EOSIN, LAYOUT_HF, LAYOUT_OPEN_CLIP, LAYOUT_CONCH };
+enum pool { POOL_TOKEN_, POOL_AVG_, POOL_TOKEN_AVG_, POOL_ATTN_ };
+static const char *const POOL_NAMES[] = {"token", "avg", "token+avg", "attn"};
 
 enum init { INIT_NORMAL, INIT_ONES_NOISE, INIT_UNIFORM_LS };
 
@@ -147,14 +150,15 @@ static void add_block(struct tensor_list *L, const char *prefix, int clip, int C
 
 static struct {
 	const char *arch;
-	int dim, depth, heads, patch, img, reg, no_embed_class, layerscale, dynamic, avg;
+	int dim, depth, heads, patch, img, reg, no_embed_class, layerscale, dynamic, pool;
 	double mlp_ratio;
 	int width, layers, text_heads, embed, context, vocab_size;
 	int heads_set, swiglu;
 	unsigned set; /* SET_* of the sizes given as flags */
 	int clip_ls;  /* CLIP: LayerScale (open_clip's ls_1/ls_2) */
+	int pool_heads; /* the attentional pooler's heads */
 	int act;      /* CLIP: 1 QuickGELU, 0 GELU, -1 not stated */
-} A = {NULL, 192, 4, 3, 16, 224, 0, 0, 1, 0, 0, 4.0, 64, 2, 0, 64, 77, 49408, 0, 0, 0, 0, -1};
+} A = {NULL, 192, 4, 3, 16, 224, 0, 0, 1, 0, 0, 4.0, 64, 2, 0, 64, 77, 49408, 0, 0, 0, 0, 8, -1};
 
 enum {
 	SET_DIM = 1 << 0, SET_DEPTH = 1 << 1, SET_HEADS = 1 << 2, SET_PATCH = 1 << 3,
@@ -164,6 +168,37 @@ enum {
 
 /* The source file of --from, for messages. */
 static const char *src_path = "";
+
+/* CoCa's AttentionalPooler (nn.MultiheadAttention with kdim = vdim = D,
+ * which stores one in_proj_weight when D = E) with Q queries of width E;
+ * with_head: eosin's ln and proj after it (CONCH's ln_contrast and
+ * proj_contrast). */
+static void add_attn_pool(struct tensor_list *L, const char *prefix, int D, int E, int Q)
+{
+	char n[256];
+#define PNAME(s) (snprintf(n, sizeof n, "%s%s", prefix, s), n)
+	ADD(L, PNAME("query"), INIT_NORMAL, 1.0, Q, E);
+	ADD(L, PNAME("ln_q.weight"), INIT_ONES_NOISE, 0.1, E);
+	ADD(L, PNAME("ln_q.bias"), INIT_NORMAL, 0.05, E);
+	ADD(L, PNAME("ln_k.weight"), INIT_ONES_NOISE, 0.1, D);
+	ADD(L, PNAME("ln_k.bias"), INIT_NORMAL, 0.05, D);
+	if (D == E) {
+		ADD(L, PNAME("attn.in_proj_weight"), INIT_NORMAL, 1.0 / sqrt(D), 3 * E, D);
+	} else {
+		ADD(L, PNAME("attn.q_proj_weight"), INIT_NORMAL, 1.0 / sqrt(E), E, E);
+		ADD(L, PNAME("attn.k_proj_weight"), INIT_NORMAL, 1.0 / sqrt(D), E, D);
+		ADD(L, PNAME("attn.v_proj_weight"), INIT_NORMAL, 1.0 / sqrt(D), E, D);
+	}
+	ADD(L, PNAME("attn.in_proj_bias"), INIT_NORMAL, 0.02, 3 * E);
+	ADD(L, PNAME("attn.out_proj.weight"), INIT_NORMAL, 1.0 / sqrt(E), E, E);
+	ADD(L, PNAME("attn.out_proj.bias"), INIT_NORMAL, 0.02, E);
+	if (Q == 1) {
+		ADD(L, PNAME("ln.weight"), INIT_ONES_NOISE, 0.1, E);
+		ADD(L, PNAME("ln.bias"), INIT_NORMAL, 0.05, E);
+		ADD(L, PNAME("proj"), INIT_NORMAL, 1.0 / sqrt(E), E, E);
+	}
+#undef PNAME
+}
 
 static void make_vit(struct tensor_list *L)
 {
@@ -183,6 +218,8 @@ static void make_vit(struct tensor_list *L)
 	}
 	ADD(L, "norm.weight", INIT_ONES_NOISE, 0.1, D);
 	ADD(L, "norm.bias", INIT_NORMAL, 0.05, D);
+	if (A.pool == POOL_ATTN_)
+		add_attn_pool(L, "attn_pool.", D, A.embed, 1);
 }
 
 static void make_clip_vision(struct tensor_list *L)
@@ -234,7 +271,20 @@ static char *config_json(int vit, int vision, int text)
 		json_object_set_new(o, "class_token", json_true());
 		json_object_set_new(o, "no_embed_class", json_boolean(A.no_embed_class));
 		json_object_set_new(o, "dynamic_img_size", json_boolean(A.dynamic));
-		json_object_set_new(o, "global_pool", json_string(A.avg ? "avg" : "token"));
+		json_object_set_new(o, "global_pool", json_string(POOL_NAMES[A.pool]));
+		if (A.pool == POOL_ATTN_)
+			json_object_set_new(o, "attn_pool_heads", json_integer(A.pool_heads));
+		if (A.pool == POOL_ATTN_) { /* CONCH's preprocessing: OpenAI CLIP's mean and std */
+			const double m[3] = {0.48145466, 0.4578275, 0.40821073},
+			             sd[3] = {0.26862954, 0.26130258, 0.27577711};
+			json_t *jm = json_array(), *js = json_array();
+			for (int k = 0; k < 3; k++) {
+				json_array_append_new(jm, json_real(m[k]));
+				json_array_append_new(js, json_real(sd[k]));
+			}
+			json_object_set_new(o, "mean", jm);
+			json_object_set_new(o, "std", js);
+		}
 		json_object_set_new(o, "fc_norm", json_null());
 		json_object_set_new(o, "final_norm", json_true());
 		json_object_set_new(o, "mlp_ratio", json_real(A.mlp_ratio));
@@ -281,21 +331,36 @@ struct args {
 };
 
 static const struct option long_opts[] = {
-    {"arch", required_argument, 0, 'a'},       {"dim", required_argument, 0, 'd'},
-    {"depth", required_argument, 0, 'D'},      {"heads", required_argument, 0, 'H'},
-    {"patch", required_argument, 0, 'p'},      {"img", required_argument, 0, 'i'},
-    {"reg", required_argument, 0, 'r'},        {"mlp-ratio", required_argument, 0, 'M'},
-    {"pool", required_argument, 0, 'P'},       {"no-embed-class", no_argument, 0, 'N'},
-    {"no-layerscale", no_argument, 0, 'L'},    {"dynamic", no_argument, 0, 'y'},
-    {"width", required_argument, 0, 'w'},      {"layers", required_argument, 0, 'l'},
-    {"text-heads", required_argument, 0, 'T'}, {"embed", required_argument, 0, 'e'},
-    {"context", required_argument, 0, 'c'},    {"vocab-size", required_argument, 0, 'V'},
-    {"seed", required_argument, 0, 's'},       {"dtype", required_argument, 0, 't'},
-    {"name", required_argument, 0, 'n'},       {"vocab", required_argument, 0, 'v'},
-    {"from", required_argument, 0, 'f'},       {"out", required_argument, 0, 'o'},
-    {"mlp", required_argument, 0, 'G'},        {"help", no_argument, 0, 'h'},
-    {"layout", required_argument, 0, 'Y'},     {"act", required_argument, 0, 'A'},
+    {"arch", required_argument, 0, 'a'},
+    {"dim", required_argument, 0, 'd'},
+    {"depth", required_argument, 0, 'D'},
+    {"heads", required_argument, 0, 'H'},
+    {"patch", required_argument, 0, 'p'},
+    {"img", required_argument, 0, 'i'},
+    {"reg", required_argument, 0, 'r'},
+    {"mlp-ratio", required_argument, 0, 'M'},
+    {"pool", required_argument, 0, 'P'},
+    {"no-embed-class", no_argument, 0, 'N'},
+    {"no-layerscale", no_argument, 0, 'L'},
+    {"dynamic", no_argument, 0, 'y'},
+    {"width", required_argument, 0, 'w'},
+    {"layers", required_argument, 0, 'l'},
+    {"text-heads", required_argument, 0, 'T'},
+    {"embed", required_argument, 0, 'e'},
+    {"context", required_argument, 0, 'c'},
+    {"vocab-size", required_argument, 0, 'V'},
+    {"seed", required_argument, 0, 's'},
+    {"dtype", required_argument, 0, 't'},
+    {"name", required_argument, 0, 'n'},
+    {"vocab", required_argument, 0, 'v'},
+    {"from", required_argument, 0, 'f'},
+    {"out", required_argument, 0, 'o'},
+    {"mlp", required_argument, 0, 'G'},
+    {"help", no_argument, 0, 'h'},
+    {"layout", required_argument, 0, 'Y'},
+    {"act", required_argument, 0, 'A'},
     {"layerscale", no_argument, 0, 'S'},
+    {"pool-heads", required_argument, 0, 'Q'},
     {0, 0, 0, 0},
 };
 
@@ -330,9 +395,11 @@ static void parse_options(int argc, char **argv, struct args *a)
 		case 'r': A.reg = (int)prog_long("--reg", optarg, 0, 64); break;
 		case 'M': A.mlp_ratio = prog_double("--mlp-ratio", optarg, 0.1, 64); break;
 		case 'P':
-			if (strcmp(optarg, "token") && strcmp(optarg, "avg"))
-				errx(EXIT_USAGE, "--pool: '%s' is not token or avg", optarg);
-			A.avg = !strcmp(optarg, "avg");
+			for (A.pool = 0; A.pool < 4 && strcmp(optarg, POOL_NAMES[A.pool]); A.pool++)
+				;
+			if (A.pool == 4)
+				errx(EXIT_USAGE,
+				     "--pool: '%s' is not token, avg, token+avg or attn", optarg);
 			break;
 		case 'N': A.no_embed_class = 1; break;
 		case 'G':
@@ -342,6 +409,7 @@ static void parse_options(int argc, char **argv, struct args *a)
 			break;
 		case 'L': A.layerscale = 0; break;
 		case 'S': A.clip_ls = 1; break;
+		case 'Q': A.pool_heads = (int)prog_long("--pool-heads", optarg, 1, 1024); break;
 		case 'y': A.dynamic = 1; break;
 		case 'w':
 			A.width = (int)prog_long("--width", optarg, 1, 16384);
@@ -374,8 +442,11 @@ static void parse_options(int argc, char **argv, struct args *a)
 				a->layout = LAYOUT_HF;
 			else if (!strcmp(optarg, "open_clip"))
 				a->layout = LAYOUT_OPEN_CLIP;
+			else if (!strcmp(optarg, "conch"))
+				a->layout = LAYOUT_CONCH;
 			else
-				errx(EXIT_USAGE, "--layout: '%s' is not eosin, hf or open_clip", optarg);
+				errx(EXIT_USAGE,
+				     "--layout: '%s' is not eosin, hf, open_clip or conch", optarg);
 			break;
 		case 'A':
 			if (strcmp(optarg, "gelu") && strcmp(optarg, "quick-gelu") &&
@@ -687,8 +758,75 @@ static void hf_convert(struct tensor_list *D, struct tensor_list *S, int to_eosi
 }
 
 /* The source's tensors in eosin's names, checked. */
-static void import_layout(struct tensor_list *L, enum layout lay)
+/* CONCH's names (its open_clip CoCa: a timm trunk under visual.trunk.,
+ * the contrastive attentional pooler, ln_contrast and proj_contrast) and
+ * eosin's. What CONCH's image embedding does not use (the captioning
+ * pooler, the text tower and decoder) is dropped on import, and said. */
+static const struct {
+	const char *conch, *eosin;
+} CONCH_NAMES[] = {
+    {"visual.ln_contrast.", "attn_pool.ln."},
+    {"visual.proj_contrast", "attn_pool.proj"},
+    {"visual.attn_pool_contrast.", "attn_pool."},
+    {"visual.trunk.", ""},
+};
+static const char *const CONCH_UNUSED[] = {"visual.attn_pool_caption.",
+                                           "visual.ln_caption.",
+                                           "text.",
+                                           "text_decoder.",
+                                           "logit_scale",
+                                           NULL};
+
+static void conch_convert(struct tensor_list *D, struct tensor_list *S, int to_eosin)
 {
+	size_t dropped = 0;
+	for (size_t i = 0; i < S->n; i++) {
+		const char *name = S->t[i].name;
+		char out[512];
+		int hit = 0;
+		for (size_t k = 0; k < sizeof CONCH_NAMES / sizeof CONCH_NAMES[0] && !hit; k++) {
+			const char *from = to_eosin ? CONCH_NAMES[k].conch : CONCH_NAMES[k].eosin;
+			const char *to = to_eosin ? CONCH_NAMES[k].eosin : CONCH_NAMES[k].conch;
+			if (!strncmp(name, from, strlen(from)) &&
+			    (*from || strncmp(name, "attn_pool.", 10))) {
+				snprintf(out, sizeof out, "%s%s", to, name + strlen(from));
+				hit = 1;
+			}
+		}
+		for (int k = 0; to_eosin && !hit && CONCH_UNUSED[k]; k++)
+			if (!strncmp(name, CONCH_UNUSED[k], strlen(CONCH_UNUSED[k])))
+				hit = 2;
+		if (!hit)
+			errx(
+			    1,
+			    "%s: tensor '%s' is not in CONCH's layout (visual.trunk., "
+			    "visual.attn_pool_contrast., visual.ln_contrast, visual.proj_contrast)",
+			    src_path, name);
+		if (hit == 1)
+			move_tensor(D, S, i, out, 0);
+		else
+			dropped++;
+	}
+	if (dropped)
+		fprintf(stderr,
+		        "eosin-make-model: %s: left out %zu tensors the image embedding does "
+		        "not use (the captioning pooler, the text tower and decoder)\n",
+		        src_path, dropped);
+	if (to_eosin && find_name(D, "attn_pool.query") < 0)
+		errx(1, "%s: no visual.attn_pool_contrast.query: not CONCH's vision tower",
+		     src_path);
+}
+
+static void import_layout(struct tensor_list *L, enum layout lay, int vit)
+{
+	if (lay == LAYOUT_CONCH) {
+		struct tensor_list D = {0};
+		conch_convert(&D, L, 1);
+		list_free(L);
+		*L = D;
+		A.pool = POOL_ATTN_;
+		return;
+	}
 	if (lay == LAYOUT_HF) {
 		struct tensor_list D = {0};
 		hf_convert(&D, L, 1);
@@ -696,7 +834,7 @@ static void import_layout(struct tensor_list *L, enum layout lay)
 		*L = D;
 		return;
 	}
-	for (size_t i = 0; i < L->n; i++) {
+	for (size_t i = 0; i < L->n && !vit; i++) {
 		const char *why = uncovered(L->t[i].name);
 		if (why)
 			errx(1, "%s: tensor '%s' is %s, which eosin does not run", src_path,
@@ -710,10 +848,18 @@ static void export_layout(struct tensor_list *L, enum layout lay)
 	long ls = find_name(L, "logit_scale");
 	if (lay != LAYOUT_EOSIN && ls >= 0)
 		L->t[ls].ndim = 0; /* a 0-d parameter in both libraries */
-	if (lay != LAYOUT_HF)
+	if (lay != LAYOUT_HF && lay != LAYOUT_CONCH)
 		return;
 	struct tensor_list D = {0};
-	hf_convert(&D, L, 0);
+	if (lay == LAYOUT_CONCH) {
+		conch_convert(&D, L, 0);
+		/* what CONCH holds besides: its captioning pooler (4 queries here) */
+		add_attn_pool(&D, "visual.attn_pool_caption.", A.dim, A.dim, 4);
+		ADD(&D, "visual.ln_caption.weight", INIT_ONES_NOISE, 0.1, A.dim);
+		ADD(&D, "visual.ln_caption.bias", INIT_NORMAL, 0.05, A.dim);
+	} else {
+		hf_convert(&D, L, 0);
+	}
 	list_free(L);
 	*L = D;
 }
@@ -909,7 +1055,7 @@ static void write_model(const struct tensor_list *L, const struct args *a, int v
 static void convert_source(struct tensor_list *L, const struct args *a, int vit, int clip, int text)
 {
 	src_path = a->from;
-	import_layout(L, a->layout);
+	import_layout(L, a->layout, vit);
 	if (vit)
 		return;
 	clip_sizes_from_tensors(L, clip, clip || text);
@@ -942,11 +1088,16 @@ int main(int argc, char **argv)
 	int vit, clip, text;
 	parse_options(argc, argv, &a);
 	check_arch(&vit, &clip, &text);
-	if (vit && a.layout != LAYOUT_EOSIN)
+	if (vit && a.layout != LAYOUT_EOSIN && a.layout != LAYOUT_CONCH)
 		errx(EXIT_USAGE,
 		     "--layout %s: only for --arch clip or clip-text (a ViT's layout is "
-		     "timm's)",
+		     "timm's, or CONCH's)",
 		     a.layout == LAYOUT_HF ? "hf" : "open_clip");
+	if (!vit && a.layout == LAYOUT_CONCH)
+		errx(EXIT_USAGE, "--layout conch: only with --arch vit (CONCH's vision tower; its "
+		                 "text tower is not CLIP's)");
+	if (vit && a.layout == LAYOUT_CONCH)
+		A.pool = POOL_ATTN_;
 	rng_state = (uint64_t)a.seed;
 	struct tensor_list L = {0};
 	struct safetensors src;
@@ -968,6 +1119,7 @@ int main(int argc, char **argv)
 		convert_source(&L, &a, vit, clip, text);
 	} else if (vit) {
 		make_vit(&L);
+		export_layout(&L, a.layout);
 	} else {
 		if (clip)
 			make_clip_vision(&L);

@@ -105,3 +105,26 @@ check_torch() {
 	done
 	TORCH_PY=
 }
+
+# The layout tests (t2055-t2057): check_numpy sets NUMPY_PY, a python3 with
+# numpy, or empty; layout_tiles FIXTURE OUT: the shared JPEG tiles the
+# fixture names, as tile records; layout_maxabs GOT WANT: the max abs
+# difference of two files of JSON rows, printed, and success when it is
+# within 1e-4.
+NUMPY_PY=
+check_numpy() {
+	for NUMPY_PY in python3 /usr/bin/python3; do
+		"$NUMPY_PY" -c 'import numpy' 2>/dev/null && return
+	done
+	NUMPY_PY=
+}
+layout_tiles() {
+	jq -r ".images[]" "$1" >layout-names &&
+	test $(wc -l <layout-names) -ge 4 &&
+	while read -r f; do
+		test -f "$SHARED/tiles/$f" || return 1
+		jq -nc --arg b "$(base64 -w0 "$SHARED/tiles/$f")" --arg id "$f" \
+			"{k:\"tile\",v:1,id:\$id,jpeg:{\"\$base64\":\$b}}" || return 1
+	done <layout-names | eosin-cat -r >"$2"
+}
+layout_maxabs() { "$NUMPY_PY" "$ROOT/tests/parity/maxabs.py" "$1" "$2"; }

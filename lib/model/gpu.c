@@ -106,6 +106,10 @@ int gpu_vit_create(struct gpu_vit *gv, struct gpu *g, struct vit *m, enum gpu_pr
 	if (c->act == ACT_SILU || (c->depth && m->blocks[0].glu))
 		return eosin_error("the GPU path does not cover gated (SwiGLU) MLPs; "
 		                   "use --device cpu for this model");
+	if (c->pool == POOL_TOKEN_AVG || c->pool == POOL_ATTN)
+		return eosin_error("the GPU path does not cover %s pooling; use --device cpu for "
+		                   "this model",
+		                   c->pool == POOL_ATTN ? "attentional" : "token+avg");
 	struct gpu_block_desc *blocks = calloc((size_t)c->depth + 1, sizeof *blocks);
 	if (!blocks)
 		return eosin_error("out of memory");

@@ -265,7 +265,11 @@ static void config_apply(struct vit_config *c, json_t *o)
 		else if (json_is_null(v))
 			c->fc_norm = -1;
 		if ((s = json_string_value(json_object_get(o, "global_pool"))))
-			c->pool = !strcmp(s, "avg") ? POOL_AVG : POOL_TOKEN;
+			c->pool = !strcmp(s, "avg")         ? POOL_AVG
+			          : !strcmp(s, "token+avg") ? POOL_TOKEN_AVG
+			          : !strcmp(s, "attn")      ? POOL_ATTN
+			                                    : POOL_TOKEN;
+		json_int(o, "attn_pool_heads", &c->attn_pool_heads);
 		if ((s = json_string_value(json_object_get(o, "act_layer"))))
 			c->act = strstr(s, "quick") || strstr(s, "Quick")  ? ACT_QUICKGELU
 			         : strcasestr(s, "silu") || strcasestr(s, "swi") ? ACT_SILU
@@ -527,6 +531,10 @@ static int vit_read_tensor_facts(struct vit *m, struct vit_load_state *s)
 		c->act = fc2 && fc2->ndim == 2 && fc2->shape[1] * 2 == fc1->shape[0] ? ACT_SILU
 		                                                                      : ACT_GELU;
 		c->eps = 1e-6f;
+		if (safetensors_find(st, "attn_pool.query")) { /* CONCH's contrastive head */
+			c->pool = POOL_ATTN;
+			c->attn_pool_heads = 8;
+		}
 		memcpy(c->mean, IMAGENET_MEAN, sizeof c->mean);
 		memcpy(c->std, IMAGENET_STD, sizeof c->std);
 		int prefix = c->class_token + c->reg_tokens;
@@ -629,6 +637,16 @@ static int vit_check_config(struct vit *m, struct vit_load_state *s)
 	if (!c->img_size)
 		c->img_size = m->pos_grid * c->patch;
 	m->out_dim = c->proj_dim ? c->proj_dim : c->dim;
+	if (c->pool == POOL_TOKEN_AVG) {
+		if (c->proj_dim || !c->class_token)
+			return eosin_error("'%s': token+avg pooling needs a class token and no "
+			                   "projection",
+			                   path);
+		m->out_dim = 2 * c->dim;
+	}
+	if (c->pool == POOL_ATTN && (s->clip || !safetensors_find(s->st, "attn_pool.query")))
+		return eosin_error("'%s': attn pooling but no attentional pooler (attn_pool.*)",
+		                   path);
 	s->prefix = prefix;
 	s->pos_patch_rows = pos_patch_rows;
 	return 0;
@@ -655,6 +673,79 @@ static int vit_bind_pos_embed(struct vit *m, const struct vit_load_state *s)
 		m->pos_rows = s->pos_patch_rows;
 	}
 	return 0;
+}
+
+/* CONCH's attentional pooler under attn_pool.: nn.MultiheadAttention with
+ * kdim = vdim = D (q_proj_weight, k_proj_weight, v_proj_weight, or one
+ * in_proj_weight when E = D), one query, then ln and proj. */
+static int vit_bind_attn_pool(struct vit *m, const struct vit_load_state *s)
+{
+	const struct safetensors *st = s->st;
+	struct attn_pool *a = &m->ap;
+	int D = m->cfg.dim;
+	const struct st_tensor *q = safetensors_find(st, "attn_pool.query");
+	const struct st_tensor *pr = safetensors_find(st, "attn_pool.proj");
+	if (!q || q->ndim != 2 || q->shape[0] != 1)
+		return eosin_error("'%s': attn_pool.query must be [1, E] (one query)", s->path);
+	if (!pr || pr->ndim != 2 || pr->shape[0] != q->shape[1])
+		return eosin_error("'%s': attn_pool.proj must be [E, *] with E = %lld", s->path,
+		                   (long long)q->shape[1]);
+	int E = a->E = (int)q->shape[1];
+	a->proj_dim = (int)pr->shape[1];
+	a->heads = m->cfg.attn_pool_heads > 0 ? m->cfg.attn_pool_heads : 8;
+	a->eps = 1e-5f;
+	if (E % a->heads)
+		return eosin_error("'%s': %d pooler heads do not divide its width %d", s->path,
+		                   a->heads, E);
+	const char *P = "attn_pool.";
+	if (!(a->query = load_mat(st, P, "query", 1, E)) ||
+	    !(a->lnq_w = load_vec(st, P, "ln_q.weight", E, 0, NULL)) ||
+	    !(a->lnq_b = load_vec(st, P, "ln_q.bias", E, 0, NULL)) ||
+	    !(a->lnk_w = load_vec(st, P, "ln_k.weight", D, 0, NULL)) ||
+	    !(a->lnk_b = load_vec(st, P, "ln_k.bias", D, 0, NULL)) ||
+	    !(a->bq = load_vec(st, P, "attn.in_proj_bias", 3 * E, 0, NULL)) ||
+	    !(a->wo = load_mat(st, P, "attn.out_proj.weight", E, E)) ||
+	    !(a->bo = load_vec(st, P, "attn.out_proj.bias", E, 0, NULL)) ||
+	    !(a->ln_w = load_vec(st, P, "ln.weight", E, 0, NULL)) ||
+	    !(a->ln_b = load_vec(st, P, "ln.bias", E, 0, NULL)) ||
+	    !(a->proj = load_mat(st, P, "proj", E, a->proj_dim)))
+		return -1;
+	a->bk = a->bq + E;
+	a->bv = a->bq + 2 * E;
+	if (safetensors_find(st, "attn_pool.attn.in_proj_weight") && D == E) {
+		float *w = load_mat(st, P, "attn.in_proj_weight", 3 * E, E);
+		if (!w)
+			return -1;
+		a->wq = malloc((size_t)E * E * sizeof(float));
+		a->wk = malloc((size_t)E * E * sizeof(float));
+		a->wv = malloc((size_t)E * E * sizeof(float));
+		if (!a->wq || !a->wk || !a->wv) {
+			free(w);
+			return eosin_error("out of memory");
+		}
+		memcpy(a->wq, w, (size_t)E * E * sizeof(float));
+		memcpy(a->wk, w + (size_t)E * E, (size_t)E * E * sizeof(float));
+		memcpy(a->wv, w + (size_t)2 * E * E, (size_t)E * E * sizeof(float));
+		free(w);
+	} else if (!(a->wq = load_mat(st, P, "attn.q_proj_weight", E, E)) ||
+	           !(a->wk = load_mat(st, P, "attn.k_proj_weight", E, D)) ||
+	           !(a->wv = load_mat(st, P, "attn.v_proj_weight", E, D))) {
+		return -1;
+	}
+	if (transpose_weights(&a->wq, E, E) < 0 || transpose_weights(&a->wk, E, D) < 0 ||
+	    transpose_weights(&a->wv, E, D) < 0 || transpose_weights(&a->wo, E, E) < 0)
+		return -1;
+	m->out_dim = a->proj_dim;
+	return 0;
+}
+
+static void attn_pool_free(struct attn_pool *a)
+{
+	float *p[] = {a->query, a->lnq_w, a->lnq_b, a->lnk_w, a->lnk_b, a->wq,   a->wk, a->wv,
+	              a->bq,    a->wo,    a->bo,    a->ln_w,  a->ln_b,  a->proj, a->buf};
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
+		free(p[i]);
+	memset(a, 0, sizeof *a);
 }
 
 /* The tensors outside the blocks: patch embedding, position table,
@@ -698,7 +789,7 @@ static int vit_bind_stem_and_head(struct vit *m, const struct vit_load_state *s)
 		    !(m->norm_b = load_vec(st, "", b, D, 0, NULL)))
 			return -1;
 	}
-	return 0;
+	return c->pool == POOL_ATTN ? vit_bind_attn_pool(m, s) : 0;
 }
 
 /* The transformer blocks, each under its layout's name prefix. */
@@ -759,6 +850,7 @@ void vit_free(struct vit *m)
 	free(m->norm_w);
 	free(m->norm_b);
 	free(m->proj);
+	attn_pool_free(&m->ap);
 	free(m->x);
 	free(m->patches);
 	free(m->pos_cur);
@@ -929,10 +1021,70 @@ static void embed_tokens(struct vit *m, const float *pos_patch, int B, int np)
 /* x (B,T,D) after the blocks and final norm -> pooled (B, out_dim):
  * token 0 or the mean of the patch tokens into acts.ln, then fc_norm,
  * then proj. */
-static void pool_out(struct vit *m, float *pooled, int B, int T)
+/* CONCH's head, image by image: the pooler's one query attends over
+ * ln_k(tokens), then out_proj, ln and proj. */
+static int pool_attn(struct vit *m, float *pooled, int B, int T)
+{
+	struct attn_pool *a = &m->ap;
+	int D = m->cfg.dim, E = a->E, NH = a->heads, hd = E / NH;
+	size_t need = (size_t)T * D + 2 * (size_t)T * E + (size_t)T + 4 * (size_t)E;
+	if (grow(&a->buf, &a->buf_cap, need) < 0)
+		return -1;
+	float *kx = a->buf, *K = kx + (size_t)T * D, *V = K + (size_t)T * E,
+	      *sc = V + (size_t)T * E;
+	float *q = sc + T, *qp = q + E, *o = qp + E, *o2 = o + E;
+	layernorm_forward(q, a->query, a->lnq_w, a->lnq_b, 1, E, a->eps);
+	matmul_forward_in_out_bias(qp, q, a->wq, a->bq, 1, E, E);
+	float scale = 1.0f / sqrtf((float)hd);
+	for (int b = 0; b < B; b++) {
+		layernorm_forward(kx, m->x + (size_t)b * T * D, a->lnk_w, a->lnk_b, T, D, a->eps);
+		matmul_forward_in_out_bias(K, kx, a->wk, a->bk, T, D, E);
+		matmul_forward_in_out_bias(V, kx, a->wv, a->bv, T, D, E);
+		for (int h = 0; h < NH; h++) {
+			const float *qh = qp + h * hd;
+			float mx = -INFINITY;
+			for (int t = 0; t < T; t++) {
+				const float *kt = K + (size_t)t * E + h * hd;
+				float d = 0;
+				for (int j = 0; j < hd; j++)
+					d += qh[j] * kt[j];
+				sc[t] = d * scale;
+				mx = sc[t] > mx ? sc[t] : mx;
+			}
+			double sum = 0;
+			for (int t = 0; t < T; t++)
+				sum += (sc[t] = expf(sc[t] - mx));
+			float *oh = o + h * hd;
+			memset(oh, 0, (size_t)hd * sizeof *oh);
+			for (int t = 0; t < T; t++) {
+				const float *vt = V + (size_t)t * E + h * hd;
+				float p = (float)(sc[t] / sum);
+				for (int j = 0; j < hd; j++)
+					oh[j] += p * vt[j];
+			}
+		}
+		matmul_forward_in_out_bias(o2, o, a->wo, a->bo, 1, E, E);
+		layernorm_forward(o2, o2, a->ln_w, a->ln_b, 1, E, a->eps);
+		matmul_forward_in_out(pooled + (size_t)b * a->proj_dim, o2, a->proj, 1, E,
+		                      a->proj_dim);
+	}
+	return 0;
+}
+
+static int pool_out(struct vit *m, float *pooled, int B, int T)
 {
 	const struct vit_config *c = &m->cfg;
 	int D = c->dim, prefix = c->class_token + c->reg_tokens;
+	if (c->pool == POOL_ATTN)
+		return pool_attn(m, pooled, B, T);
+	if (c->pool == POOL_TOKEN_AVG) { /* Virchow: [token 0, mean of the patch tokens] */
+		for (int b = 0; b < B; b++) {
+			const float *xb = m->x + (size_t)b * T * D;
+			memcpy(pooled + (size_t)b * 2 * D, xb, (size_t)D * sizeof(float));
+			mean_rows(pooled + (size_t)b * 2 * D + D, xb, prefix, T, D);
+		}
+		return 0;
+	}
 	float *pool = m->acts.ln;
 	for (int b = 0; b < B; b++) {
 		const float *xb = m->x + (size_t)b * T * D;
@@ -947,6 +1099,7 @@ static void pool_out(struct vit *m, float *pooled, int B, int T)
 		matmul_forward_in_out(pooled, pool, m->proj, B, D, c->proj_dim);
 	else
 		memcpy(pooled, pool, (size_t)B * D * sizeof(float));
+	return 0;
 }
 
 int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *pooled,
@@ -974,8 +1127,7 @@ int vit_forward(struct vit *m, const float *pixels, int B, int H, int W, float *
 		layernorm_forward(m->x, m->x, m->norm_w, m->norm_b, B * T, D, c->eps);
 	if (features)
 		memcpy(features, m->x, (size_t)B * T * D * sizeof(float));
-	pool_out(m, pooled, B, T);
-	return 0;
+	return pool_out(m, pooled, B, T);
 }
 
 const float *vit_patch_pos(struct vit *m, int gh, int gw)

@@ -30,7 +30,29 @@
 #include <stdint.h>
 
 enum act_kind { ACT_GELU, ACT_QUICKGELU, ACT_SILU };
-enum pool_kind { POOL_TOKEN, POOL_AVG };
+/* POOL_TOKEN_AVG: token 0 and the mean of the patch tokens, concatenated
+ * (Virchow's published embedding, 2D wide). POOL_ATTN: an attentional
+ * pooler over all tokens (CONCH's contrastive head; struct attn_pool). */
+enum pool_kind { POOL_TOKEN, POOL_AVG, POOL_TOKEN_AVG, POOL_ATTN };
+
+/* CoCa's AttentionalPooler with one query, then LayerNorm and a
+ * projection, as CONCH's image embedding: K = V = ln_k(tokens), the query
+ * ln_q(query), nn.MultiheadAttention with kdim = vdim = the trunk's width.
+ * Matrices (in,out). */
+struct attn_pool {
+	int E, heads, proj_dim; /* pooler width, heads, output width */
+	float eps;
+	float *query;         /* (1,E), one query */
+	float *lnq_w, *lnq_b; /* (E) */
+	float *lnk_w, *lnk_b; /* (D) */
+	float *wq, *wk, *wv;  /* (E,E), (D,E), (D,E) */
+	float *bq, *bk, *bv;  /* (E) */
+	float *wo, *bo;       /* (E,E), (E) */
+	float *ln_w, *ln_b;   /* (E) */
+	float *proj;          /* (E, proj_dim) */
+	float *buf;           /* per image: ln_k(x), K, V, scores */
+	size_t buf_cap;
+};
 
 /* One pre-LN transformer block's weights. C channels, H hidden. The
  * matrices are held (in,out), transposed from nn.Linear's (out,in) as
@@ -87,6 +109,7 @@ struct vit_config {
 	int final_norm;             /* norm on every token after the blocks */
 	int fc_norm;                /* norm on the pooled vector instead */
 	enum pool_kind pool;
+	int attn_pool_heads; /* POOL_ATTN: the pooler's heads (8, CONCH's) */
 	enum act_kind act;
 	int proj_dim;               /* CLIP: output projection width, 0 none */
 	float eps;
@@ -118,6 +141,7 @@ struct vit {
 	float *ln_pre_w, *ln_pre_b; /* (D) */
 	float *norm_w, *norm_b;     /* (D) final norm or fc_norm / ln_post */
 	float *proj;                /* (D, proj_dim) */
+	struct attn_pool ap;        /* POOL_ATTN only */
 	struct block_weights *blocks;
 	/* Runtime state, grown on demand. */
 	struct block_acts acts;     /* the whole batch, kernels split across threads */

@@ -48,6 +48,13 @@ CASES = [
      dict(img_size=64, patch_size=16, embed_dim=48, depth=2, num_heads=3, mlp_ratio=4.0,
           mlp_layer="SwiGLUPacked", act_layer="SiLU", reg_tokens=4, init_values=1e-5,
           global_pool="avg")),
+    ("virchow-token+avg", "virchow2-like, the published embedding: SwiGLUPacked + SiLU, "
+     "4 registers, LayerScale; token 0 and the mean of the patch tokens concatenated",
+     "--arch vit --dim 48 --depth 2 --heads 3 --patch 14 --img 56 --reg 4 --mlp swiglu "
+     "--mlp-ratio 5.3375 --pool token+avg --seed 15",
+     dict(img_size=56, patch_size=14, embed_dim=48, depth=2, num_heads=3, mlp_ratio=5.3375,
+          mlp_layer="SwiGLUPacked", act_layer="SiLU", reg_tokens=4, init_values=1e-5,
+          global_pool="")),
     ("gelu-reg4-ls", "h-optimus-like: GELU MLP, 4 registers, LayerScale, patch 14",
      "--arch vit --dim 48 --depth 2 --heads 3 --patch 14 --img 56 --reg 4 --seed 14",
      dict(img_size=56, patch_size=14, embed_dim=48, depth=2, num_heads=3, mlp_ratio=4.0,
@@ -93,7 +100,13 @@ def main():
                 img, crop_pct, interp = kw["img_size"], 1.0, "bicubic"
             with torch.inference_mode():
                 x = torch.stack([vit_torch.preprocess(t, Pre) for t in tiles])
-                y = m(x).double().numpy()
+                y = m(x)
+                if kw.get("global_pool") == "":
+                    # Virchow's model card: timm gives every token (global_pool ''),
+                    # the embedding is [class token, mean of the patch tokens]
+                    p = kw["reg_tokens"] + 1
+                    y = torch.cat([y[:, 0], y[:, p:].mean(1)], dim=-1)
+                y = y.double().numpy()
             assert np.isfinite(y).all() and y.std() > 1e-3
             doc["cases"].append({"name": name, "what": what, "make_model": args, "timm": kw,
                                  "pooled": [[float("%.9g" % v) for v in row] for row in y]})

@@ -10,21 +10,13 @@
 . "$(dirname "$0")/../lib.sh"
 
 test_have_prereq SHARED || test_skip_all 'needs ../shared/data (the JPEG tiles)'
-PY=
-for p in python3 /usr/bin/python3; do
-	"$p" -c 'import numpy' 2>/dev/null && { PY=$p; break; }
-done
-test -n "$PY" || test_skip_all 'needs python3 with numpy'
+check_numpy
+test -n "$NUMPY_PY" || test_skip_all 'needs python3 with numpy'
+PY=$NUMPY_PY
 FIX=$ROOT/tests/fixtures/layouts/timm.json
 
 test_expect_success 'setup: the fixture names tiles that are here' '
-	jq -r ".images[]" "$FIX" >names &&
-	test $(wc -l <names) -ge 4 &&
-	while read -r f; do
-		test -f "$SHARED/tiles/$f" || return 1
-		jq -nc --arg b "$(base64 -w0 "$SHARED/tiles/$f")" --arg id "$f" \
-			"{k:\"tile\",v:1,id:\$id,jpeg:{\"\$base64\":\$b}}" || return 1
-	done <names | eosin-cat -r >in.mpk
+	layout_tiles "$FIX" in.mpk
 '
 
 for c in $(jq -r '.cases[].name' "$FIX"); do
@@ -34,15 +26,7 @@ for c in $(jq -r '.cases[].name' "$FIX"); do
 		eosin-encode --model $c.safetensors --dtype f32 --device cpu --batch 4 <in.mpk >$c.mpk &&
 		eosin-cat --vectors $c.mpk | jq -c 'select(.k==\"tile\") | .img_emb.values' >got &&
 		jq -c --arg c $c '.cases[] | select(.name==\$c) | .pooled[]' \"\$FIX\" >want &&
-		\"\$PY\" -c '
-import json, sys
-import numpy as np
-g = np.array([json.loads(l) for l in open(\"got\")])
-w = np.array([json.loads(l) for l in open(\"want\")])
-assert g.shape == w.shape, (g.shape, w.shape)
-e = np.abs(g - w).max()
-print(\"%.3g\" % e)
-sys.exit(0 if e <= 1e-4 else 1)' >$c.err
+		layout_maxabs got want >$c.err
 	"
 	echo "# $c: max abs error $(cat $c.err 2>/dev/null) (tol 1e-4)"
 done

@@ -11,33 +11,14 @@
 . "$(dirname "$0")/../lib.sh"
 
 test_have_prereq SHARED || test_skip_all 'needs ../shared/data (the JPEG tiles, the vocabulary)'
-PY=
-for p in python3 /usr/bin/python3; do
-	"$p" -c 'import numpy' 2>/dev/null && { PY=$p; break; }
-done
-test -n "$PY" || test_skip_all 'needs python3 with numpy'
+check_numpy
+test -n "$NUMPY_PY" || test_skip_all 'needs python3 with numpy'
+PY=$NUMPY_PY
 FIX=$ROOT/tests/fixtures/layouts/clip.json
 VOCAB=$SHARED/tokenizers/bpe_simple_vocab_16e6.txt.gz
 
-cat >maxerr.py <<'PYEOF'
-import json, sys
-import numpy as np
-g = np.array([json.loads(l) for l in open(sys.argv[1])])
-w = np.array([json.loads(l) for l in open(sys.argv[2])])
-assert g.shape == w.shape, (g.shape, w.shape)
-e = np.abs(g - w).max()
-print("%.3g" % e)
-sys.exit(0 if e <= 1e-4 else 1)
-PYEOF
-
 test_expect_success 'setup: the fixture names tiles that are here' '
-	jq -r ".images[]" "$FIX" >names &&
-	test $(wc -l <names) -ge 4 &&
-	while read -r f; do
-		test -f "$SHARED/tiles/$f" || return 1
-		jq -nc --arg b "$(base64 -w0 "$SHARED/tiles/$f")" --arg id "$f" \
-			"{k:\"tile\",v:1,id:\$id,jpeg:{\"\$base64\":\$b}}" || return 1
-	done <names | eosin-cat -r >in.mpk &&
+	layout_tiles "$FIX" in.mpk &&
 	jq -r ".texts[]" "$FIX" >texts && test $(wc -l <texts) = 8
 '
 
@@ -53,12 +34,12 @@ for c in $(jq -r '.cases[].name' "$FIX"); do
 		eosin-encode --model $c.safetensors --dtype f32 --device cpu --batch 4 <in.mpk >$c.img.mpk &&
 		eosin-cat --vectors $c.img.mpk | jq -c 'select(.k==\"tile\") | .img_emb.values' >got &&
 		jq -c '.image[]' case.json >want &&
-		\"\$PY\" maxerr.py got want >$c.img.err &&
+		layout_maxabs got want >$c.img.err &&
 		eosin-encode --lines --dtype f32 --text-model $c.safetensors --vocab \"\$VOCAB\" \
 			<texts >$c.txt.mpk &&
 		eosin-cat --vectors $c.txt.mpk | jq -c 'select(.k==\"text\") | .txt_emb.values' >got &&
 		jq -c '.text[]' case.json >want &&
-		\"\$PY\" maxerr.py got want >$c.txt.err
+		layout_maxabs got want >$c.txt.err
 	"
 	echo "# $c: max abs error images $(cat $c.img.err 2>/dev/null), texts $(cat $c.txt.err 2>/dev/null) (tol 1e-4)"
 done
@@ -85,7 +66,7 @@ test_expect_success 'control: hf-gelu converted with the wrong activation is off
 	eosin-encode --model wrong.safetensors --dtype f32 --device cpu <in.mpk >wrong.mpk &&
 	eosin-cat --vectors wrong.mpk | jq -c "select(.k==\"tile\") | .img_emb.values" >got &&
 	jq -c ".image[]" case.json >want &&
-	test_must_fail "$PY" maxerr.py got want >wrong.err && cat wrong.err
+	test_must_fail layout_maxabs got want >wrong.err && cat wrong.err
 '
 echo "# control, GELU run as QuickGELU: max abs error $(cat wrong.err 2>/dev/null)"
 
@@ -169,7 +150,7 @@ test_expect_success '--layout and --act refused where they do not apply' '
 	test_must_fail eosin-make-model --arch vit --act gelu --out no.safetensors 2>err &&
 	grep -q "only with --arch clip" err &&
 	test_must_fail eosin-make-model --arch clip --layout timm --out no.safetensors 2>err &&
-	grep -q "not eosin, hf or open_clip" err
+	grep -q "not eosin, hf, open_clip or conch" err
 '
 
 test_done
