@@ -1,8 +1,9 @@
 /*
  * eosin-caption-fetch: add text to a stream: VLM captions for tiles from an
  * OpenAI-compatible server (--vlm), or report text fetched by URL (--url),
- * on every tile or once per slide as a `doc` record (--doc). See
- * eosin-caption-fetch(1).
+ * on every tile or once per slide as a `doc` record (--doc), or a slide
+ * report's region-level sub-captions from an LLM (--decompose, PathFLIP).
+ * See eosin-caption-fetch(1).
  *
  * Records enter a window in input order; a tile's slot waits for its text
  * while later records are read and their requests run (lib/text/fetch.c); the
@@ -29,7 +30,9 @@
 #include <stdint.h>
 #include <strings.h>
 
-#define SYNOPSIS "eosin-caption-fetch (--vlm URL | --url TEMPLATE [--doc]) [option ...] [file ...]"
+#define SYNOPSIS                                                                                   \
+	"eosin-caption-fetch (--vlm URL | --url TEMPLATE [--doc] | --decompose URL) [option ...] " \
+	"[file ...]"
 
 static void usage(void)
 {
@@ -121,6 +124,8 @@ struct prompt {
 
 static struct {
 	const char *vlm, *url_template, *model, *system, *cache_dir, *rejects;
+	const char *decompose; /* chat completions URL of --decompose */
+	int max_regions;
 	const char *api_key_env, *part_from;
 	int doc, keywords, max_tokens, window;
 	double deadline;
@@ -131,8 +136,13 @@ static struct {
     .api_key_env = "EOSIN_API_KEY",
     .keywords = 12,
     .max_tokens = 256,
+    .max_regions = 64,
     .window = 1024,
-    .fc = {.inflight = 16, .retries = 4, .timeout = 120, .backoff = 0.5, .backoff_max = 30,
+    .fc = {.inflight = 16,
+           .retries = 4,
+           .timeout = 120,
+           .backoff = 0.5,
+           .backoff_max = 30,
            .retry_after_max = 300},
 };
 
@@ -144,6 +154,14 @@ static const char default_high_prompt[] =
     "Describe the cells and nuclei in this H&E-stained histopathology image: cell types, "
     "nuclear size and shape, chromatin, nucleoli, pleomorphism and mitoses. Answer in two or "
     "three sentences.";
+
+/* --decompose: PathFLIP splits a slide's caption into region-level
+ * sub-captions with an LLM; this asks for the same, as JSON. */
+static const char default_decompose_system[] =
+    "You split a pathology report into region-level sub-captions. Each sub-caption describes "
+    "one region or finding of the slide (a tissue, a lesion, a margin, a node) in one or two "
+    "sentences, using only what the report says; together they cover the report. Answer "
+    "with JSON only, in the form {\"regions\": [\"sub-caption\", ...]}.";
 
 static void add_prompt(double min_mag, const char *text)
 {
@@ -255,6 +273,7 @@ struct slot {
 	uint64_t number;          /* input record number, for messages */
 	const char *input;        /* its input's name (lives as long as argv) */
 	int warned;               /* its failure is already on stderr */
+	int decompose;            /* raw is a doc record whose caption is split */
 	struct request *req;
 	struct slot *req_next;    /* next slot waiting on the same request */
 };
@@ -353,7 +372,7 @@ static void queue_hdr(void)
 	g.hdr_done = 1;
 	struct slot *s = slot_new();
 	recb_hdr(&g.b, "eosin-caption-fetch", g.argc, g.argv);
-	if (opt.vlm)
+	if (opt.vlm || opt.decompose)
 		recb_str(&g.b, F_HDR_MODEL, opt.model);
 	slot_ready_recb(s);
 	window_push(s);
@@ -461,8 +480,14 @@ static void warn_failure(const struct slot *s, const char *error)
 }
 
 /* Finish a waiting slot with text (error NULL) or an error. */
+static void decompose_finish(struct slot *s, const char *text, size_t n, const char *error);
+
 static void slot_finish(struct slot *s, const char *text, size_t n, const char *error)
 {
+	if (s->decompose) {
+		decompose_finish(s, text, n, error);
+		return;
+	}
 	char why[256] = "", label[TEXT_LABEL_MAX] = "";
 	const char *use = NULL;
 	size_t len = 0;
@@ -515,6 +540,58 @@ static void slot_finish(struct slot *s, const char *text, size_t n, const char *
 	s->raw = NULL;
 }
 
+/* The doc record again, its sentences now the LLM's sub-captions (the
+ * regex sentences' positions and embeddings, which no longer fit, left
+ * out) and decomposed_by naming the model; or, when the answer would not
+ * do, the record as it came with caption_error, a reject. */
+static void decompose_finish(struct slot *s, const char *text, size_t n, const char *error)
+{
+	static const char *const replaced[] = {F_COMMON_SENTENCES,  F_DOC_SENT_POS,
+	                                       F_COMMON_SENT_EMB,   F_COMMON_CAPTION_ERROR,
+	                                       F_DOC_DECOMPOSED_BY, NULL};
+	json_t *regions = NULL;
+	if (!error && !json_is_array(regions = json_loadb(text, n, 0, NULL)))
+		error = "decompose: the cached answer is not a JSON array";
+	if (error) {
+		g.failed++;
+		s->reject = g.have_rejects;
+		if (!s->warned)
+			warn_failure(s, error);
+	}
+	msgpack_unpacked unp;
+	msgpack_unpacked_init(&unp);
+	if (msgpack_unpack_next(&unp, s->raw, s->rawlen, NULL) != MSGPACK_UNPACK_SUCCESS)
+		errx(1, "internal error: cannot re-read record %" PRIu64, s->number);
+	struct record r = {.raw = s->raw, .len = s->rawlen, .root = unp.data};
+	const msgpack_object *v = mpo_get(&unp.data, "v");
+	recb_begin(&g.b, "doc", v ? (int)v->via.u64 : 1);
+	static const char *const err_replaced[] = {F_COMMON_CAPTION_ERROR, NULL};
+	recb_copy_fields(&g.b, &r, error ? err_replaced : replaced);
+	if (error) {
+		recb_str(&g.b, F_COMMON_CAPTION_ERROR, error);
+	} else {
+		recb_key(&g.b, F_COMMON_SENTENCES);
+		msgpack_pack_array(&g.b.pk, json_array_size(regions));
+		size_t i;
+		json_t *e;
+		json_array_foreach(regions, i, e)
+		{
+			char *c = text_clean(json_string_value(e), json_string_length(e));
+			if (!c)
+				die_lib();
+			pack_str(&g.b.pk, c, strlen(c));
+			free(c);
+		}
+		recb_str(&g.b, F_DOC_DECOMPOSED_BY, opt.model);
+		g.docs++;
+	}
+	json_decref(regions);
+	msgpack_unpacked_destroy(&unp);
+	slot_ready_recb(s);
+	free(s->raw);
+	s->raw = NULL;
+}
+
 /* ---- requests ---- */
 
 static void memo_add(const char *key, const char *text, size_t n)
@@ -538,6 +615,68 @@ static void memo_add(const char *key, const char *text, size_t n)
 	g.memo_pos++;
 }
 
+/* --decompose: the message content must be a JSON object whose "regions"
+ * is an array of 1 to --max-regions sub-captions, each a string (or an
+ * object with a string "text", as some models answer), not blank, at most
+ * 4096 bytes. Into *out: the sub-captions, trimmed, as a compact JSON
+ * array (what is cached). 0, or -1 with why. */
+static int regions_from_content(const char *content, size_t n, char **out, char *why, size_t size)
+{
+	json_error_t jerr;
+	json_t *c = json_loadb(content, n, 0, &jerr), *regions, *clean = NULL;
+	int ret = -1;
+	if (!json_is_object(c)) {
+		snprintf(why, size, "decompose: the answer's content is not a JSON object%s%s",
+		         c ? "" : ": ", c ? "" : jerr.text);
+		goto out;
+	}
+	regions = json_object_get(c, "regions");
+	if (!json_is_array(regions) || json_array_size(regions) == 0) {
+		snprintf(why, size,
+		         "decompose: no non-empty 'regions' array in the answer's content");
+		goto out;
+	}
+	if (json_array_size(regions) > (size_t)opt.max_regions) {
+		snprintf(why, size, "decompose: %zu regions, more than --max-regions %d",
+		         json_array_size(regions), opt.max_regions);
+		goto out;
+	}
+	clean = json_array();
+	size_t i;
+	json_t *r;
+	json_array_foreach(regions, i, r)
+	{
+		json_t *t = json_is_object(r) ? json_object_get(r, "text") : r;
+		if (!json_is_string(t)) {
+			snprintf(why, size, "decompose: region %zu of %zu is not a string", i + 1,
+			         json_array_size(regions));
+			goto out;
+		}
+		const char *v = json_string_value(t);
+		size_t len = json_string_length(t);
+		while (len && isspace((unsigned char)*v))
+			v++, len--;
+		while (len && isspace((unsigned char)v[len - 1]))
+			len--;
+		if (!len || len > 4096 || memchr(v, 0, len)) {
+			snprintf(why, size, "decompose: region %zu of %zu is %s", i + 1,
+			         json_array_size(regions),
+			         !len         ? "blank"
+			         : len > 4096 ? "longer than 4096 bytes"
+			                      : "not text");
+			goto out;
+		}
+		json_array_append_new(clean, json_stringn(v, len));
+	}
+	if (!(*out = json_dumps(clean, JSON_COMPACT)))
+		errx(1, "out of memory");
+	ret = 0;
+out:
+	json_decref(clean);
+	json_decref(c);
+	return ret;
+}
+
 /* VLM: the answer must be JSON with choices[0].message.content a string;
  * --url: any UTF-8 text. The text goes into the request. */
 static int check_answer(void *ctx, void *user, const struct fetch_answer *a, char *why,
@@ -545,7 +684,7 @@ static int check_answer(void *ctx, void *user, const struct fetch_answer *a, cha
 {
 	struct request *rq = user;
 	(void)ctx;
-	if (!opt.vlm) {
+	if (!opt.vlm && !opt.decompose) {
 		if (!text_is_utf8(a->body, a->len)) {
 			snprintf(why, size, "answer is not UTF-8 text");
 			return -1;
@@ -579,6 +718,14 @@ static int check_answer(void *ctx, void *user, const struct fetch_answer *a, cha
 		return -1;
 	}
 	free(rq->text);
+	rq->text = NULL;
+	if (opt.decompose) {
+		int r = regions_from_content(json_string_value(content),
+		                             json_string_length(content), &rq->text, why, size);
+		json_decref(j);
+		rq->text_len = rq->text ? strlen(rq->text) : 0;
+		return r;
+	}
 	rq->text_len = json_string_length(content);
 	if (!(rq->text = malloc(rq->text_len + 1)))
 		errx(1, "out of memory");
@@ -717,6 +864,43 @@ static void caption_tile(struct slot *s, const struct record *rec)
 	ask(s, key, opt.vlm, body, len);
 }
 
+/* --decompose: ask for the doc's caption split into region sub-captions.
+ * A doc without a caption (or with caption_error) passes as it is. */
+static void decompose_doc(struct slot *s, const struct record *rec)
+{
+	const char *caption;
+	size_t n;
+	if (record_get_str(rec, F_COMMON_CAPTION, &caption, &n) != 0 ||
+	    record_get(rec, F_COMMON_CAPTION_ERROR)) {
+		free(s->raw);
+		s->raw = NULL;
+		s->decompose = 0;
+		slot_ready_bytes(s, rec->raw, rec->len);
+		return;
+	}
+	json_t *req =
+	    json_pack("{s:s, s:i, s:i, s:{s:s}, s:[{s:s, s:s}, {s:s, s:s%}]}", "model", opt.model,
+	              "max_tokens", opt.max_tokens, "temperature", 0, "response_format", "type",
+	              "json_object", "messages", "role", "system", "content",
+	              opt.system ? opt.system : default_decompose_system, "role", "user", "content",
+	              caption, n);
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body) {
+		bad_record(s, "decompose: the caption is not UTF-8 text");
+		return;
+	}
+	char key[CACHE_KEY_HEX];
+	const void *parts[] = {"decompose", opt.decompose, body};
+	size_t lens[] = {9, strlen(opt.decompose), strlen(body)};
+	cache_key(key, 3, parts, lens);
+	if (ask_known(s, key)) {
+		free(body);
+		return;
+	}
+	ask(s, key, opt.decompose, body, strlen(body));
+}
+
 /* {case}: the slide id without the part the part rule found in it
  * ("S12-3456-A" gives "S12-3456"), or the whole id when it names none. */
 static int slide_case(const struct record *rec, char *out, size_t size)
@@ -840,6 +1024,21 @@ static void handle_record(const struct record *rec, uint64_t number)
 	struct slot *s = slot_new();
 	s->number = number;
 	s->input = g.input_name;
+	if (opt.decompose) {
+		if (!record_is(rec, "doc")) {
+			slot_ready_bytes(s, rec->raw, rec->len);
+			window_push(s);
+			return;
+		}
+		if (!(s->raw = malloc(rec->len)))
+			errx(1, "out of memory");
+		memcpy(s->raw, rec->raw, rec->len);
+		s->rawlen = rec->len;
+		s->decompose = 1;
+		window_push(s);
+		decompose_doc(s, rec);
+		return;
+	}
 	if (!record_is(rec, "tile")) {
 		slot_ready_bytes(s, rec->raw, rec->len);
 		window_push(s);
@@ -952,10 +1151,34 @@ static int run_input(const char *path)
 	return ret;
 }
 
-enum { O_VLM = 256, O_URL, O_DOC, O_MODEL, O_PROMPTS, O_LOW, O_HIGH, O_HIGHMAG, O_SYSTEM,
-       O_MAXTOK, O_KEYENV, O_INFLIGHT, O_PERHOST, O_RATE, O_RETRIES, O_TIMEOUT,
-       O_DEADLINE, O_BACKOFF, O_CACHE, O_WINDOW, O_KEYWORDS, O_PARTFROM, O_REJECTS,
-       O_CACERT };
+enum {
+	O_VLM = 256,
+	O_URL,
+	O_DOC,
+	O_MODEL,
+	O_PROMPTS,
+	O_LOW,
+	O_HIGH,
+	O_HIGHMAG,
+	O_SYSTEM,
+	O_MAXTOK,
+	O_KEYENV,
+	O_INFLIGHT,
+	O_PERHOST,
+	O_RATE,
+	O_RETRIES,
+	O_TIMEOUT,
+	O_DEADLINE,
+	O_BACKOFF,
+	O_CACHE,
+	O_WINDOW,
+	O_KEYWORDS,
+	O_PARTFROM,
+	O_REJECTS,
+	O_CACERT,
+	O_DECOMPOSE,
+	O_MAXREG
+};
 static const struct option long_opts[] = {
     {"vlm", required_argument, 0, O_VLM},
     {"url", required_argument, 0, O_URL},
@@ -981,6 +1204,8 @@ static const struct option long_opts[] = {
     {"part-from", required_argument, 0, O_PARTFROM},
     {"rejects", required_argument, 0, O_REJECTS},
     {"cacert", required_argument, 0, O_CACERT},
+    {"decompose", required_argument, 0, O_DECOMPOSE},
+    {"max-regions", required_argument, 0, O_MAXREG},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -995,6 +1220,10 @@ static int parse_options(int argc, char **argv, int *key_env_given)
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
 		case O_VLM: opt.vlm = optarg; break;
+		case O_DECOMPOSE: opt.decompose = optarg; break;
+		case O_MAXREG:
+			opt.max_regions = (int)prog_long("--max-regions", optarg, 1, 100000);
+			break;
 		case O_URL: opt.url_template = optarg; break;
 		case O_DOC: opt.doc = 1; break;
 		case O_MODEL: opt.model = optarg; break;
@@ -1025,10 +1254,12 @@ static int parse_options(int argc, char **argv, int *key_env_given)
 		default: usage();
 		}
 	}
-	if (!opt.vlm == !opt.url_template || (opt.doc && !opt.url_template))
+	if (!!opt.vlm + !!opt.url_template + !!opt.decompose != 1 || (opt.doc && !opt.url_template))
 		usage();
 	if (opt.vlm && !opt.model)
 		errx(EXIT_USAGE, "--vlm needs --model");
+	if (opt.decompose && !opt.model)
+		errx(EXIT_USAGE, "--decompose needs --model");
 	if (opt.vlm) {
 		if (prompts_file)
 			read_prompts(prompts_file);
@@ -1051,7 +1282,7 @@ static void start_engine(int key_env_given)
 		errx(EXIT_USAGE, "environment variable '%s' is not set", opt.api_key_env);
 	const char *headers[4] = {NULL};
 	int nh = 0;
-	if (opt.vlm) {
+	if (opt.vlm || opt.decompose) {
 		headers[nh++] = "Content-Type: application/json";
 		headers[nh++] = "Expect:";
 		if (key && *key) {

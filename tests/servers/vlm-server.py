@@ -8,6 +8,13 @@ a user message with a text part and a JPEG data URL), then answers
   "Image <first 16 hex of sha256(jpeg)> asked '<first 3 words of prompt>'."
 so a test can tell which image and prompt each caption came from.
 
+A text-only request asking for JSON (response_format json_object, the
+user's content a string: eosin-caption-fetch --decompose) gets
+  {"regions": ["Region 1: <sentence 1>", "Region 2: <sentence 2>", ...]}
+as its message content, the user's text cut after each '.', '!' or '?'
+followed by white space (with --regions-objects each region is
+{"text": ...} instead).
+
 Faults, chosen per request (the first match wins):
   URL path   /fault/SPEC/v1/chat/completions
   header     X-Fault: SPEC
@@ -24,6 +31,10 @@ makes every attempt fail). KIND:
   ctype     200 with text/html
   empty     200 JSON without choices
   badreq    400 (not retryable)
+and, for decompose requests, a 200 whose content is wrong:
+  notjson   content that is not JSON
+  noregions a JSON object without "regions"
+  blank     one region blank
 
 GET /stats gives counts as JSON: requests, answered, faults, bad (invalid
 requests), auth_ok (requests whose Authorization matched the key in the
@@ -150,14 +161,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE.add("auth_ok")
         spec = m.group(1) or self.headers.get("X-Fault") or ARGS.fault
         kind, times = parse_spec(spec)
+        content_fault = None
         if kind and STATE.attempt(hashlib.sha256(body).hexdigest()) <= times:
             STATE.add("faults")
-            if self.fault(kind):
+            if kind in ("notjson", "noregions", "blank"):
+                content_fault = kind
+            elif self.fault(kind):
                 return
         if ARGS.delay > 0:
             time.sleep(ARGS.delay)
         if ARGS.fast:
             caption = "Fast answer."
+        elif self.is_decompose(body):
+            caption = self.regions(body, content_fault)
         else:
             caption = self.caption(body)
             if caption is None:
@@ -201,6 +217,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send(400, '{"error": "bad request"}')
         return True
 
+    @staticmethod
+    def is_decompose(body):
+        try:
+            req = json.loads(body)
+            return (req.get("response_format", {}).get("type") == "json_object" and
+                    isinstance([m for m in req["messages"] if m["role"] == "user"][-1]["content"],
+                               str))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+
+    def regions(self, body, fault):
+        try:
+            req = json.loads(body)
+            assert isinstance(req.get("model"), str) and req["model"]
+            assert req.get("temperature") == 0
+            assert any(m["role"] == "system" and isinstance(m["content"], str)
+                       for m in req["messages"])
+            text = [m for m in req["messages"] if m["role"] == "user"][-1]["content"]
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError):
+            return None
+        parts = [p for p in re.split(r"(?<=[.!?])\s+", text.strip()) if p]
+        regions = ["Region %d: %s" % (i + 1, p) for i, p in enumerate(parts)]
+        if ARGS.regions_objects:
+            regions = [{"text": r, "finding": "x"} for r in regions]
+        if fault == "notjson":
+            return "Sure! Here are the regions: " + "; ".join(map(str, regions))
+        if fault == "noregions":
+            return json.dumps({"subcaptions": regions})
+        if fault == "blank":
+            regions[-1] = "  " if not ARGS.regions_objects else {"text": " "}
+        return json.dumps({"regions": regions})
+
     def caption(self, body):
         try:
             req = json.loads(body)
@@ -240,6 +288,7 @@ def main():
     ap.add_argument("--expect-key-env")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--regions-objects", action="store_true")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve https with this PEM certificate chain and key")
     ARGS = ap.parse_args()
