@@ -1011,6 +1011,15 @@ static void fetch_text(struct slot *s, const struct record *rec, const char *par
 		ask(s, key, url, NULL, 0);
 }
 
+/* A copy of the record in the slot, to be rewritten when its text comes. */
+static void slot_keep(struct slot *s, const struct record *rec)
+{
+	if (!(s->raw = malloc(rec->len)))
+		errx(1, "out of memory");
+	memcpy(s->raw, rec->raw, rec->len);
+	s->rawlen = rec->len;
+}
+
 static void handle_record(const struct record *rec, uint64_t number)
 {
 	g.records++;
@@ -1030,10 +1039,7 @@ static void handle_record(const struct record *rec, uint64_t number)
 			window_push(s);
 			return;
 		}
-		if (!(s->raw = malloc(rec->len)))
-			errx(1, "out of memory");
-		memcpy(s->raw, rec->raw, rec->len);
-		s->rawlen = rec->len;
+		slot_keep(s, rec);
 		s->decompose = 1;
 		window_push(s);
 		decompose_doc(s, rec);
@@ -1078,10 +1084,7 @@ static void handle_record(const struct record *rec, uint64_t number)
 		window_push(s);
 		return;
 	}
-	if (!(s->raw = malloc(rec->len)))
-		errx(1, "out of memory");
-	memcpy(s->raw, rec->raw, rec->len);
-	s->rawlen = rec->len;
+	slot_keep(s, rec);
 	snprintf(s->part, sizeof s->part, "%s", part);
 	window_push(s);
 	if (opt.vlm)
