@@ -2,7 +2,10 @@
  * eosin-caption-fetch: add text to a stream: VLM captions for tiles from an
  * OpenAI-compatible server (--vlm), or report text fetched by URL (--url),
  * on every tile or once per slide as a `doc` record (--doc), or a slide
- * report's region-level sub-captions from an LLM (--decompose, PathFLIP).
+ * report's region-level sub-captions from an LLM (--decompose, PathFLIP),
+ * or an LLM's report or answer about each slide from what the stream says
+ * of it: its nearest reports, zero-shot labels, generated captions
+ * (--answer).
  * See eosin-caption-fetch(1).
  *
  * Records enter a window in input order; a tile's slot waits for its text
@@ -31,8 +34,9 @@
 #include <strings.h>
 
 #define SYNOPSIS                                                                                   \
-	"eosin-caption-fetch (--vlm URL | --url TEMPLATE [--doc] | --decompose URL) [option ...] " \
-	"[file ...]"
+	"eosin-caption-fetch (--vlm URL | --url TEMPLATE [--doc] | --decompose URL | --answer "    \
+	"URL) "                                                                                    \
+	"[option ...] [file ...]"
 
 static void usage(void)
 {
@@ -126,6 +130,8 @@ static struct {
 	const char *vlm, *url_template, *model, *system, *cache_dir, *rejects;
 	const char *decompose; /* chat completions URL of --decompose */
 	int max_regions;
+	const char *answer, *question; /* --answer's URL and question */
+	int max_hits, max_texts, subjects_open;
 	const char *api_key_env, *part_from;
 	int doc, keywords, max_tokens, window;
 	double deadline;
@@ -137,6 +143,11 @@ static struct {
     .keywords = 12,
     .max_tokens = 256,
     .max_regions = 64,
+    .question = "Write the microscopic description and the diagnosis of a pathology report "
+                "for this slide.",
+    .max_hits = 5,
+    .max_texts = 4,
+    .subjects_open = 1024,
     .window = 1024,
     .fc = {.inflight = 16,
            .retries = 4,
@@ -162,6 +173,12 @@ static const char default_decompose_system[] =
     "one region or finding of the slide (a tissue, a lesion, a margin, a node) in one or two "
     "sentences, using only what the report says; together they cover the report. Answer "
     "with JSON only, in the form {\"regions\": [\"sub-caption\", ...]}.";
+
+static const char default_answer_system[] =
+    "You assist a pathologist. Answer the question about one slide from the numbered "
+    "evidence only (the reports of the most similar slides in an archive, zero-shot "
+    "classifications, generated captions); cite the evidence you use as [n]; say so when it "
+    "does not suffice. The evidence is machine-made and may be wrong.";
 
 static void add_prompt(double min_mag, const char *text)
 {
@@ -274,6 +291,7 @@ struct slot {
 	const char *input;        /* its input's name (lives as long as argv) */
 	int warned;               /* its failure is already on stderr */
 	int decompose;            /* raw is a doc record whose caption is split */
+	struct subject *subject;  /* --answer: the slide this answer is about */
 	struct request *req;
 	struct slot *req_next;    /* next slot waiting on the same request */
 };
@@ -372,7 +390,7 @@ static void queue_hdr(void)
 	g.hdr_done = 1;
 	struct slot *s = slot_new();
 	recb_hdr(&g.b, "eosin-caption-fetch", g.argc, g.argv);
-	if (opt.vlm || opt.decompose)
+	if (opt.vlm || opt.decompose || opt.answer)
 		recb_str(&g.b, F_HDR_MODEL, opt.model);
 	slot_ready_recb(s);
 	window_push(s);
@@ -473,19 +491,30 @@ static void warn_failure(const struct slot *s, const char *error)
 		}
 		msgpack_unpacked_destroy(&unp);
 	} else {
-		snprintf(id, sizeof id, "%s/report", s->slide);
+		snprintf(id, sizeof id, "%s/%s", s->slide, s->subject ? "answer" : "report");
 	}
-	warnx("%s: record %" PRIu64 " (id '%s'): %s%s", s->input, s->number, id, error,
-	      ++shown == SHOWN ? " (further failures: see the summary and caption_error)" : "");
+	const char *more =
+	    ++shown == SHOWN ? " (further failures: see the summary and caption_error)" : "";
+	if (s->subject) /* asked when its evidence was all read: no one record */
+		warnx("%s: the answer about slide '%s' (id '%s'): %s%s", s->input, s->slide, id,
+		      error, more);
+	else
+		warnx("%s: record %" PRIu64 " (id '%s'): %s%s", s->input, s->number, id, error,
+		      more);
 }
 
 /* Finish a waiting slot with text (error NULL) or an error. */
 static void decompose_finish(struct slot *s, const char *text, size_t n, const char *error);
+static void answer_finish(struct slot *s, const char *text, size_t n, const char *error);
 
 static void slot_finish(struct slot *s, const char *text, size_t n, const char *error)
 {
 	if (s->decompose) {
 		decompose_finish(s, text, n, error);
+		return;
+	}
+	if (s->subject) {
+		answer_finish(s, text, n, error);
 		return;
 	}
 	char why[256] = "", label[TEXT_LABEL_MAX] = "";
@@ -592,6 +621,251 @@ static void decompose_finish(struct slot *s, const char *text, size_t n, const c
 	s->raw = NULL;
 }
 
+/* ---- --answer: what the stream says of a slide, put to an LLM ---- */
+
+/* A slide with evidence gathered: numbered lines, and in sources the id
+ * of each line's record. Kept (without its text) after it is asked about,
+ * so that later evidence for it is counted, not asked again. */
+struct subject {
+	char *id;
+	char *evidence;
+	size_t len, cap;
+	json_t *sources;
+	int n, nhits, ntexts, asked;
+	struct subject *next; /* the open ones, oldest first */
+};
+
+static struct {
+	struct htab by_id; /* id -> struct subject */
+	struct subject *head, *tail;
+	int open;
+	uint64_t late; /* evidence after its slide was asked about */
+} A;
+
+/* The text record of an answer: id SLIDE/answer, the answer as caption, the
+ * question, the sources in the order they were numbered, the model. */
+static void answer_finish(struct slot *s, const char *text, size_t n, const char *error)
+{
+	struct subject *sj = s->subject;
+	if (error) {
+		g.failed++;
+		s->reject = g.have_rejects;
+		if (!s->warned)
+			warn_failure(s, error);
+	}
+	recb_begin(&g.b, "text", 1);
+	char id[4200];
+	snprintf(id, sizeof id, "%s/answer", sj->id);
+	recb_str(&g.b, F_TEXT_ID, id);
+	recb_str(&g.b, F_TEXT_SLIDE, sj->id);
+	if (error) {
+		recb_str(&g.b, F_COMMON_CAPTION_ERROR, error);
+	} else {
+		char *c = text_clean(text, n);
+		if (!c)
+			die_lib();
+		recb_str(&g.b, F_COMMON_CAPTION, c);
+		free(c);
+		g.docs++;
+	}
+	recb_str(&g.b, F_TEXT_QUESTION, opt.question);
+	recb_key(&g.b, F_TEXT_SOURCES);
+	msgpack_pack_array(&g.b.pk, json_array_size(sj->sources));
+	size_t i;
+	json_t *e;
+	json_array_foreach(sj->sources, i, e)
+	    pack_str(&g.b.pk, json_string_value(e), json_string_length(e));
+	recb_str(&g.b, F_TEXT_ANSWERED_BY, opt.model);
+	slot_ready_recb(s);
+	free(sj->evidence);
+	sj->evidence = NULL;
+	json_decref(sj->sources);
+	sj->sources = NULL;
+}
+
+static void ask(struct slot *s, const char *key, const char *url, char *body, size_t len);
+static int ask_known(struct slot *s, const char *key);
+
+/* Ask about the oldest open slide: its answer's slot joins the window. */
+static void subject_close_oldest(void)
+{
+	struct subject *sj = A.head;
+	A.head = sj->next;
+	if (!A.head)
+		A.tail = NULL;
+	A.open--;
+	sj->asked = 1;
+	struct slot *s = slot_new();
+	s->subject = sj;
+	s->input = g.input_name;
+	if (!(s->slide = strdup(sj->id)))
+		errx(1, "out of memory");
+	window_push(s);
+	char *user;
+	if (asprintf(&user, "Question: %s\n\nWhat is known about slide %s:\n%.*s", opt.question,
+	             sj->id, (int)sj->len, sj->evidence) < 0)
+		errx(1, "out of memory");
+	json_t *req = json_pack(
+	    "{s:s, s:i, s:i, s:[{s:s, s:s}, {s:s, s:s}]}", "model", opt.model, "max_tokens",
+	    opt.max_tokens, "temperature", 0, "messages", "role", "system", "content",
+	    opt.system ? opt.system : default_answer_system, "role", "user", "content", user);
+	free(user);
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body) {
+		slot_finish(s, NULL, 0, "answer: the evidence is not UTF-8 text");
+		return;
+	}
+	char key[CACHE_KEY_HEX];
+	const void *parts[] = {"answer", opt.answer, body};
+	size_t lens[] = {6, strlen(opt.answer), strlen(body)};
+	cache_key(key, 3, parts, lens);
+	if (ask_known(s, key)) {
+		free(body);
+		return;
+	}
+	ask(s, key, opt.answer, body, strlen(body));
+}
+
+/* One numbered line of evidence for slide id, from record source. */
+static struct subject *subject_add(const char *id, const char *source, const char *line)
+{
+	struct subject *sj = hget(&A.by_id, id);
+	if (sj && sj->asked) {
+		A.late++;
+		return NULL;
+	}
+	if (!sj) {
+		if (!(sj = calloc(1, sizeof *sj)) || !(sj->id = strdup(id)) ||
+		    !(sj->sources = json_array()))
+			errx(1, "out of memory");
+		hput(&A.by_id, id, sj);
+		if (A.tail)
+			A.tail->next = sj;
+		else
+			A.head = sj;
+		A.tail = sj;
+		A.open++;
+	}
+	char *l;
+	int n = asprintf(&l, "[%d] %s\n", sj->n + 1, line);
+	if (n < 0)
+		errx(1, "out of memory");
+	if (sj->len + (size_t)n + 1 > sj->cap) {
+		sj->cap = 2 * (sj->len + (size_t)n + 1);
+		if (!(sj->evidence = realloc(sj->evidence, sj->cap)))
+			errx(1, "out of memory");
+	}
+	memcpy(sj->evidence + sj->len, l, (size_t)n + 1);
+	sj->len += (size_t)n;
+	free(l);
+	json_array_append_new(sj->sources, json_string(source));
+	sj->n++;
+	return sj;
+}
+
+/* A string field of a msgpack map, NUL-terminated into buf; "" if absent. */
+static const char *mp_str(const msgpack_object *map, const char *key, char *buf, size_t size)
+{
+	const msgpack_object *v = map ? mpo_get(map, key) : NULL;
+	buf[0] = 0;
+	if (v && v->type == MSGPACK_OBJECT_STR)
+		snprintf(buf, size, "%.*s", (int)v->via.str.size, v->via.str.ptr);
+	return buf;
+}
+
+static double mp_num(const msgpack_object *v)
+{
+	return v->type == MSGPACK_OBJECT_FLOAT64 || v->type == MSGPACK_OBJECT_FLOAT32 ? v->via.f64
+	       : v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (double)v->via.u64
+	       : v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? (double)v->via.i64
+	                                                    : -1;
+}
+
+/* A zeroshot record's three likeliest classes, into line. */
+static void zeroshot_line(const msgpack_object *sc, char *line, size_t size)
+{
+	int best[3] = {-1, -1, -1};
+	for (uint32_t i = 0; i < sc->via.map.size; i++) {
+		int at = (int)i;
+		if (sc->via.map.ptr[i].key.type != MSGPACK_OBJECT_STR)
+			continue;
+		for (int k = 0; k < 3 && at >= 0; k++)
+			if (best[k] < 0 || mp_num(&sc->via.map.ptr[at].val) >
+			                       mp_num(&sc->via.map.ptr[best[k]].val)) {
+				int t = best[k];
+				best[k] = at;
+				at = t;
+			}
+	}
+	size_t o = (size_t)snprintf(line, size, "Zero-shot classification of the slide:");
+	for (int k = 0; k < 3 && best[k] >= 0 && o < size; k++) {
+		const msgpack_object_kv *kv = &sc->via.map.ptr[best[k]];
+		o += (size_t)snprintf(line + o, size - o, "%s %.*s (p %.2f)", k ? ";" : "",
+		                      (int)kv->key.via.str.size, kv->key.via.str.ptr,
+		                      mp_num(&kv->val));
+	}
+}
+
+/* What a record says of a slide: a hit's stored report (the query is the
+ * slide asked about), a zeroshot record's classes, a generated caption
+ * (a text record with a slide). Records of other kinds say nothing here.
+ * At most --open-slides slides gather at once; the oldest is then asked. */
+static void gather_evidence(const struct record *rec)
+{
+	char subject[1024], cap[8192], src[1024], line[9400];
+	const msgpack_object *root = &rec->root;
+	struct subject *sj;
+	if (record_is(rec, "hit")) {
+		const msgpack_object *stored = mpo_get(root, "record");
+		double score = 0;
+		if (!*mp_str(root, "query", subject, sizeof subject) || !stored ||
+		    stored->type != MSGPACK_OBJECT_MAP ||
+		    !*mp_str(stored, "caption", cap, sizeof cap))
+			return;
+		if ((sj = hget(&A.by_id, subject)) && !sj->asked && sj->nhits >= opt.max_hits)
+			return;
+		record_get_num(rec, "score", &score);
+		char slide[1024];
+		mp_str(stored, "slide", slide, sizeof slide);
+		if (!*mp_str(root, "target", src, sizeof src))
+			mp_str(stored, "id", src, sizeof src);
+		snprintf(line, sizeof line, "Report of a similar slide%s%s%s (similarity %.3f): %s",
+		         *slide ? " (" : "", slide, *slide ? ")" : "", score, cap);
+		if ((sj = subject_add(subject, *src ? src : "hit", line)))
+			sj->nhits++;
+	} else if (record_is(rec, "zeroshot")) {
+		const msgpack_object *sc = mpo_get(root, "zs_scores");
+		if (!*mp_str(root, "slide", subject, sizeof subject) || !sc ||
+		    sc->type != MSGPACK_OBJECT_MAP)
+			return;
+		zeroshot_line(sc, line, sizeof line);
+		snprintf(src, sizeof src, "zeroshot:%s", subject);
+		subject_add(subject, src, line);
+	} else if (record_is(rec, "text")) {
+		if (!*mp_str(root, "slide", subject, sizeof subject) ||
+		    !*mp_str(root, "caption", cap, sizeof cap) || record_get(rec, "question"))
+			return;
+		if ((sj = hget(&A.by_id, subject)) && !sj->asked && sj->ntexts >= opt.max_texts)
+			return;
+		mp_str(root, "id", src, sizeof src);
+		snprintf(line, sizeof line, "Generated caption: %s", cap);
+		if ((sj = subject_add(subject, *src ? src : "text", line)))
+			sj->ntexts++;
+	}
+	while (A.open > opt.subjects_open)
+		subject_close_oldest();
+}
+
+static void subject_free(void *p)
+{
+	struct subject *sj = p;
+	free(sj->id);
+	free(sj->evidence);
+	json_decref(sj->sources);
+	free(sj);
+}
+
 /* ---- requests ---- */
 
 static void memo_add(const char *key, const char *text, size_t n)
@@ -677,6 +951,14 @@ out:
 	return ret;
 }
 
+static int text_has_words(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isspace((unsigned char)s[i]))
+			return 1;
+	return 0;
+}
+
 /* VLM: the answer must be JSON with choices[0].message.content a string;
  * --url: any UTF-8 text. The text goes into the request. */
 static int check_answer(void *ctx, void *user, const struct fetch_answer *a, char *why,
@@ -684,7 +966,7 @@ static int check_answer(void *ctx, void *user, const struct fetch_answer *a, cha
 {
 	struct request *rq = user;
 	(void)ctx;
-	if (!opt.vlm && !opt.decompose) {
+	if (opt.url_template) {
 		if (!text_is_utf8(a->body, a->len)) {
 			snprintf(why, size, "answer is not UTF-8 text");
 			return -1;
@@ -727,6 +1009,11 @@ static int check_answer(void *ctx, void *user, const struct fetch_answer *a, cha
 		return r;
 	}
 	rq->text_len = json_string_length(content);
+	if (opt.answer && !text_has_words(json_string_value(content), rq->text_len)) {
+		json_decref(j);
+		snprintf(why, size, "answer: the message content is blank");
+		return -1;
+	}
 	if (!(rq->text = malloc(rq->text_len + 1)))
 		errx(1, "out of memory");
 	memcpy(rq->text, json_string_value(content), rq->text_len);
@@ -1033,6 +1320,12 @@ static void handle_record(const struct record *rec, uint64_t number)
 	struct slot *s = slot_new();
 	s->number = number;
 	s->input = g.input_name;
+	if (opt.answer) { /* every record passes; what it says of a slide is kept */
+		slot_ready_bytes(s, rec->raw, rec->len);
+		window_push(s);
+		gather_evidence(rec);
+		return;
+	}
 	if (opt.decompose) {
 		if (!record_is(rec, "doc")) {
 			slot_ready_bytes(s, rec->raw, rec->len);
@@ -1180,7 +1473,12 @@ enum {
 	O_REJECTS,
 	O_CACERT,
 	O_DECOMPOSE,
-	O_MAXREG
+	O_MAXREG,
+	O_ANSWER,
+	O_QUESTION,
+	O_MAXHITS,
+	O_MAXTEXTS,
+	O_SUBJECTS
 };
 static const struct option long_opts[] = {
     {"vlm", required_argument, 0, O_VLM},
@@ -1209,6 +1507,11 @@ static const struct option long_opts[] = {
     {"cacert", required_argument, 0, O_CACERT},
     {"decompose", required_argument, 0, O_DECOMPOSE},
     {"max-regions", required_argument, 0, O_MAXREG},
+    {"answer", required_argument, 0, O_ANSWER},
+    {"question", required_argument, 0, O_QUESTION},
+    {"max-hits", required_argument, 0, O_MAXHITS},
+    {"max-texts", required_argument, 0, O_MAXTEXTS},
+    {"open-slides", required_argument, 0, O_SUBJECTS},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -1224,6 +1527,15 @@ static int parse_options(int argc, char **argv, int *key_env_given)
 		switch (c) {
 		case O_VLM: opt.vlm = optarg; break;
 		case O_DECOMPOSE: opt.decompose = optarg; break;
+		case O_ANSWER: opt.answer = optarg; break;
+		case O_QUESTION: opt.question = optarg; break;
+		case O_MAXHITS: opt.max_hits = (int)prog_long("--max-hits", optarg, 0, 1000); break;
+		case O_MAXTEXTS:
+			opt.max_texts = (int)prog_long("--max-texts", optarg, 0, 1000);
+			break;
+		case O_SUBJECTS:
+			opt.subjects_open = (int)prog_long("--open-slides", optarg, 1, 1 << 24);
+			break;
 		case O_MAXREG:
 			opt.max_regions = (int)prog_long("--max-regions", optarg, 1, 100000);
 			break;
@@ -1257,8 +1569,14 @@ static int parse_options(int argc, char **argv, int *key_env_given)
 		default: usage();
 		}
 	}
-	if (!!opt.vlm + !!opt.url_template + !!opt.decompose != 1 || (opt.doc && !opt.url_template))
+	if (!!opt.vlm + !!opt.url_template + !!opt.decompose + !!opt.answer != 1 ||
+	    (opt.doc && !opt.url_template))
 		usage();
+	if (opt.answer && !opt.model)
+		errx(EXIT_USAGE, "--answer needs --model");
+	if (!text_is_utf8(opt.question, strlen(opt.question)) ||
+	    !text_has_words(opt.question, strlen(opt.question)))
+		errx(EXIT_USAGE, "--question: blank or not UTF-8");
 	if (opt.vlm && !opt.model)
 		errx(EXIT_USAGE, "--vlm needs --model");
 	if (opt.decompose && !opt.model)
@@ -1285,7 +1603,7 @@ static void start_engine(int key_env_given)
 		errx(EXIT_USAGE, "environment variable '%s' is not set", opt.api_key_env);
 	const char *headers[4] = {NULL};
 	int nh = 0;
-	if (opt.vlm || opt.decompose) {
+	if (opt.vlm || opt.decompose || opt.answer) {
 		headers[nh++] = "Content-Type: application/json";
 		headers[nh++] = "Expect:";
 		if (key && *key) {
@@ -1368,8 +1686,16 @@ int main(int argc, char **argv)
 	for (int i = 0; i < argc && !input_failed; i++)
 		input_failed = run_input(argv[i]) < 0;
 	queue_hdr();
+	while (A.head) /* --answer: the slides still open */
+		subject_close_oldest();
+	if (A.late)
+		warnx("%" PRIu64
+		      " records of evidence came after their slide was asked about (more "
+		      "than --open-slides %d slides open at once: group the input by slide)",
+		      A.late, opt.subjects_open);
 	while (fetch_outstanding(g.engine) || g.head)
 		pump(1.0, -1);
+	hclear(&A.by_id, subject_free);
 	struct fetch_stats st;
 	fetch_get_stats(g.engine, &st);
 	fetch_free(g.engine);

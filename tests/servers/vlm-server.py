@@ -13,7 +13,13 @@ user's content a string: eosin-caption-fetch --decompose) gets
   {"regions": ["Region 1: <sentence 1>", "Region 2: <sentence 2>", ...]}
 as its message content, the user's text cut after each '.', '!' or '?'
 followed by white space (with --regions-objects each region is
-{"text": ...} instead).
+{"text": ...} instead). Any other text-only request (eosin-caption-fetch
+--answer) gets
+  "Answer to '<first 3 words of the question>' about slide S from N
+   items of evidence; see [1]."
+where the question follows "Question: ", S follows "about slide " and N
+counts the lines that start "[k] ". --log FILE appends every request body,
+one JSON line each.
 
 Faults, chosen per request (the first match wins):
   URL path   /fault/SPEC/v1/chat/completions
@@ -148,6 +154,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send(404, '{"error": "not found"}')
             return
         STATE.add("requests")
+        if ARGS.log:
+            with open(ARGS.log, "ab") as f:
+                f.write(body.replace(b"\n", b" ") + b"\n")
         STATE.enter()
         try:
             self.chat(body, m)
@@ -174,6 +183,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             caption = "Fast answer."
         elif self.is_decompose(body):
             caption = self.regions(body, content_fault)
+        elif self.is_text(body):
+            caption = self.answer(body, content_fault)
         else:
             caption = self.caption(body)
             if caption is None:
@@ -226,6 +237,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                str))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return False
+
+    @staticmethod
+    def is_text(body):
+        try:
+            req = json.loads(body)
+            return isinstance([m for m in req["messages"] if m["role"] == "user"][-1]["content"],
+                              str)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return False
+
+    def answer(self, body, fault):
+        try:
+            req = json.loads(body)
+            assert isinstance(req.get("model"), str) and req["model"]
+            assert req.get("temperature") == 0
+            text = [m for m in req["messages"] if m["role"] == "user"][-1]["content"]
+            q = re.search(r"^Question: (.*)$", text, re.M).group(1)
+            slide = re.search(r"about slide (.*):$", text, re.M).group(1)
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError):
+            return None
+        if fault == "blank":
+            return "   "
+        n = len(re.findall(r"^\[\d+\] ", text, re.M))
+        return "Answer to '%s' about slide %s from %d items of evidence; see [1]." % (
+            " ".join(q.split()[:3]), slide, n)
 
     def regions(self, body, fault):
         try:
@@ -289,6 +325,7 @@ def main():
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--fast", action="store_true")
     ap.add_argument("--regions-objects", action="store_true")
+    ap.add_argument("--log")
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
                     help="serve https with this PEM certificate chain and key")
     ARGS = ap.parse_args()
