@@ -579,7 +579,9 @@ static void decompose_finish(struct slot *s, const char *text, size_t n, const c
 	                                       F_COMMON_SENT_EMB,   F_COMMON_CAPTION_ERROR,
 	                                       F_DOC_DECOMPOSED_BY, NULL};
 	json_t *regions = NULL;
-	if (!error && !json_is_array(regions = json_loadb(text, n, 0, NULL)))
+	if (!error)
+		regions = json_loadb(text, n, 0, NULL); /* json_is_array() reads its argument twice */
+	if (!error && !json_is_array(regions))
 		error = "decompose: the cached answer is not a JSON array";
 	if (error) {
 		g.failed++;
@@ -813,7 +815,7 @@ static void zeroshot_line(const msgpack_object *sc, char *line, size_t size)
  * At most --open-slides slides gather at once; the oldest is then asked. */
 static void gather_evidence(const struct record *rec)
 {
-	char subject[1024], cap[8192], src[1024], line[9400];
+	char subject[1024], cap[8192], src[1040], line[9400];
 	const msgpack_object *root = &rec->root;
 	struct subject *sj;
 	if (record_is(rec, "hit")) {
