@@ -168,6 +168,8 @@ enum {
 
 /* The source file of --from, for messages. */
 static const char *src_path = "";
+/* --from held a CLIP vision tower and no text tower */
+static int vision_only;
 
 /* CoCa's AttentionalPooler (nn.MultiheadAttention with kdim = vdim = D,
  * which stores one in_proj_weight when D = E) with Q queries of width E;
@@ -1024,7 +1026,7 @@ static void **pack_tensors(struct tensor_list *L, const struct args *a)
 static void write_model(const struct tensor_list *L, const struct args *a, int vit, int clip,
                         int text)
 {
-	char *cfg = config_json(vit, clip, clip || text);
+	char *cfg = config_json(vit, clip, (clip && !vision_only) || text);
 	char def_name[64];
 	snprintf(def_name, sizeof def_name, "eosin-%s-%s", A.arch, a->from ? "converted" : "random");
 	const char *meta[16];
@@ -1058,16 +1060,19 @@ static void convert_source(struct tensor_list *L, const struct args *a, int vit,
 	import_layout(L, a->layout, vit);
 	if (vit)
 		return;
-	clip_sizes_from_tensors(L, clip, clip || text);
+	/* a vision tower alone (HF's CLIPVisionModelWithProjection) */
+	vision_only = clip && find_name(L, "token_embedding.weight") < 0;
+	int has_text = text || (clip && !vision_only);
+	clip_sizes_from_tensors(L, clip, has_text);
 	if (a->layout != LAYOUT_EOSIN)
-		clip_config_beside(a->layout, clip, clip || text);
+		clip_config_beside(a->layout, clip, has_text);
 	if (a->layout != LAYOUT_EOSIN && A.act < 0)
 		errx(EXIT_USAGE,
 		     "%s: say --act gelu or --act quick-gelu: a %s CLIP's activation is "
 		     "not in its tensors (and no %s beside it says)",
 		     a->from, a->layout == LAYOUT_HF ? "Hugging Face" : "open_clip",
 		     a->layout == LAYOUT_HF ? "config.json" : "open_clip_config.json");
-	if (!(A.set & SET_TEXT_HEADS)) {
+	if (!(A.set & SET_TEXT_HEADS) && has_text) {
 		if (A.width % 64)
 			errx(EXIT_USAGE,
 			     "%s: say --text-heads: text width %d is not a multiple of 64", a->from,
@@ -1077,7 +1082,8 @@ static void convert_source(struct tensor_list *L, const struct args *a, int vit,
 	if (clip && !(A.set & SET_HEADS) && A.dim % 64)
 		errx(EXIT_USAGE, "%s: say --heads: vision width %d is not a multiple of 64",
 		     a->from, A.dim);
-	if (A.width % A.text_heads || (clip && A.dim % ((A.set & SET_HEADS) ? A.heads : 64)))
+	if ((has_text && A.width % A.text_heads) ||
+	    (clip && A.dim % ((A.set & SET_HEADS) ? A.heads : 64)))
 		errx(EXIT_USAGE, "%s: the heads do not divide the widths (%d / %d, %d / %d)",
 		     a->from, A.dim, (A.set & SET_HEADS) ? A.heads : 64, A.width, A.text_heads);
 }

@@ -70,6 +70,32 @@ test_expect_success 'control: hf-gelu converted with the wrong activation is off
 '
 echo "# control, GELU run as QuickGELU: max abs error $(cat wrong.err 2>/dev/null)"
 
+# CLIPVisionModelWithProjection: the vision tower alone; its weights are
+# hf-quickgelu's, so its image features are that case's.
+test_expect_success 'HF vision tower alone: converted without a text tower, the same images' '
+	rm -rf vonly && mkdir vonly && cp hf-quickgelu/config.json vonly/ &&
+	"$PY" - hf-quickgelu/weights.safetensors vonly/weights.safetensors <<-\PYEOF &&
+	import json, struct, sys
+	b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+	h = json.loads(b[8:8 + n]); data = b[8 + n:]
+	keep = {k: v for k, v in h.items() if k.startswith("vision_model.") or k == "visual_projection.weight"}
+	out, blobs, off = {}, [], 0
+	for k, v in keep.items():
+	    blob = data[v["data_offsets"][0]:v["data_offsets"][1]]
+	    out[k] = {"dtype": v["dtype"], "shape": v["shape"], "data_offsets": [off, off + len(blob)]}
+	    blobs.append(blob); off += len(blob)
+	s = json.dumps(out).encode()
+	open(sys.argv[2], "wb").write(struct.pack("<Q", len(s)) + s + b"".join(blobs))
+	PYEOF
+	eosin-make-model --arch clip --layout hf --from vonly/weights.safetensors --out vonly.safetensors &&
+	test "$("$PY" quick.py vonly.safetensors)" = True &&
+	eosin-encode --model vonly.safetensors --dtype f32 --device cpu <in.mpk >vonly.mpk &&
+	eosin-cat --vectors vonly.mpk | jq -c "select(.k==\"tile\") | .img_emb.values" >got &&
+	jq -c ".cases[] | select(.name==\"hf-quickgelu\") | .image[]" "$FIX" >want &&
+	layout_maxabs got want >vonly.err
+'
+echo "# HF vision tower alone: max abs error $(cat vonly.err 2>/dev/null)"
+
 test_expect_success 'HF without an activation stated anywhere: refused, nothing written' '
 	eosin-make-model --arch clip --layout hf --dim 48 --depth 1 --heads 3 --patch 16 --img 64 \
 		--width 32 --layers 1 --text-heads 2 --embed 24 --seed 3 --out bare.safetensors &&
