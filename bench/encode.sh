@@ -8,7 +8,8 @@
 #            through the whole filter; torch: JPEG files via Pillow)
 # Prints images/s, medians of RUNS runs (each run: eosin then torch, so both
 # see the same machine), and the ratio eosin/torch.
-# Environment: THREADS (thread counts to run, "1 2"), MODELS ("vits vitb"),
+# Environment: THREADS (thread counts to run, "1 2"), MODELS ("vits vitb";
+# also vits-swiglu, ViT-S/16 with a packed SwiGLU MLP and 4 registers),
 # BATCH (32), RUNS (5),
 # NS (images for ViT-S, 64), NB (images for ViT-B, 32). OpenBLAS core:
 # whatever the environment says (OPENBLAS_CORETYPE); both programs use the
@@ -50,6 +51,10 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 	--out "$W/vits.safetensors"
 "$BIN/eosin-make-model" --arch vit --dim 768 --depth 12 --heads 12 --patch 16 --img 224 \
 	--out "$W/vitb.safetensors"
+# ViT-S/16 with Virchow 2's MLP: timm's packed SwiGLU (fc1 2048 wide, SiLU of
+# one half times the other into fc2) and 4 registers
+"$BIN/eosin-make-model" --arch vit --dim 384 --depth 12 --heads 6 --patch 16 --img 224 \
+	--mlp swiglu --mlp-ratio 5.33334 --reg 4 --out "$W/vits-swiglu.safetensors"
 
 printf '%-8s %-8s %7s %12s %12s %8s\n' model what threads torch eosin ratio
 for th in $THREADS; do

@@ -99,7 +99,11 @@ class ViT:
         x = x + (w[p + "ls1.gamma"] * o if p + "ls1.gamma" in w else o)
         h = F.layer_norm(x, (C,), w[p + "norm2.weight"], w[p + "norm2.bias"], self.eps)
         h = F.linear(h, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"])
-        h = F.gelu(h)
+        if w[p + "mlp.fc2.weight"].shape[1] * 2 == h.shape[-1]:  # packed SwiGLU (timm's)
+            a, b = h.chunk(2, dim=-1)
+            h = F.silu(a) * b
+        else:
+            h = F.gelu(h)
         h = F.linear(h, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
         return x + (w[p + "ls2.gamma"] * h if p + "ls2.gamma" in w else h)
 

@@ -38,6 +38,30 @@ test_expect_success '--device cuda on a gated MLP: nothing on stdout and a reaso
 	test ! -s gpu.mpk && cat err && test -s err
 '
 
+test_expect_success 'a file whose blocks mix gated and plain MLPs is refused, naming the block' '
+	eosin-make-model --arch vit --dim 48 --depth 2 --heads 3 --patch 14 --img 56 --mlp-ratio 5.3375 \
+		--seed 11 --out plain.safetensors &&
+	"$PY" - swiglu-reg4.safetensors plain.safetensors mixed.safetensors <<-\PYEOF &&
+	import json, struct, sys
+	def load(p):
+	    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+	    return json.loads(b[8:8 + n]), b[8 + n:]
+	(h, d), (ph, pd) = load(sys.argv[1]), load(sys.argv[2])
+	meta = h.pop("__metadata__"); ph.pop("__metadata__", None)
+	out, blobs, off = {}, [], 0
+	for k, v in h.items():  # block 1 gets the fc2 of the plain model (48 x 256, not 48 x 128)
+	    src, dat = (ph[k], pd) if k == "blocks.1.mlp.fc2.weight" else (v, d)
+	    blob = dat[src["data_offsets"][0]:src["data_offsets"][1]]
+	    out[k] = {"dtype": src["dtype"], "shape": src["shape"], "data_offsets": [off, off + len(blob)]}
+	    blobs.append(blob); off += len(blob)
+	out["__metadata__"] = meta
+	s = json.dumps(out).encode()
+	open(sys.argv[3], "wb").write(struct.pack("<Q", len(s)) + s + b"".join(blobs))
+	PYEOF
+	test_must_fail eosin-encode --model mixed.safetensors --device cpu <in.mpk >mixed.mpk 2>err &&
+	test ! -s mixed.mpk && grep -q "block 1.s MLP is plain, block 0.s gated" err
+'
+
 test_expect_success 'eosin-make-model refuses an odd SwiGLU width and takes an even one' '
 	eosin-make-model --arch vit --dim 48 --depth 2 --heads 3 --patch 16 --img 64 --mlp swiglu \
 		--seed 1 --out ok.safetensors &&
