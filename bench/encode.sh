@@ -13,7 +13,9 @@
 # BATCH (32), RUNS (5),
 # NS (images for ViT-S, 64), NB (images for ViT-B, 32). OpenBLAS core:
 # whatever the environment says (OPENBLAS_CORETYPE); both programs use the
-# same libopenblas. The load average at the end says how busy the machine
+# same libopenblas, each with THREADS threads in all (torch's OpenBLAS
+# threads pinned with OPENBLAS_NUM_THREADS: unpinned, a "1-thread" torch run
+# multiplies matrices on every core). The load average at the end says how busy the machine
 # was: wall times on a shared machine are only as good as that.
 set -eu
 cd "$(dirname "$0")/.."
@@ -69,9 +71,13 @@ for m in $MODELS; do
 		# summary: "...; T s (decode D, vision V, text X)"
 		sed -n 's/.*; \([0-9.]*\) s (decode \([0-9.]*\), vision \([0-9.]*\),.*/\1 \3/p' "$W/err" |
 			awk -v n="$N" '{print n/$2 >>"'"$W/ef"'"; print n/$1 >>"'"$W/ee"'"}'
-		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$th" "$BATCH" forward "$N" >>"$W/tf"
+		# torch's matrix products run in OpenBLAS, whose own threads
+		# torch.set_num_threads does not bound: pinned to the same count
+		OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th \
+			"$PY" bench/encode_torch.py "$W/$m.safetensors" "$th" "$BATCH" forward "$N" >>"$W/tf"
 		# shellcheck disable=SC2046
-		"$PY" bench/encode_torch.py "$W/$m.safetensors" "$th" "$BATCH" e2e $(cat "$W/files$N") >>"$W/te"
+		OPENBLAS_NUM_THREADS=$th OMP_NUM_THREADS=$th \
+			"$PY" bench/encode_torch.py "$W/$m.safetensors" "$th" "$BATCH" e2e $(cat "$W/files$N") >>"$W/te"
 		r=$((r + 1))
 	done
 	for what in forward e2e; do
