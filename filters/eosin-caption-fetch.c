@@ -503,6 +503,16 @@ static void warn_failure(const struct slot *s, const char *error)
 		      more);
 }
 
+/* A slot whose text could not be had: counted, bound for --rejects when
+ * given, said (the first few) unless it was already. */
+static void slot_failed(struct slot *s, const char *error)
+{
+	g.failed++;
+	s->reject = g.have_rejects;
+	if (!s->warned)
+		warn_failure(s, error);
+}
+
 /* Finish a waiting slot with text (error NULL) or an error. */
 static void decompose_finish(struct slot *s, const char *text, size_t n, const char *error);
 static void answer_finish(struct slot *s, const char *text, size_t n, const char *error);
@@ -525,12 +535,8 @@ static void slot_finish(struct slot *s, const char *text, size_t n, const char *
 		if (!use)
 			error = why;
 	}
-	if (error) {
-		g.failed++;
-		s->reject = g.have_rejects;
-		if (!s->warned)
-			warn_failure(s, error);
-	}
+	if (error)
+		slot_failed(s, error);
 	if (!s->raw) { /* a doc record */
 		recb_begin(&g.b, "doc", 1);
 		char id[4096];
@@ -583,12 +589,8 @@ static void decompose_finish(struct slot *s, const char *text, size_t n, const c
 		regions = json_loadb(text, n, 0, NULL); /* json_is_array() reads its argument twice */
 	if (!error && !json_is_array(regions))
 		error = "decompose: the cached answer is not a JSON array";
-	if (error) {
-		g.failed++;
-		s->reject = g.have_rejects;
-		if (!s->warned)
-			warn_failure(s, error);
-	}
+	if (error)
+		slot_failed(s, error);
 	msgpack_unpacked unp;
 	msgpack_unpacked_init(&unp);
 	if (msgpack_unpack_next(&unp, s->raw, s->rawlen, NULL) != MSGPACK_UNPACK_SUCCESS)
@@ -649,12 +651,8 @@ static struct {
 static void answer_finish(struct slot *s, const char *text, size_t n, const char *error)
 {
 	struct subject *sj = s->subject;
-	if (error) {
-		g.failed++;
-		s->reject = g.have_rejects;
-		if (!s->warned)
-			warn_failure(s, error);
-	}
+	if (error)
+		slot_failed(s, error);
 	recb_begin(&g.b, "text", 1);
 	char id[4200];
 	snprintf(id, sizeof id, "%s/answer", sj->id);
@@ -688,6 +686,26 @@ static void answer_finish(struct slot *s, const char *text, size_t n, const char
 static void ask(struct slot *s, const char *key, const char *url, char *body, size_t len);
 static int ask_known(struct slot *s, const char *key);
 
+/* A chat completions request (req, taken) for slot s, cached under kind,
+ * url and the request's bytes: answered from what is known, or asked.
+ * -1 when req is NULL (its text was not UTF-8): the caller says why. */
+static int ask_chat(struct slot *s, const char *kind, const char *url, json_t *req)
+{
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!body)
+		return -1;
+	char key[CACHE_KEY_HEX];
+	const void *parts[] = {kind, url, body};
+	size_t lens[] = {strlen(kind), strlen(url), strlen(body)};
+	cache_key(key, 3, parts, lens);
+	if (ask_known(s, key))
+		free(body);
+	else
+		ask(s, key, url, body, strlen(body));
+	return 0;
+}
+
 /* Ask about the oldest open slide: its answer's slot joins the window. */
 static void subject_close_oldest(void)
 {
@@ -712,21 +730,8 @@ static void subject_close_oldest(void)
 	    opt.max_tokens, "temperature", 0, "messages", "role", "system", "content",
 	    opt.system ? opt.system : default_answer_system, "role", "user", "content", user);
 	free(user);
-	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	if (!body) {
+	if (ask_chat(s, "answer", opt.answer, req) < 0)
 		slot_finish(s, NULL, 0, "answer: the evidence is not UTF-8 text");
-		return;
-	}
-	char key[CACHE_KEY_HEX];
-	const void *parts[] = {"answer", opt.answer, body};
-	size_t lens[] = {6, strlen(opt.answer), strlen(body)};
-	cache_key(key, 3, parts, lens);
-	if (ask_known(s, key)) {
-		free(body);
-		return;
-	}
-	ask(s, key, opt.answer, body, strlen(body));
 }
 
 /* One numbered line of evidence for slide id, from record source. */
@@ -1173,21 +1178,8 @@ static void decompose_doc(struct slot *s, const struct record *rec)
 	              "json_object", "messages", "role", "system", "content",
 	              opt.system ? opt.system : default_decompose_system, "role", "user", "content",
 	              caption, n);
-	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
-	json_decref(req);
-	if (!body) {
+	if (ask_chat(s, "decompose", opt.decompose, req) < 0)
 		bad_record(s, "decompose: the caption is not UTF-8 text");
-		return;
-	}
-	char key[CACHE_KEY_HEX];
-	const void *parts[] = {"decompose", opt.decompose, body};
-	size_t lens[] = {9, strlen(opt.decompose), strlen(body)};
-	cache_key(key, 3, parts, lens);
-	if (ask_known(s, key)) {
-		free(body);
-		return;
-	}
-	ask(s, key, opt.decompose, body, strlen(body));
 }
 
 /* {case}: the slide id without the part the part rule found in it
