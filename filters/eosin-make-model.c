@@ -742,9 +742,6 @@ static void hf_convert(struct tensor_list *D, struct tensor_list *S, int to_eosi
 		const char *name = S->t[i].name;
 		char out[512], pf[256], pt[256];
 		int tr = 0;
-		size_t nl = strlen(name);
-		if (to_eosin && nl > 13 && !strcmp(name + nl - 13, ".position_ids"))
-			continue; /* a buffer some exports persist: arange */
 		int r = hf_map(name, to_eosin, out, sizeof out, &tr, pf, pt);
 		if (r == 1)
 			move_tensor(D, S, i, out, tr);
@@ -1008,9 +1005,7 @@ static void **pack_tensors(struct tensor_list *L, const struct args *a)
 			t->dtype = a->dt == VEC_F32 ? ST_F32 : a->dt == VEC_F16 ? ST_F16 : ST_BF16;
 		if (t->dtype == ST_F32)
 			continue;
-		size_t numel = 1;
-		for (int d = 0; d < t->ndim; d++)
-			numel *= (size_t)t->shape[d];
+		size_t numel = numel_of(t);
 		uint16_t *h = malloc(numel * 2 + 2);
 		for (size_t k = 0; k < numel; k++)
 			h[k] = t->dtype == ST_F16 ? f32_to_f16(L->data[i][k]) : f32_to_bf16(L->data[i][k]);
