@@ -63,10 +63,6 @@ CASES = [
      "--layout open_clip --act gelu --heads 3 --text-heads 2", ("open_clip", "ls")),
 ]
 
-CLIP_MEAN = np.array((0.48145466, 0.4578275, 0.40821073), dtype=np.float32)
-CLIP_STD = np.array((0.26862954, 0.26130258, 0.27577711), dtype=np.float32)
-IN_MEAN = np.array((0.485, 0.456, 0.406), dtype=np.float32)
-IN_STD = np.array((0.229, 0.224, 0.225), dtype=np.float32)
 
 
 def hf_config(act):
@@ -122,9 +118,8 @@ def main():
 
     class Pre:
         img, crop_pct, interp = 64, 1.0, "bicubic"
+        mean, std = vit_torch.CLIP_MEAN, vit_torch.CLIP_STD
     x = torch.stack([vit_torch.preprocess(t, Pre) for t in tiles])
-    x01 = x * torch.from_numpy(IN_STD)[:, None, None] + torch.from_numpy(IN_MEAN)[:, None, None]
-    x = (x01 - torch.from_numpy(CLIP_MEAN)[:, None, None]) / torch.from_numpy(CLIP_STD)[:, None, None]
     with tempfile.TemporaryDirectory() as tmp:
         for name, what, make, convert, (kind, opt) in CASES:
             path = os.path.join(tmp, name + ".safetensors")

@@ -42,10 +42,6 @@ CASES = [
      "--no-layerscale --dynamic --embed 48 --pool-heads 8 --seed 32",
      dict(D=48, depth=2, heads=3, patch=16, img=64, E=48, pool_heads=8)),
 ]
-CLIP_MEAN = np.array((0.48145466, 0.4578275, 0.40821073), dtype=np.float32)
-CLIP_STD = np.array((0.26862954, 0.26130258, 0.27577711), dtype=np.float32)
-IN_MEAN = np.array((0.485, 0.456, 0.406), dtype=np.float32)
-IN_STD = np.array((0.229, 0.224, 0.225), dtype=np.float32)
 
 
 def conch_visual(c):
@@ -84,9 +80,8 @@ def main():
 
             class Pre:
                 img, crop_pct, interp = c["img"], 1.0, "bicubic"
+                mean, std = vit_torch.CLIP_MEAN, vit_torch.CLIP_STD
             x = torch.stack([vit_torch.preprocess(t, Pre) for t in tiles])
-            x = x * torch.from_numpy(IN_STD)[:, None, None] + torch.from_numpy(IN_MEAN)[:, None, None]
-            x = (x - torch.from_numpy(CLIP_MEAN)[:, None, None]) / torch.from_numpy(CLIP_STD)[:, None, None]
             with torch.inference_mode():
                 y = m(x).double().numpy()
             assert np.isfinite(y).all() and y.std() > 1e-3

@@ -135,7 +135,8 @@ class ViT:
 
 
 def preprocess(path, model):
-    """Pillow decode + Resize(shorter side) + CenterCrop, as timm's eval transform."""
+    """Pillow decode + Resize(shorter side) + CenterCrop, as timm's eval transform;
+    ImageNet's mean and std unless the model object names its own."""
     from PIL import Image
 
     img = Image.open(path).convert("RGB")
@@ -152,8 +153,8 @@ def preprocess(path, model):
     top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
     img = img.crop((left, top, left + c, top + c))
     x = np.asarray(img, dtype=np.uint8).astype(np.float32) / np.float32(255.0)
-    mean = np.array((0.485, 0.456, 0.406), dtype=np.float32)
-    std = np.array((0.229, 0.224, 0.225), dtype=np.float32)
+    mean = np.array(getattr(model, "mean", (0.485, 0.456, 0.406)), dtype=np.float32)
+    std = np.array(getattr(model, "std", (0.229, 0.224, 0.225)), dtype=np.float32)
     return torch.from_numpy(((x - mean) / std).transpose(2, 0, 1).copy())
 
 
@@ -178,3 +179,8 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# OpenAI CLIP's normalisation (CLIP, open_clip, CONCH's preprocessing)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
