@@ -87,7 +87,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # the trainer's elementwise loops vectorise only without errno and FP traps
-$(BUILD)/lib/train/optim.o $(BUILD)/lib/train/align_layers.o: CFLAGS += -fno-math-errno -fno-trapping-math
+$(BUILD)/lib/train/optim.o $(BUILD)/lib/train/align_layers.o $(BUILD)/lib/train/align_text.o: CFLAGS += -fno-math-errno -fno-trapping-math
 $(BUILD)/lib/%.o: lib/%.c $(BUILD)/gen/schema_fields.h
 	@mkdir -p $(@D)
 	@echo '  CC    $<'; $(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<

@@ -7,6 +7,7 @@
  */
 #include "train/align.h"
 #include "train/align_io.h"
+#include "model/tokenizer.h"
 #include "train/optim.h"
 #include "prog.h"
 #include "schema_fields.h"
@@ -25,7 +26,8 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: eosin-align --train --out FILE [--resume FILE] [--dim D] [--hidden H] "
 	        "[--queries Q] [--qdim W] [--heads H] [--qformer-layers L] [--ffn F] "
-	        "[--loss itc=W,cvta=W,mrtva=W,region=W,itm=W] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
+	        "[--loss itc=W,cvta=W,mrtva=W,region=W,itm=W,itg=W,mlm=W,plm=W] [--vocab FILE] "
+	        "[--text-vocab N] [--ctx N] [--plm-prefix F] [--topk K] [--temp T] [--batch B] [--epochs E | --steps N] "
 	        "[--lr LR] [--min-lr LR] [--warmup N] [--wd WD] [--clip C] [--seed S] "
 	        "[--save-every N] [--stop-after N] [--val-frac F] [--eval-every N] "
 	        "[--metrics FILE] [--plot FILE.svg] [--threads N] [file ...]\n"
@@ -36,7 +38,7 @@ static void usage(void)
 /* ---- options ---- */
 
 static struct {
-	const char *out, *resume, *apply, *metrics, *plot, *dump_grads;
+	const char *out, *resume, *apply, *metrics, *plot, *dump_grads, *vocab;
 	struct align_config cfg;
 	int batch, epochs, warmup_set, threads;
 	long steps, warmup, save_every, stop_after, eval_every;
@@ -45,10 +47,15 @@ static struct {
 	enum vec_dtype dtype;
 } opt = {
     .cfg = {.dim = 256, .qdim = 256, .heads = 8, .layers = 2, .topk = 3, .w_itc = 1.0f,
-            .temp_init = 0.07f},
+            .temp_init = 0.07f, .ctx = 77, .plm_prefix = 0.5f},
     .batch = 32, .epochs = 10, .threads = 2, .lr = 1e-3f, .min_lr = 0.0f, .wd = 0.05f,
     .clip = 1.0f, .seed = 1, .dtype = VEC_F32, .eval_every = 0,
 };
+
+static int generative(void)
+{
+	return opt.cfg.w_itg > 0 || opt.cfg.w_mlm > 0 || opt.cfg.w_plm > 0;
+}
 
 static void parse_losses(const char *s)
 {
@@ -71,13 +78,20 @@ static void parse_losses(const char *s)
 			opt.cfg.w_region = w;
 		else if (!strcmp(t, "itm"))
 			opt.cfg.w_itm = w;
+		else if (!strcmp(t, "itg"))
+			opt.cfg.w_itg = w;
+		else if (!strcmp(t, "mlm"))
+			opt.cfg.w_mlm = w;
+		else if (!strcmp(t, "plm"))
+			opt.cfg.w_plm = w;
 		else
 			errx(EXIT_USAGE,
-			     "--loss: unknown objective '%s' (have itc, cvta, mrtva, region, itm)", t);
+			     "--loss: unknown objective '%s' (have itc, cvta, mrtva, region, itm, itg, "
+			     "mlm, plm)", t);
 	}
 	free(dup);
 	if (opt.cfg.w_itc <= 0 && opt.cfg.w_cvta <= 0 && opt.cfg.w_mrtva <= 0 &&
-	    opt.cfg.w_region <= 0 && opt.cfg.w_itm <= 0)
+	    opt.cfg.w_region <= 0 && opt.cfg.w_itm <= 0 && !generative())
 		errx(EXIT_USAGE, "--loss: no objective with a positive weight");
 }
 
@@ -91,12 +105,16 @@ struct bagdata {
 	int nregions, nsent;
 	int *region;                 /* (n) region of each patch, or NULL */
 	float *sent;                 /* (nsent, txt_dim) sub-caption embeddings, or NULL */
+	int ntok;                    /* caption tokens for the text decoder */
+	int32_t *tok;
 	float extent;
 	int val;
 };
 
 static struct bagdata *bags;
 static int nbags, img_dim, txt_dim;
+static struct clip_tokenizer *tokenizer; /* --vocab */
+static int max_token = -1;               /* the largest token of any bag */
 
 /* a vec field as malloc'd f32 (rows, dim); 1 absent, -1 bad */
 static int get_f32(const struct record *rec, const char *key, float **out, int *rows, int *dim)
@@ -198,6 +216,49 @@ static int get_regions(const struct record *rec, int n, int *nregions, int **reg
 	return 0;
 }
 
+/* The bag's caption tokens for the text decoder: field 'tokens', else its
+ * caption through --vocab's tokenizer ([SOT] ... [EOT], cut to --ctx); a
+ * bag with neither has none. -1 bad (error set, naming the field). */
+static int get_tokens(const struct record *rec, struct bagdata *b)
+{
+	const msgpack_object *o = record_get(rec, F_BAG_TOKENS);
+	if (o) {
+		if (o->type != MSGPACK_OBJECT_ARRAY)
+			return eosin_error("field 'tokens' is not an array");
+		int n = (int)o->via.array.size;
+		if (n < 2 || n > opt.cfg.ctx)
+			return eosin_error("field 'tokens' has %d entries, want 2 to --ctx %d", n,
+			                   opt.cfg.ctx);
+		b->tok = malloc(sizeof(int32_t) * n);
+		for (int i = 0; i < n; i++) {
+			const msgpack_object *e = &o->via.array.ptr[i];
+			if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 > INT32_MAX / 2)
+				return eosin_error("field 'tokens' entry %d is not a token id", i);
+			b->tok[i] = (int32_t)e->via.u64;
+			max_token = b->tok[i] > max_token ? b->tok[i] : max_token;
+		}
+		b->ntok = n;
+		return 0;
+	}
+	const char *cap;
+	size_t len;
+	if (!record_get(rec, F_COMMON_CAPTION))
+		return 0;
+	if (record_get_str(rec, F_COMMON_CAPTION, &cap, &len) < 0)
+		return -1;
+	if (!tokenizer)
+		return eosin_error("field 'caption' needs --vocab FILE to be tokenized (or give "
+		                   "the bag 'tokens')");
+	b->tok = malloc(sizeof(int32_t) * opt.cfg.ctx);
+	int n = clip_tokenize_context(tokenizer, cap, len, b->tok, opt.cfg.ctx, NULL);
+	if (n < 0)
+		return eosin_error_prefix("field 'caption'");
+	b->ntok = n;
+	for (int i = 0; i < n; i++)
+		max_token = b->tok[i] > max_token ? b->tok[i] : max_token;
+	return 0;
+}
+
 /* Load one bag for training; -1 (error set) when it cannot be used. */
 static int load_bag(const struct record *rec, const char *inname, struct bagdata *b)
 {
@@ -243,6 +304,8 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 		if (r < 0)
 			return r == -1 ? eosin_error_prefix("%s", inname) : WHERE();
 	}
+	if (generative() && get_tokens(rec, b) < 0)
+		return WHERE();
 	double ext = 0;
 	if (record_get_num(rec, F_BAG_EXTENT, &ext) < 0)
 		return eosin_error_prefix("%s", inname);
@@ -293,6 +356,7 @@ static void free_bags(void)
 	for (int i = 0; i < nbags; i++) {
 		free(bags[i].id), free(bags[i].img), free(bags[i].pos), free(bags[i].txt);
 		free(bags[i].kw), free(bags[i].parent), free(bags[i].region), free(bags[i].sent);
+		free(bags[i].tok);
 	}
 	free(bags);
 }
@@ -302,7 +366,8 @@ static struct align_bag as_align_bag(const struct bagdata *b)
 	return (struct align_bag){.n = b->n, .img = b->img, .pos = b->pos, .extent = b->extent,
 	                          .ntxt = b->ntxt, .txt = b->txt, .nkw = b->nkw, .kw = b->kw,
 	                          .parent = b->parent, .nregions = b->nregions,
-	                          .region = b->region, .nsent = b->nsent, .sent = b->sent};
+	                          .region = b->region, .nsent = b->nsent, .sent = b->sent,
+	                          .ntok = b->ntok, .tok = b->tok};
 }
 
 /* ---- evaluation: retrieval among held-out items ---- */
@@ -527,12 +592,29 @@ static void model_start(struct align_model *m, long *step0)
 	} else {
 		opt.cfg.img_dim = img_dim;
 		opt.cfg.txt_dim = txt_dim;
+		if (generative() && opt.cfg.vocab == 0) /* the tokens and [MASK] */
+			opt.cfg.vocab = tokenizer ? clip_tokenizer_vocab_size(tokenizer) + 1
+			                          : max_token + 2;
+		if (!generative())
+			opt.cfg.vocab = 0;
 		if (opt.cfg.queries > 0 && opt.cfg.ffn == 0)
 			opt.cfg.ffn = 4 * opt.cfg.qdim;
 		if (align_model_init(m, &opt.cfg) < 0)
 			die_lib();
 		align_model_randomize(m, opt.seed);
 	}
+	if (generative() && !align_has_decoder(m))
+		errx(1, "'%s' has no text decoder: --loss itg, mlm and plm need one", opt.resume);
+	if (generative() && max_token >= m->cfg.vocab - 1)
+		errx(1, "a caption has token %d, the decoder takes 0 to %d (--text-vocab)", max_token,
+		     m->cfg.vocab - 2);
+	int with_tokens = 0;
+	for (int i = 0; i < nbags; i++)
+		with_tokens += bags[i].ntok >= 2;
+	if (generative())
+		fprintf(stderr, "eosin-align: text decoder of %d tokens, %d positions; %d of %d bags "
+		                "have a caption to predict\n", m->cfg.vocab, m->cfg.ctx, with_tokens,
+		        nbags);
 }
 
 /* Activations for the largest bag and the largest batch of items and
@@ -599,6 +681,80 @@ static void run_start(struct run *r, const struct align_model *m)
 	        r->ntrain, nval, m->nfloats, r->total, r->B);
 }
 
+/* Held-out generative losses: per objective the mean cross-entropy over
+ * the held-out bags' predicted tokens; and two unigram baselines for ITG's
+ * tokens: the training captions' token counts (add-one over the decoder's
+ * tokens), and the held-out tokens' own frequencies (an oracle no unigram
+ * model beats). */
+struct gen_eval {
+	double ce[3];
+	int tokens[3];
+	double unigram, oracle; /* cross-entropies (nats per token) */
+};
+
+static void gen_evaluate(struct align_model *m, const struct run *r, struct gen_eval *ge)
+{
+	*ge = (struct gen_eval){0};
+	int V = m->cfg.vocab - 1; /* tokens a caption can hold ([MASK] cannot) */
+	double *train_count = calloc((size_t)V, sizeof(double));
+	double *val_count = calloc((size_t)V, sizeof(double));
+	double ntrain = 0, nv = 0;
+	for (int i = 0; i < r->ntrain; i++) {
+		const struct bagdata *b = &bags[r->train_idx[i]];
+		for (int t = 1; t < b->ntok; t++, ntrain++)
+			train_count[b->tok[t]]++;
+	}
+	m->gen_seed = opt.seed ^ 0x5eedull; /* the same MLM choices at every evaluation */
+	for (int k = 0; k < nval; k++) {
+		const struct bagdata *b = &bags[val_idx[k]];
+		struct align_bag ab = as_align_bag(b);
+		double sum[3];
+		int cnt[3];
+		if (align_bag_gen_loss(m, &ab, sum, cnt) < 0)
+			die_lib();
+		for (int j = 0; j < 3; j++) {
+			ge->ce[j] += sum[j];
+			ge->tokens[j] += cnt[j];
+		}
+		for (int t = 1; t < b->ntok; t++, nv++) {
+			val_count[b->tok[t]]++;
+			ge->unigram -= log((train_count[b->tok[t]] + 1) / (ntrain + V));
+		}
+	}
+	for (int j = 0; j < 3; j++)
+		ge->ce[j] = ge->tokens[j] > 0 ? ge->ce[j] / ge->tokens[j] : 0.0;
+	for (int v = 0; v < V && nv > 0; v++)
+		if (val_count[v] > 0)
+			ge->oracle -= val_count[v] / nv * log(val_count[v] / nv);
+	ge->unigram = nv > 0 ? ge->unigram / nv : 0.0;
+	free(train_count), free(val_count);
+}
+
+/* gen_evaluate's figures into the metrics file, and on standard error at
+ * the end */
+static void gen_report(struct align_model *m, struct run *r, long step, int last)
+{
+	struct gen_eval ge;
+	gen_evaluate(m, r, &ge);
+	if (r->mf)
+		fprintf(r->mf,
+		        "{\"step\":%ld,\"val_itg\":%.6f,\"val_itg_ppl\":%.4f,\"val_itg_tokens\":%d,"
+		        "\"val_mlm\":%.6f,\"val_mlm_ppl\":%.4f,\"val_plm\":%.6f,\"val_plm_ppl\":%.4f,"
+		        "\"unigram_ppl\":%.4f,\"unigram_oracle_ppl\":%.4f}\n",
+		        step, ge.ce[0], exp(ge.ce[0]), ge.tokens[0], ge.ce[1], exp(ge.ce[1]), ge.ce[2],
+		        exp(ge.ce[2]), exp(ge.unigram), exp(ge.oracle));
+	if (!last)
+		return;
+	const char *name[3] = {"ITG", "MLM", "PLM"};
+	for (int j = 0; j < 3; j++)
+		if (ge.tokens[j] > 0)
+			fprintf(stderr, "eosin-align: held-out %s perplexity %.2f over %d tokens\n",
+			        name[j], exp(ge.ce[j]), ge.tokens[j]);
+	fprintf(stderr, "eosin-align: held-out unigram perplexity %.2f (training counts), %.2f "
+	                "(oracle: the held-out tokens' own frequencies)\n",
+	        exp(ge.unigram), exp(ge.oracle));
+}
+
 /* Held-out retrieval after `step` steps, into the plot and the metrics file
  * (where training starts from: R@1 only). */
 static void evaluate_at(struct align_model *m, struct run *r, long step)
@@ -620,6 +776,17 @@ static void evaluate_at(struct align_model *m, struct run *r, long step)
 		        ret->t2i[1], ret->t2i[2]);
 }
 
+/* The generative losses of L as metrics fields (empty without them) */
+static const char *gen_fields(const struct align_losses *L)
+{
+	static char b[256];
+	b[0] = 0;
+	if (generative())
+		snprintf(b, sizeof b, ",\"itg\":%.9g,\"mlm\":%.9g,\"plm\":%.9g", L->itg, L->mlm,
+		         L->plm);
+	return b;
+}
+
 /* Step `step`: its batch of the epoch's order, gradients, clipping and the
  * AdamW update, logged; returns the loss. */
 static float train_step(struct align_model *m, struct run *r, long step)
@@ -635,6 +802,8 @@ static float train_step(struct align_model *m, struct run *r, long step)
 	if (nb < 2) /* a last batch of one bag: borrow the first of the epoch */
 		r->batch[nb++] = as_align_bag(&bags[r->order[0]]);
 	struct align_losses L;
+	uint64_t gs = opt.seed ^ ((uint64_t)step * 0x9E3779B97F4A7C15ull);
+	m->gen_seed = splitmix64(&gs); /* MLM's choices: new every step */
 	if (align_step_grads(m, r->batch, nb, 1, &L) < 0)
 		die_lib();
 	if (opt.dump_grads && step == r->step0)
@@ -648,9 +817,9 @@ static float train_step(struct align_model *m, struct run *r, long step)
 		fprintf(r->mf,
 		        "{\"step\":%ld,\"loss\":%.9g,\"itc\":%.9g,\"cvta\":%.9g,\"mrtva\":%.9g,"
 		        "\"region\":%.9g,\"itm\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,"
-		        "\"items\":%d}\n",
+		        "\"items\":%d%s}\n",
 		        step + 1, L.total, L.itc, L.cvta, L.mrtva, L.region, L.itm, lr, gnorm,
-		        L.items);
+		        L.items, gen_fields(&L));
 	return L.total;
 }
 
@@ -685,16 +854,22 @@ static int train(int argc, char **argv)
 	model_start(&m, &r.step0);
 	r.B = size_model(&m, r.ntrain);
 	run_start(&r, &m);
-	if (nval > 0 && opt.eval_every > 0 && r.step0 == 0)
+	if (nval > 0 && opt.eval_every > 0 && r.step0 == 0) {
 		evaluate_at(&m, &r, 0);
+		if (generative())
+			gen_report(&m, &r, 0, 0);
+	}
 	double t_first = 0;
 	for (long step = r.step0; step < r.stop; step++) {
 		if (step == r.step0 + 1)
 			t_first = prog_now(); /* time the steady state, after the first step */
 		float loss = train_step(&m, &r, step);
 		int last = step + 1 == r.stop;
-		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last))
+		if (nval > 0 && ((opt.eval_every > 0 && (step + 1) % opt.eval_every == 0) || last)) {
 			evaluate_at(&m, &r, step + 1);
+			if (generative())
+				gen_report(&m, &r, step + 1, last);
+		}
 		if (opt.save_every > 0 && (step + 1) % opt.save_every == 0 && !last)
 			save_checkpoint(opt.out, &m, step + 1, r.rng);
 		progress_add(&r.pr, 1);
@@ -981,6 +1156,8 @@ static const struct option long_opts[] = {
     {"eval-every", required_argument, 0, 'E'}, {"metrics", required_argument, 0, 'M'},
     {"plot", required_argument, 0, 'P'},    {"threads", required_argument, 0, 'j'},
     {"dtype", required_argument, 0, 'D'},   {"dump-grads", required_argument, 0, 'G'},
+    {"vocab", required_argument, 0, 'V'},   {"text-vocab", required_argument, 0, 'N'},
+    {"ctx", required_argument, 0, 'C'},     {"plm-prefix", required_argument, 0, 'p'},
     {0, 0, 0, 0},
 };
 
@@ -1032,6 +1209,12 @@ static int parse_options(int argc, char **argv, int *train)
 				errx(EXIT_USAGE, "--dtype: want f32 or f16, not '%s'", optarg);
 			break;
 		case 'G': opt.dump_grads = optarg; break;
+		case 'V': opt.vocab = optarg; break;
+		case 'N': opt.cfg.vocab = (int)prog_long("--text-vocab", optarg, 2, 1 << 22); break;
+		case 'C': opt.cfg.ctx = (int)prog_long("--ctx", optarg, 2, 4096); break;
+		case 'p':
+			opt.cfg.plm_prefix = (float)prog_double("--plm-prefix", optarg, 0, 1);
+			break;
 		default: usage();
 		}
 	}
@@ -1056,6 +1239,10 @@ int main(int argc, char **argv)
 		usage();
 	if (mode_train && !opt.out)
 		usage();
+	if (mode_train && generative() && opt.cfg.queries <= 0)
+		errx(EXIT_USAGE, "--loss itg, mlm and plm need a Q-Former (--queries Q)");
+	if (opt.vocab && !(tokenizer = clip_tokenizer_load(opt.vocab)))
+		die_lib();
 	if (opt.cfg.queries > 0 && (opt.cfg.qdim % 4 || opt.cfg.qdim % opt.cfg.heads))
 		errx(EXIT_USAGE, "--qdim %d must be a multiple of 4 and of --heads %d", opt.cfg.qdim,
 		     opt.cfg.heads);

@@ -18,6 +18,7 @@
  * Elsewhere the loops over rows and align_gemm() split the work.
  */
 #include "train/align.h"
+#include "train/align_text.h"
 
 #include "core/error.h"
 
@@ -119,6 +120,37 @@ static void add_qformer(struct align_model *m, const char *prefix, int in,
 	P->lnfb = add_param(m, n, W, 0, 0);
 }
 
+/* The text decoder's own tensors (the self-attention is the Q-Former's) */
+static void add_decoder(struct align_model *m)
+{
+	const struct align_config *c = &m->cfg;
+	int W = c->qdim, F = c->ffn;
+	char n[48];
+	struct align_dec_params *D = &m->dec;
+	D->tok = add_param(m, "dec.tok_emb", c->vocab, W, 1);
+	D->pos = add_param(m, "dec.pos_emb", c->ctx, W, 1);
+	for (int l = 0; l < c->layers; l++) {
+#define P3(field, suffix, r, cc, d)                                                          \
+	snprintf(n, sizeof n, "dec.%d.%s", l, suffix);                                           \
+	D->blk[l].field = add_param(m, n, r, cc, d)
+		P3(lnw, "ln.weight", W, 0, 0);
+		P3(lnb, "ln.bias", W, 0, 0);
+		P3(f1w, "ffn.fc1.weight", F, W, 1);
+		P3(f1b, "ffn.fc1.bias", F, 0, 0);
+		P3(f2w, "ffn.fc2.weight", W, F, 1);
+		P3(f2b, "ffn.fc2.bias", W, 0, 0);
+#undef P3
+	}
+	D->lnfw = add_param(m, "dec.ln_f.weight", W, 0, 0);
+	D->lnfb = add_param(m, "dec.ln_f.bias", W, 0, 0);
+	D->headb = add_param(m, "dec.head.bias", c->vocab, 0, 0);
+}
+
+int align_has_decoder(const struct align_model *m)
+{
+	return m->dec.tok >= 0;
+}
+
 int align_model_init(struct align_model *m, const struct align_config *cfg)
 {
 	memset(m, 0, sizeof *m);
@@ -132,6 +164,17 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 			return eosin_error("align: bad q-former sizes (qdim %d heads %d layers %d ffn %d)",
 			                   c->qdim, c->heads, c->layers, c->ffn);
 	}
+	if (c->w_itg < 0 || c->w_mlm < 0 || c->w_plm < 0)
+		return eosin_error("align: negative generative loss weight");
+	if ((c->w_itg > 0 || c->w_mlm > 0 || c->w_plm > 0) && c->vocab <= 0)
+		return eosin_error("align: ITG, MLM and PLM need a text decoder (vocab > 0)");
+	if (c->vocab > 0) {
+		if (c->queries <= 0)
+			return eosin_error("align: the text decoder needs a Q-Former (queries > 0)");
+		if (c->vocab < 2 || c->ctx < 2 || !(c->plm_prefix >= 0 && c->plm_prefix <= 1))
+			return eosin_error("align: bad text decoder (vocab %d ctx %d plm_prefix %g)",
+			                   c->vocab, c->ctx, (double)c->plm_prefix);
+	}
 	m->p_scale = add_param(m, "logit_scale", 1, 0, 0);
 	int vin = c->queries > 0 ? c->qdim : c->img_dim;
 	add_head(m, "visual", vin, &m->p_vw1, &m->p_vb1, &m->p_vw2, &m->p_vb2);
@@ -141,6 +184,9 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 		add_qformer(m, "qformer", c->img_dim, &m->qfp[0]);
 	if (c->queries > 0 && c->w_region > 0)
 		add_qformer(m, "slide_qformer", c->qdim, &m->qfp[1]);
+	memset(&m->dec, 0xff, sizeof m->dec);
+	if (c->vocab > 0) /* right after the Q-Formers: their span (qformer_span) */
+		add_decoder(m);
 	m->p_iw1 = m->p_ib1 = m->p_iw2 = m->p_ib2 = -1;
 	if (c->w_itm > 0) {
 		int D = c->dim, Hi = c->hidden > 0 ? c->hidden : c->dim;
@@ -222,7 +268,8 @@ void align_model_randomize(struct align_model *m, uint64_t seed)
 		int is_ln = strstr(p->name, ".ln") != NULL;
 		if (i == m->p_scale) {
 			x[0] = logf(1.0f / m->cfg.temp_init);
-		} else if (i == m->qfp[0].queries || i == m->qfp[1].queries) {
+		} else if (i == m->qfp[0].queries || i == m->qfp[1].queries || i == m->dec.tok ||
+		           i == m->dec.pos) {
 			/* normal(0, 0.02) by Box-Muller */
 			for (size_t e = 0; e < p->count; e++) {
 				double u1 = uniform01(&s), u2 = uniform01(&s);
@@ -243,6 +290,8 @@ void align_model_randomize(struct align_model *m, uint64_t seed)
 }
 
 /* ---- activations ---- */
+
+static void gen_free(struct align_gen *G);
 
 struct head_act {
 	float *h1, *g, *y, *z, *norm; /* (N,Hd) (N,Hd) (N,D) (N,D) (N) */
@@ -543,6 +592,8 @@ void align_model_free(struct align_model *m)
 	free(m->qf);
 	free(m->thread_grads);
 	m->thread_grads = NULL;
+	gen_free(m->gen);
+	m->gen = NULL;
 	m->thread_grad_sets = 0;
 	if (m->mm)
 		free(m->mm->topidx);
@@ -668,7 +719,8 @@ static float *grad_in(const struct align_model *m, float *grads, int idx)
  * array of nfloats laid out as m->grads), and d input into dx (n, dim)
  * unless it is NULL (patch embeddings are constants) */
 static void qformer_backward(struct align_model *m, const struct align_qformer_params *P,
-                             struct align_qf_act *a, const float *dpooled, float *dx, float *grads)
+                             struct align_qf_act *a, const float *dpooled, float *dx, float *grads,
+                             float *const *dkvq)
 {
 	const struct align_config *c = &m->cfg;
 	int N = a->in.n, Q = c->queries, W = c->qdim, H = c->heads, F = c->ffn, hd = W / H;
@@ -716,6 +768,10 @@ static void qformer_backward(struct align_model *m, const struct align_qformer_p
 		/* self-attention: dx is now d x1 */
 		memset(a->datt, 0, sizeof(float) * QW);
 		memset(a->dqkv, 0, sizeof(float) * QW * 3);
+		if (dkvq) /* the text decoder's rows read these keys and values */
+			for (int q = 0; q < Q; q++)
+				for (int e = 0; e < 2 * W; e++)
+					a->dqkv[(size_t)q * 3 * W + W + e] += dkvq[l][(size_t)q * 2 * W + e];
 		memset(a->dln, 0, sizeof(float) * QW);
 		linear_backward(a->datt, grad_in(m, grads, B->sow), grad_in(m, grads, B->sob),
 		                a->dx, L->satt, align_param_ptr(m, B->sow), Q, W, W);
@@ -874,6 +930,237 @@ static int runs_in_parallel(const struct align_model *m, int runs, int nbags)
 	return runs <= m->qf_sets && nbags > 1 && omp_get_max_threads() > 1;
 }
 
+/* ---- text decoder: ITG, MLM, PLM ---- */
+
+struct align_gen {
+	struct align_text_dims d;
+	int sets;                     /* activation sets (one per thread) */
+	float *mem;                   /* sets x align_text_floats(d) */
+	struct align_text_act *act;   /* (sets) */
+	float *dkv;                   /* (sets, L, Q, 2W): d of the queries' keys, values */
+	int32_t *tg;                  /* (sets, ctx) targets of a pass */
+	int cap;                      /* bags the per-bag arrays hold */
+	int32_t *mlm_in, *mlm_tgt;    /* (cap, ctx) */
+	int *mlm_n;                   /* (cap) tokens MLM predicts */
+	double *loss;                 /* (cap, 3): itg, mlm, plm sums */
+	float scale[3];               /* w / predicted tokens of the batch */
+	int ntok[3];
+	const struct align_bag *dbag; /* decoding: the bag whose queries are up */
+	int dset;                     /* and its Q-Former activation set */
+	const struct align_qformer_params *dP;
+};
+
+static void gen_free(struct align_gen *G)
+{
+	if (!G)
+		return;
+	free(G->mem);
+	free(G->act);
+	free(G->dkv);
+	free(G->tg);
+	free(G->mlm_in);
+	free(G->mlm_tgt);
+	free(G->mlm_n);
+	free(G->loss);
+	free(G);
+}
+
+/* Activation sets for `sets` threads and per-bag arrays for nbags */
+static int gen_reserve(struct align_model *m, int sets, int nbags)
+{
+	const struct align_config *c = &m->cfg;
+	if (!m->gen) {
+		m->gen = calloc(1, sizeof *m->gen);
+		if (!m->gen)
+			return eosin_error("align: out of memory");
+		m->gen->d = (struct align_text_dims){.L = c->layers, .W = c->qdim, .H = c->heads,
+		                                     .F = c->ffn, .Q = c->queries, .V = c->vocab,
+		                                     .T = c->ctx};
+	}
+	struct align_gen *G = m->gen;
+	if (sets > G->sets) {
+		size_t one = align_text_floats(&G->d), kv = (size_t)c->layers * c->queries * 2 * c->qdim;
+		free(G->mem), free(G->act), free(G->dkv), free(G->tg);
+		G->sets = 0;
+		G->mem = aligned_alloc(64, sizeof(float) * one * sets);
+		G->act = calloc((size_t)sets, sizeof *G->act);
+		G->dkv = calloc(kv * sets, sizeof(float));
+		G->tg = calloc((size_t)sets * c->ctx, sizeof(int32_t));
+		if (!G->mem || !G->act || !G->dkv || !G->tg)
+			return eosin_error("align: out of memory for the text decoder");
+		for (int t = 0; t < sets; t++)
+			align_text_carve(&G->act[t], &G->d, G->mem + one * t);
+		G->sets = sets;
+	}
+	if (nbags > G->cap) {
+		free(G->mlm_in), free(G->mlm_tgt), free(G->mlm_n), free(G->loss);
+		G->cap = 0;
+		G->mlm_in = calloc((size_t)nbags * c->ctx, sizeof(int32_t));
+		G->mlm_tgt = calloc((size_t)nbags * c->ctx, sizeof(int32_t));
+		G->mlm_n = calloc((size_t)nbags, sizeof(int));
+		G->loss = calloc((size_t)nbags * 3, sizeof(double));
+		if (!G->mlm_in || !G->mlm_tgt || !G->mlm_n || !G->loss)
+			return eosin_error("align: out of memory for the text decoder");
+		G->cap = nbags;
+	}
+	return 0;
+}
+
+/* Does bag take part in the generative objectives? */
+static int gen_bag_on(const struct align_model *m, const struct align_bag *bag)
+{
+	return align_has_decoder(m) && bag->tok && bag->ntok >= 2;
+}
+
+/* 64-bit FNV-1a over the tokens' little-endian bytes */
+static uint64_t tokens_hash(const int32_t *tok, int n)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < n; i++) {
+		uint32_t u = (uint32_t)tok[i];
+		for (int b = 0; b < 4; b++) {
+			h ^= (u >> (8 * b)) & 0xffu;
+			h *= 1099511628211ull;
+		}
+	}
+	return h;
+}
+
+int align_mlm_mask(const struct align_model *m, uint64_t seed, const int32_t *tok, int n,
+                   int32_t *in, int32_t *target)
+{
+	int V = m->cfg.vocab, chosen = 0;
+	memcpy(in, tok, sizeof(int32_t) * n);
+	for (int t = 0; t < n; t++)
+		target[t] = -1;
+	if (n < 3)
+		return 0;
+	uint64_t s = seed ^ tokens_hash(tok, n);
+	for (int t = 1; t < n - 1; t++) /* never [SOT] or [EOT] */
+		if (uniform01(&s) < 0.15) {
+			target[t] = tok[t];
+			chosen++;
+		}
+	if (!chosen) {
+		int t = 1 + (int)(splitmix64(&s) % (uint64_t)(n - 2));
+		target[t] = tok[t];
+		chosen = 1;
+	}
+	for (int t = 1; t < n - 1; t++) {
+		if (target[t] < 0)
+			continue;
+		double u = uniform01(&s);
+		if (u < 0.8)
+			in[t] = V - 1; /* [MASK] */
+		else if (u < 0.9)
+			in[t] = (int32_t)(splitmix64(&s) % (uint64_t)(V - 1));
+	}
+	return chosen;
+}
+
+/* PLM: rows [0, p) are the prefix; p - 1 predicts the first token after it */
+static int plm_prefix_rows(const struct align_config *c, int ntok)
+{
+	int p = 1 + (int)floorf((float)(ntok - 2) * c->plm_prefix);
+	return p < 1 ? 1 : (p > ntok - 1 ? ntok - 1 : p);
+}
+
+/* The batch's MLM choices and the tokens each objective predicts: the
+ * gradient scales w / tokens */
+static void gen_prepare(struct align_model *m, const struct align_bag *bags, int nbags)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_gen *G = m->gen;
+	G->ntok[0] = G->ntok[1] = G->ntok[2] = 0;
+	for (int i = 0; i < nbags; i++) {
+		const struct align_bag *bag = &bags[i];
+		G->mlm_n[i] = 0;
+		if (!gen_bag_on(m, bag))
+			continue;
+		int T = bag->ntok;
+		G->ntok[0] += T - 1;
+		G->ntok[2] += T - plm_prefix_rows(c, T);
+		if (c->w_mlm > 0)
+			G->mlm_n[i] = align_mlm_mask(m, m->gen_seed, bag->tok, T,
+			                             G->mlm_in + (size_t)i * c->ctx,
+			                             G->mlm_tgt + (size_t)i * c->ctx);
+		G->ntok[1] += G->mlm_n[i];
+	}
+	float w[3] = {c->w_itg, c->w_mlm, c->w_plm};
+	for (int k = 0; k < 3; k++)
+		G->scale[k] = G->ntok[k] > 0 ? w[k] / G->ntok[k] : 0.0f;
+}
+
+/* The pass tensors in base (m->params, or a gradient array laid out the
+ * same): the decoder's, and the self-attention of the Q-Former P */
+static void text_tensors(const struct align_model *m, float *base,
+                         const struct align_qformer_params *P, struct align_text_w *w)
+{
+	const struct align_dec_params *D = &m->dec;
+#define T_(i) (base + m->param[i].offset)
+	w->tok = T_(D->tok), w->pos = T_(D->pos), w->lnfw = T_(D->lnfw), w->lnfb = T_(D->lnfb);
+	w->headb = T_(D->headb);
+	for (int l = 0; l < m->cfg.layers; l++) {
+		w->blk[l].ln1w = T_(P->blk[l].ln1w), w->blk[l].ln1b = T_(P->blk[l].ln1b);
+		w->blk[l].qkvw = T_(P->blk[l].qkvw), w->blk[l].qkvb = T_(P->blk[l].qkvb);
+		w->blk[l].sow = T_(P->blk[l].sow), w->blk[l].sob = T_(P->blk[l].sob);
+		w->blk[l].lnw = T_(D->blk[l].lnw), w->blk[l].lnb = T_(D->blk[l].lnb);
+		w->blk[l].f1w = T_(D->blk[l].f1w), w->blk[l].f1b = T_(D->blk[l].f1b);
+		w->blk[l].f2w = T_(D->blk[l].f2w), w->blk[l].f2b = T_(D->blk[l].f2b);
+	}
+#undef T_
+}
+
+/* The generative passes of bag i over the queries of its Q-Former run a
+ * (parameters P) on activation set `set`: their summed cross-entropies into
+ * gen->loss[3i..]; with grads, their gradients into grads and the
+ * queries' keys/values' into the set's dkv (returned; NULL without) */
+static float **gen_bag(struct align_model *m, const struct align_bag *bag, int i,
+                       const struct align_qf_act *a, const struct align_qformer_params *P,
+                       int set, float *grads, float **dkvq)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_gen *G = m->gen;
+	double *out = G->loss + (size_t)3 * i;
+	out[0] = out[1] = out[2] = 0.0;
+	if (!gen_bag_on(m, bag))
+		return NULL;
+	int L = c->layers, Q = c->queries, W = c->qdim, T = bag->ntok, n;
+	struct align_text_w w, g;
+	const float *kvq[ALIGN_MAX_LAYERS];
+	text_tensors(m, m->params, P, &w);
+	if (grads)
+		text_tensors(m, grads, P, &g);
+	float *dkv = G->dkv + (size_t)set * L * Q * 2 * W;
+	for (int l = 0; l < L; l++) {
+		kvq[l] = a->l[l].qkv;
+		dkvq[l] = dkv + (size_t)l * Q * 2 * W;
+	}
+	if (grads)
+		memset(dkv, 0, sizeof(float) * L * Q * 2 * W);
+	struct align_text_act *act = &G->act[set];
+	int32_t *tg = G->tg + (size_t)set * c->ctx;
+	const struct align_text_w *gp = grads ? &g : NULL;
+	if (c->w_itg > 0) {
+		for (int t = 0; t < T - 1; t++)
+			tg[t] = bag->tok[t + 1];
+		out[0] = align_text_pass(&G->d, &w, gp, act, kvq, dkvq, bag->tok, T - 1, 1, tg,
+		                         G->scale[0], &n);
+	}
+	if (c->w_plm > 0) {
+		int p = plm_prefix_rows(c, T);
+		for (int t = 0; t < T - 1; t++)
+			tg[t] = t >= p - 1 ? bag->tok[t + 1] : -1;
+		out[2] = align_text_pass(&G->d, &w, gp, act, kvq, dkvq, bag->tok, T - 1, p, tg,
+		                         G->scale[2], &n);
+	}
+	if (c->w_mlm > 0 && G->mlm_n[i] > 0)
+		out[1] = align_text_pass(&G->d, &w, gp, act, kvq, dkvq,
+		                         G->mlm_in + (size_t)i * c->ctx, T, T,
+		                         G->mlm_tgt + (size_t)i * c->ctx, G->scale[1], &n);
+	return grads ? dkvq : NULL;
+}
+
 /* Forward through the Q-Formers of bag i (first run t, first region row g)
  * into its item row of vin and, with the Slide Q-Former, its region rows */
 static void bag_qformer_forward(struct align_model *m, const struct align_bag *bag, int i, int t,
@@ -903,29 +1190,53 @@ static void bag_qformer_forward(struct align_model *m, const struct align_bag *b
  * slide's before its regions' (it adds to their rows of dvin). A run whose
  * activation set another run overwrote is recomputed first. Parameter
  * gradients accumulate into grads (laid out as m->grads). */
-static void bag_qformer_backward(struct align_model *m, const struct align_bag *bag, int i, int t,
-                                 int g, int R, const float *vin, float *dvin, float *grads)
+/* The activation set of bag i's last Q-Former run (the one that gives its
+ * item: the Slide Q-Former's with regions), recomputed when another run
+ * overwrote it; *P its Q-Former */
+static struct align_qf_act *item_run(struct align_model *m, const struct align_bag *bag, int t,
+                                     int g, int R, const float *vin,
+                                     const struct align_qformer_params **P)
 {
 	int W = m->cfg.qdim;
 	struct align_qf_act *a;
 	if (!hierarchical(m)) {
+		*P = &m->qfp[0];
 		a = qf_set(m, t);
 		if (a->bag != bag || a->part != -1)
 			qf_run(m, t, &m->qfp[0], bag, -1, NULL, NULL, a->pooled);
-		qformer_backward(m, &m->qfp[0], a, dvin + (size_t)i * W, NULL, grads);
-		return;
+		return a;
 	}
 	int nr = align_bag_regions(m, bag);
 	const float *rp = m->ba->rpos + (size_t)(g - R) * 2;
+	*P = &m->qfp[1];
 	a = qf_set(m, t + nr);
 	if (a->bag != bag || a->part != -1)
 		qf_run(m, t + nr, &m->qfp[1], bag, -1, vin + (size_t)g * W, rp, a->pooled);
-	qformer_backward(m, &m->qfp[1], a, dvin + (size_t)i * W, dvin + (size_t)g * W, grads);
+	return a;
+}
+
+/* Backward through the text decoder's passes of bag i (on activation set
+ * `set`), then its Q-Formers */
+static void bag_qformer_backward(struct align_model *m, const struct align_bag *bag, int i, int t,
+                                 int g, int R, const float *vin, float *dvin, float *grads,
+                                 int set)
+{
+	int W = m->cfg.qdim;
+	const struct align_qformer_params *P;
+	float *dkvq[ALIGN_MAX_LAYERS];
+	struct align_qf_act *a = item_run(m, bag, t, g, R, vin, &P);
+	float **dk = align_has_decoder(m) ? gen_bag(m, bag, i, a, P, set, grads, dkvq) : NULL;
+	if (!hierarchical(m)) {
+		qformer_backward(m, P, a, dvin + (size_t)i * W, NULL, grads, dk);
+		return;
+	}
+	int nr = align_bag_regions(m, bag);
+	qformer_backward(m, P, a, dvin + (size_t)i * W, dvin + (size_t)g * W, grads, dk);
 	for (int q = nr - 1; q >= 0; q--) {
 		a = qf_set(m, t + q);
 		if (a->bag != bag || a->part != q)
 			qf_run(m, t + q, &m->qfp[0], bag, q, NULL, NULL, a->pooled);
-		qformer_backward(m, &m->qfp[0], a, dvin + (size_t)(g + q) * W, NULL, grads);
+		qformer_backward(m, &m->qfp[0], a, dvin + (size_t)(g + q) * W, NULL, grads, NULL);
 	}
 }
 
@@ -973,7 +1284,9 @@ static void visual_forward(struct align_model *m, const struct align_bag *bags, 
 /* Q-Former parameters: one span [*lo, *hi) of the flat arrays */
 static void qformer_span(const struct align_model *m, size_t *lo, size_t *hi)
 {
-	int last = m->qfp[1].lnfb >= 0 ? m->qfp[1].lnfb : m->qfp[0].lnfb;
+	int last = m->dec.headb >= 0   ? m->dec.headb
+	           : m->qfp[1].lnfb >= 0 ? m->qfp[1].lnfb
+	                                 : m->qfp[0].lnfb;
 	*lo = m->param[m->qfp[0].queries].offset;
 	*hi = m->param[last].offset + m->param[last].count;
 }
@@ -1026,7 +1339,7 @@ static void visual_backward(struct align_model *m, const struct align_bag *bags,
 	if (!runs_in_parallel(m, runs, nbags) || nt < 2) {
 		for (int i = nbags - 1; i >= 0; i--)
 			bag_qformer_backward(m, &bags[i], i, b->run0[i], b->grow0[i], R, vin, dvin,
-			                     m->grads);
+			                     m->grads, 0);
 		return;
 	}
 	int used = 1;
@@ -1043,7 +1356,7 @@ static void visual_backward(struct align_model *m, const struct align_bag *bags,
 		for (int i = nbags - 1; i >= 0; i--)
 			if (b->owner[i] == tid)
 				bag_qformer_backward(m, &bags[i], i, b->run0[i], b->grow0[i], R,
-				                     vin, dvin, grads);
+				                     vin, dvin, grads, tid);
 	}
 	size_t lo, hi, block = 4096;
 	qformer_span(m, &lo, &hi);
@@ -1384,6 +1697,15 @@ static int batch_rows(const struct align_model *m, const struct align_bag *bags,
 			return eosin_error("align: bag of %d patches, activations made for %d", bags[i].n,
 			                   m->max_n);
 		n->R += align_bag_items(m, &bags[i]);
+		if (gen_bag_on(m, &bags[i])) {
+			if (bags[i].ntok > c->ctx)
+				return eosin_error("align: caption of %d tokens, the decoder takes %d",
+				                   bags[i].ntok, c->ctx);
+			for (int t = 0; t < bags[i].ntok; t++)
+				if (bags[i].tok[t] < 0 || bags[i].tok[t] >= c->vocab - 1)
+					return eosin_error("align: token %d of a caption is %d, the decoder "
+					                   "takes 0 to %d", t, bags[i].tok[t], c->vocab - 2);
+		}
 		if ((c->w_cvta > 0 || c->w_mrtva > 0) && bags[i].kw && per_patch(m, &bags[i]))
 			n->K += bags[i].nkw;
 	}
@@ -1503,6 +1825,28 @@ static void objectives(struct align_model *m, const struct align_bag *bags, int 
 	}
 }
 
+/* The generative losses of a batch from the bags' sums, in bag order */
+static void gen_losses(struct align_model *m, int nbags, struct align_losses *L)
+{
+	const struct align_config *c = &m->cfg;
+	struct align_gen *G = m->gen;
+	if (!align_has_decoder(m))
+		return;
+	double sum[3] = {0, 0, 0};
+	for (int i = 0; i < nbags; i++)
+		for (int k = 0; k < 3; k++)
+			sum[k] += G->loss[3 * i + k];
+	float *dst[3] = {&L->itg, &L->mlm, &L->plm};
+	float w[3] = {c->w_itg, c->w_mlm, c->w_plm};
+	for (int k = 0; k < 3; k++) {
+		*dst[k] = w[k] > 0 && G->ntok[k] > 0 ? (float)(sum[k] / G->ntok[k]) : 0.0f;
+		L->total += w[k] * *dst[k];
+	}
+	L->itg_tokens = c->w_itg > 0 ? G->ntok[0] : 0;
+	L->mlm_tokens = c->w_mlm > 0 ? G->ntok[1] : 0;
+	L->plm_tokens = c->w_plm > 0 ? G->ntok[2] : 0;
+}
+
 int align_step_grads(struct align_model *m, const struct align_bag *bags, int nbags,
                      int backward, struct align_losses *out)
 {
@@ -1515,6 +1859,11 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	int R = n.R, K = n.K, G = n.G, S = n.S;
 	if (backward && c->queries > 0 && thread_grads_reserve(m) < 0)
 		return -1;
+	if (align_has_decoder(m)) {
+		if (gen_reserve(m, m->thread_grad_sets + 1, nbags) < 0)
+			return -1;
+		gen_prepare(m, bags, nbags);
+	}
 	memset(m->grads, 0, sizeof(float) * m->nfloats);
 	/* image inputs: items then regions (R + G, vin) */
 	visual_forward(m, bags, nbags, R, b->vin);
@@ -1526,10 +1875,19 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	memset(b->txt.dz, 0, sizeof(float) * (R + K + S) * D);
 	struct align_losses L;
 	objectives(m, bags, nbags, &n, &L);
-	if (out)
-		*out = L;
-	if (!backward)
+	if (!backward) {
+		for (int i = 0; i < nbags && align_has_decoder(m); i++) {
+			const struct align_qformer_params *P;
+			struct align_qf_act *a =
+			    item_run(m, &bags[i], b->run0[i], b->grow0[i], R, b->vin, &P);
+			float *unused[ALIGN_MAX_LAYERS];
+			gen_bag(m, &bags[i], i, a, P, 0, NULL, unused);
+		}
+		gen_losses(m, nbags, &L);
+		if (out)
+			*out = L;
 		return 0;
+	}
 	/* d vin feeds only the Q-Formers: without them patch means are constants */
 	float *dvin = c->queries > 0 ? b->dvin : NULL;
 	if (dvin)
@@ -1539,6 +1897,74 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	head_backward(m, &b->txt, NULL, b->tin, R + K + S, c->txt_dim, m->p_tw1, m->p_tb1,
 	              m->p_tw2, m->p_tb2);
 	visual_backward(m, bags, nbags, R, b->vin, b->dvin);
+	gen_losses(m, nbags, &L);
+	if (out)
+		*out = L;
+	return 0;
+}
+
+int align_decode_begin(struct align_model *m, const struct align_bag *bag)
+{
+	struct align_batch_act *b = m->ba;
+	if (!align_has_decoder(m))
+		return eosin_error("align: the model has no text decoder");
+	int nr = align_bag_regions(m, bag);
+	if (bag->n > m->max_n || nr > m->max_regions)
+		return eosin_error("align: bag of %d patches and %d regions, activations made for %d "
+		                   "and %d", bag->n, nr, m->max_n, m->max_regions);
+	if (hierarchical(m) && check_regions(bag) < 0)
+		return -1;
+	if (gen_reserve(m, 1, 1) < 0)
+		return -1;
+	visual_forward(m, bag, 1, 1, b->vin);
+	struct align_gen *G = m->gen;
+	G->dbag = bag;
+	G->dset = (b->run0[0] + bag_runs(m, bag) - 1) % m->qf_sets;
+	G->dP = hierarchical(m) ? &m->qfp[1] : &m->qfp[0];
+	return 0;
+}
+
+int align_bag_gen_loss(struct align_model *m, const struct align_bag *bag, double sum[3],
+                       int count[3])
+{
+	sum[0] = sum[1] = sum[2] = 0.0;
+	count[0] = count[1] = count[2] = 0;
+	if (!gen_bag_on(m, bag))
+		return 0;
+	if (bag->ntok > m->cfg.ctx)
+		return eosin_error("align: caption of %d tokens, the decoder takes %d", bag->ntok,
+		                   m->cfg.ctx);
+	if (align_decode_begin(m, bag) < 0)
+		return -1;
+	struct align_gen *G = m->gen;
+	gen_prepare(m, bag, 1);
+	const struct align_qformer_params *P;
+	struct align_qf_act *a = item_run(m, bag, m->ba->run0[0], m->ba->grow0[0], 1, m->ba->vin, &P);
+	float *unused[ALIGN_MAX_LAYERS];
+	gen_bag(m, bag, 0, a, P, 0, NULL, unused);
+	float w[3] = {m->cfg.w_itg, m->cfg.w_mlm, m->cfg.w_plm};
+	for (int k = 0; k < 3; k++)
+		if (w[k] > 0) {
+			sum[k] = G->loss[k];
+			count[k] = G->ntok[k];
+		}
+	return 0;
+}
+
+int align_next_logits(struct align_model *m, const int32_t *seq, int n, float *logits)
+{
+	struct align_gen *G = m->gen;
+	if (!G || !G->dbag)
+		return eosin_error("align: no bag set up for decoding");
+	if (n < 1 || n > m->cfg.ctx)
+		return eosin_error("align: %d tokens, the decoder takes 1 to %d", n, m->cfg.ctx);
+	const struct align_qf_act *a = &m->qf[G->dset];
+	const float *kvq[ALIGN_MAX_LAYERS];
+	for (int l = 0; l < m->cfg.layers; l++)
+		kvq[l] = a->l[l].qkv;
+	struct align_text_w w;
+	text_tensors(m, m->params, G->dP, &w);
+	align_text_next_logits(&G->d, &w, &G->act[0], kvq, seq, n, logits);
 	return 0;
 }
 

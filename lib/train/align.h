@@ -41,6 +41,17 @@
  *               feature [zi * zt, zi - zt] (2 dim), binary cross-entropy over
  *               the true pairs and, per image and per text, the hardest
  *               negative of the batch by contrastive similarity
+ *               generative (BLIP-2 / MR-PLIP, with a Q-Former): the caption's
+ *               tokens run through the Q-Former's blocks beside the queries
+ *               (align_text.h: shared self-attention, their own FFN, tied
+ *               token embeddings, vocab rows of which the last is [MASK]):
+ *               ITG, causal, every next token; PLM, the first part of the
+ *               caption (plm_prefix of its tokens) a bidirectional prefix,
+ *               the rest predicted; MLM, bidirectional, 15% of the tokens
+ *               chosen (80% [MASK], 10% a random token, 10% kept) and
+ *               predicted. Each the mean cross-entropy over the batch's
+ *               predicted tokens, conditioned on the bag's last Q-Former
+ *               (the Slide Q-Former's queries with the region loss)
  *
  * Parameters, gradients and AdamW moments are each one flat float array;
  * struct align_param names each tensor's slice (name, shape, offset).
@@ -77,6 +88,11 @@ struct align_config {
 	int topk;         /* CVTA: positives per patch (k_o) */
 	float w_itc, w_cvta, w_mrtva, w_region, w_itm;  /* loss weights */
 	float temp_init;  /* initial temperature (0.07) */
+	/* text decoder (generative objectives; needs a Q-Former): token table
+	 * rows (the last is [MASK]) and most tokens of a caption; 0: none */
+	int vocab, ctx;
+	float w_itg, w_mlm, w_plm;
+	float plm_prefix; /* PLM: share of a caption's tokens in its prefix */
 };
 
 struct align_param {
@@ -102,6 +118,16 @@ struct align_bag {
 	const int *region;
 	int nsent;            /* sub-captions (sentences) and their embeddings */
 	const float *sent;    /* (nsent, txt_dim) or NULL */
+	int ntok;             /* caption tokens, [SOT] ... [EOT] (0: none) */
+	const int32_t *tok;   /* (ntok), each < vocab - 1 */
+};
+
+/* indices into align_model.param[] of the text decoder's own tensors */
+struct align_dec_params {
+	int tok, pos, lnfw, lnfb, headb;
+	struct {
+		int lnw, lnb, f1w, f1b, f2w, f2b;
+	} blk[ALIGN_MAX_LAYERS];
 };
 
 /* indices into align_model.param[] of one Q-Former's tensors */
@@ -129,6 +155,11 @@ struct align_model {
 	 * region loss each region's), [1] over the regions' features
 	 * ("slide_qformer.*", only with the region loss) */
 	struct align_qformer_params qfp[2];
+	struct align_dec_params dec;             /* text decoder (dec.tok < 0: none) */
+	/* MLM masking: drawn from this seed and each caption's tokens (the
+	 * trainer sets it each step) */
+	uint64_t gen_seed;
+	struct align_gen *gen;                   /* text decoder activations */
 	/* MR-PLIP multimodal encoder (cross-attention from a patch to its
 	 * top-k keywords, in the joint space) and the MRTVA predictor */
 	int p_mqw, p_mqb, p_mkvw, p_mkvb, p_mow, p_mob;
@@ -171,8 +202,29 @@ int align_param_find(const struct align_model *m, const char *name);
 /* Losses of one batch (each weighted part and the total). */
 struct align_losses {
 	float total, itc, cvta, mrtva, region, itm;
+	float itg, mlm, plm;  /* mean cross-entropy per predicted token (nats) */
 	int items;            /* image/text pairs in the batch */
+	int itg_tokens, mlm_tokens, plm_tokens; /* tokens predicted */
 };
+
+/* Does the model have a text decoder? */
+int align_has_decoder(const struct align_model *m);
+/* The MLM input and targets of one caption (tok, n) under seed: in (n) the
+ * tokens with the chosen ones replaced, target (n) the original token where
+ * chosen, else -1. Returns the number chosen (0 when n < 3). */
+int align_mlm_mask(const struct align_model *m, uint64_t seed, const int32_t *tok, int n,
+                   int32_t *in, int32_t *target);
+/* Caption generation, the search itself the caller's: align_decode_begin
+ * runs one bag's Q-Former(s) and keeps its queries; align_next_logits then
+ * gives the logits (vocab) of the token after seq (n tokens, the first
+ * [SOT], n <= ctx), causal, conditioned on that bag. 0 or -1. */
+int align_decode_begin(struct align_model *m, const struct align_bag *bag);
+/* One bag's generative cross-entropy sums (nats) and predicted tokens:
+ * [0] ITG, [1] MLM (masked under m->gen_seed), [2] PLM; zero for an
+ * objective without weight. 0 or -1. */
+int align_bag_gen_loss(struct align_model *m, const struct align_bag *bag, double sum[3],
+                       int count[3]);
+int align_next_logits(struct align_model *m, const int32_t *seq, int n, float *logits);
 
 /* Forward and, when backward is set, backward of one batch of bags: zeroes
  * grads first, then accumulates. 0 or -1. */

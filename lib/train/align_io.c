@@ -45,6 +45,9 @@ static void config_to_meta(const struct align_config *c, struct align_meta *meta
 #define F(f) snprintf(b, sizeof b, "%.9g", (double)c->f), align_meta_set(meta, #f, b)
 	I(img_dim), I(txt_dim), I(dim), I(hidden), I(queries), I(qdim), I(heads), I(layers), I(ffn);
 	I(topk), F(w_itc), F(w_cvta), F(w_mrtva), F(w_region), F(w_itm), F(temp_init);
+	if (c->vocab > 0) {
+		I(vocab), I(ctx), F(w_itg), F(w_mlm), F(w_plm), F(plm_prefix);
+	}
 #undef I
 #undef F
 	align_meta_set(meta, "format", "eosin-align 1");
@@ -60,6 +63,10 @@ static int config_from_meta(struct align_config *c, const struct align_meta *met
 	    (I(heads)) || (I(layers)) || (I(ffn)) || (I(topk)) || (F(w_itc)) || (F(w_cvta)) || (F(w_mrtva)) || (F(w_region)) || (F(w_itm)) ||
 	    (F(temp_init)))
 		return eosin_error("missing model config in metadata");
+	if ((s = align_meta_get(meta, "vocab")) && ((c->vocab = atoi(s)) <= 0 || (I(ctx)) ||
+	                                            (F(w_itg)) || (F(w_mlm)) || (F(w_plm)) ||
+	                                            (F(plm_prefix))))
+		return eosin_error("incomplete text decoder config in metadata");
 #undef I
 #undef F
 	return 0;

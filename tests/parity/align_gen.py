@@ -19,7 +19,11 @@ patches j of the bag (the textual bag for CVTA).
 
 usage: align_gen.py [--bags N] [--n PATCHES] [--img-dim D] [--txt-dim D]
                     [--latent K] [--noise S] [--method slide|mrplip]
-                    [--val-every M] [--seed S]
+                    [--val-every M] [--tokens V] [--seed S]
+
+--tokens V gives each bag a caption of 3 to 9 decoder tokens (ids 0 to V - 2,
+the first and last standing for [SOT] and [EOT]) for the text decoder's
+objectives (ITG, MLM, PLM), drawn from a stream of their own.
 """
 import argparse, base64, json, random, struct
 
@@ -36,7 +40,9 @@ ap.add_argument("--regions", type=int, default=3)
 ap.add_argument("--val-every", type=int, default=0)
 ap.add_argument("--pos", action="store_true", help="region: level-0 positions, a region per band")
 ap.add_argument("--seed", type=int, default=1)
+ap.add_argument("--tokens", type=int, default=0, help="decoder vocabulary (0: no tokens)")
 a = ap.parse_args()
+trng = random.Random(a.seed + 1000)
 rng = random.Random(a.seed)
 K = a.latent
 A = [[rng.gauss(0, 1) / K ** 0.5 for _ in range(K)] for _ in range(a.img_dim)]
@@ -90,6 +96,10 @@ for b in range(a.bags):
                           for _ in range(n)], 2)
         rec["extent"] = 224
     rec["caption"] = "synthetic caption %d" % b
+    if a.tokens:
+        V = a.tokens
+        rec["tokens"] = [V - 3] + [trng.randrange(V - 3) for _ in range(trng.randrange(1, 8))] \
+            + [V - 2]
     if a.val_every and b % a.val_every == 0:
         rec["split"] = "val"
     print(json.dumps(rec))

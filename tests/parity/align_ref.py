@@ -2,7 +2,8 @@
 """align_ref.py: PyTorch (autograd) reference of the eosin-align model.
 
 The same model as lib/train/align.c, written with torch operations and autograd,
-in float64: projection heads (Linear, or Linear-GELU(tanh)-Linear, then L2
+in float64 (the text decoder's ITG, MLM and PLM too, with the same seeded MLM
+choices as lib/train/align.c), in float64: projection heads (Linear, or Linear-GELU(tanh)-Linear, then L2
 normalisation), the pre-LN Q-Former (learned queries, self-attention,
 cross-attention to the patches plus a 2-D sinusoidal encoding of pos/extent,
 GELU feed-forward, final LayerNorm, mean over queries), the symmetric InfoNCE
@@ -43,6 +44,7 @@ ap.add_argument("--dtype", default="float64")
 # bench: the model, when there is no checkpoint to read it from
 ap.add_argument("--config", default=None, help="bench: JSON of the model config")
 ap.add_argument("--batch", type=int, default=0)
+ap.add_argument("--seed", type=int, default=1, help="eosin-align's --seed (MLM's choices)")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 DT = torch.float64 if a.dtype == "float64" else torch.float32
@@ -86,6 +88,7 @@ def read_bags(path):
             b["region"] = r.get("region")
             b["nregions"] = r.get("nregions", 0)
             b["sent"] = read_vec(r["sent_emb"]) if "sent_emb" in r else None
+            b["tok"] = r.get("tokens")
             bags.append(b)
     return bags
 
@@ -137,10 +140,12 @@ class Model:
         if pos is not None:
             kv = kv + posenc2d(pos, bag["extent"], W).to(kv.dtype)
         x = p[prefix + ".queries"]
+        self.last_qkv = []  # each block's query rows' q, k, v: the text decoder reads k, v
         for l in range(c["layers"]):
             g = lambda s: p["%s.%d.%s" % (prefix, l, s)]
             a = F.layer_norm(x, (W,), g("ln1.weight"), g("ln1.bias"), 1e-5)
             qkv = F.linear(a, g("self.qkv.weight"), g("self.qkv.bias"))
+            self.last_qkv.append(qkv)
             s = self.attention(qkv[:, :W], qkv[:, W:2 * W], qkv[:, 2 * W:])
             x = x + F.linear(s, g("self.out.weight"), g("self.out.bias"))
             a = F.layer_norm(x, (W,), g("ln2.weight"), g("ln2.bias"), 1e-5)
@@ -153,6 +158,39 @@ class Model:
             x = x + F.linear(h, g("ffn.fc2.weight"), g("ffn.fc2.bias"))
         x = F.layer_norm(x, (W,), p[prefix + ".ln_f.weight"], p[prefix + ".ln_f.bias"], 1e-5)
         return x.mean(0, keepdim=True)
+
+    def decoder(self, prefix, qkv_q, inp, plen, target):
+        """the text side over the queries' keys/values of the Q-Former
+        `prefix`: token row i sees every query and token rows j < plen or
+        j <= i; summed cross-entropy over rows whose target is >= 0"""
+        p, c = self.p, self.c
+        W, H = c["qdim"], c["heads"]
+        T = len(inp)
+        h = p["dec.tok_emb"][torch.tensor(inp)] + p["dec.pos_emb"][:T]
+        i = torch.arange(T)[:, None]
+        j = torch.arange(T)[None, :]
+        allowed = torch.cat([torch.ones(T, qkv_q[0].shape[0], dtype=torch.bool),
+                             (j < plen) | (j <= i)], 1)
+        hd = W // H
+        for l in range(c["layers"]):
+            g = lambda s: p["%s.%d.%s" % (prefix, l, s)]
+            d = lambda s: p["dec.%d.%s" % (l, s)]
+            a_ = F.layer_norm(h, (W,), g("ln1.weight"), g("ln1.bias"), 1e-5)
+            qkv = F.linear(a_, g("self.qkv.weight"), g("self.qkv.bias"))
+            q = qkv[:, :W].reshape(T, H, hd).transpose(0, 1)
+            k = torch.cat([qkv_q[l][:, W:2 * W], qkv[:, W:2 * W]]).reshape(-1, H, hd).transpose(0, 1)
+            v = torch.cat([qkv_q[l][:, 2 * W:], qkv[:, 2 * W:]]).reshape(-1, H, hd).transpose(0, 1)
+            sc = q @ k.transpose(1, 2) / math.sqrt(hd)
+            sc = sc.masked_fill(~allowed[None], -float("inf"))
+            s = (torch.softmax(sc, -1) @ v).transpose(0, 1).reshape(T, W)
+            h = h + F.linear(s, g("self.out.weight"), g("self.out.bias"))
+            a_ = F.layer_norm(h, (W,), d("ln.weight"), d("ln.bias"), 1e-5)
+            f = F.gelu(F.linear(a_, d("ffn.fc1.weight"), d("ffn.fc1.bias")), approximate="tanh")
+            h = h + F.linear(f, d("ffn.fc2.weight"), d("ffn.fc2.bias"))
+        z = F.layer_norm(h, (W,), p["dec.ln_f.weight"], p["dec.ln_f.bias"], 1e-5)
+        rows = [t for t in range(T) if target[t] >= 0]
+        logits = z[rows] @ p["dec.tok_emb"].t() + p["dec.head.bias"]
+        return F.cross_entropy(logits, torch.tensor([target[t] for t in rows]), reduction="sum")
 
     def hierarchical(self):
         return self.c["queries"] > 0 and self.c.get("w_region", 0) > 0
@@ -190,18 +228,45 @@ class Model:
         n = bag["img"].shape[0]
         return self.c["queries"] == 0 and bag["txt"].shape[0] == n and n > 1
 
+    def generative(self, b, qkv_q, sums, counts):
+        """ITG, PLM and MLM of bag b: summed cross-entropies and tokens"""
+        c = self.c
+        tok = b.get("tok")
+        if c.get("vocab", 0) <= 0 or not tok or len(tok) < 2:
+            return
+        prefix = "slide_qformer" if self.hierarchical() else "qformer"
+        T = len(tok)
+        if c["w_itg"] > 0:
+            sums["itg"] = sums["itg"] + self.decoder(prefix, qkv_q, tok[:-1], 1, tok[1:])
+            counts["itg"] += T - 1
+        if c["w_plm"] > 0:
+            pl = 1 + int(math.floor(float(T - 2) * c["plm_prefix"]))
+            pl = max(1, min(T - 1, pl))
+            tgt = [tok[t + 1] if t >= pl - 1 else -1 for t in range(T - 1)]
+            sums["plm"] = sums["plm"] + self.decoder(prefix, qkv_q, tok[:-1], pl, tgt)
+            counts["plm"] += T - pl
+        if c["w_mlm"] > 0:
+            inp, tgt, n = mlm_mask(self.gen_seed, tok, c["vocab"])
+            if n:
+                sums["mlm"] = sums["mlm"] + self.decoder(prefix, qkv_q, inp, T, tgt)
+                counts["mlm"] += n
+
     def loss(self, bags):
         c, p = self.c, self.p
         vin, tin, qregions = [], [], []
+        gsum = {"itg": 0.0, "mlm": 0.0, "plm": 0.0}
+        gcnt = {"itg": 0, "mlm": 0, "plm": 0}
         for b in bags:
             if self.hierarchical():
                 regions, slide = self.region_slide(b)
                 qregions.append(regions)
                 vin.append(slide)
                 tin.append(b["txt"][:1])
+                self.generative(b, self.last_qkv, gsum, gcnt)
             elif c["queries"] > 0:
                 vin.append(self.qformer(b))
                 tin.append(b["txt"][:1])
+                self.generative(b, self.last_qkv, gsum, gcnt)
             elif self.per_patch(b):
                 vin.append(b["img"])
                 tin.append(b["txt"])
@@ -320,6 +385,11 @@ class Model:
                 cv = torch.cat(losses).mean()
                 total = total + c["w_cvta"] * cv
                 parts["cvta"] = cv.item()
+        for k in ("itg", "mlm", "plm"):
+            if c.get("w_" + k, 0) > 0 and gcnt[k] > 0:
+                mean = gsum[k] / gcnt[k]
+                total = total + c["w_" + k] * mean
+                parts[k] = mean.item()
         return total, parts
 
 
@@ -330,7 +400,67 @@ def config_from_meta(meta):
         c[k] = int(meta[k])
     for k in ("w_itc", "w_cvta", "w_mrtva", "w_region", "w_itm", "temp_init"):
         c[k] = float(meta[k])
+    if "vocab" in meta:  # the text decoder
+        c["vocab"], c["ctx"] = int(meta["vocab"]), int(meta["ctx"])
+        for k in ("w_itg", "w_mlm", "w_plm", "plm_prefix"):
+            c[k] = float(meta[k])
     return c
+
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64(s):
+    """(new state, output) of lib/train/align.c's splitmix64"""
+    s = (s + 0x9E3779B97F4A7C15) & M64
+    z = s
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return s, z ^ (z >> 31)
+
+
+def step_seed(seed, step):
+    """eosin-align's MLM seed of a step"""
+    return splitmix64(seed ^ ((step * 0x9E3779B97F4A7C15) & M64))[1]
+
+
+def mlm_mask(seed, tok, V):
+    """align_mlm_mask: 15% of the tokens between [SOT] and [EOT] chosen
+    (at least one), 80% [MASK] (V - 1), 10% a random token, 10% kept"""
+    h = 1469598103934665603
+    for t in tok:
+        for byte in (t & 0xFFFFFFFF).to_bytes(4, "little"):
+            h = ((h ^ byte) * 1099511628211) & M64
+    s = seed ^ h
+    n = len(tok)
+    inp, tgt = list(tok), [-1] * n
+    if n < 3:
+        return inp, tgt, 0
+
+    def uni():
+        nonlocal s
+        s, z = splitmix64(s)
+        return (z >> 11) * (1.0 / 9007199254740992.0)
+    chosen = 0
+    for t in range(1, n - 1):
+        if uni() < 0.15:
+            tgt[t] = tok[t]
+            chosen += 1
+    if not chosen:
+        s, z = splitmix64(s)
+        t = 1 + z % (n - 2)
+        tgt[t] = tok[t]
+        chosen = 1
+    for t in range(1, n - 1):
+        if tgt[t] < 0:
+            continue
+        u = uni()
+        if u < 0.8:
+            inp[t] = V - 1
+        elif u < 0.9:
+            s, z = splitmix64(s)
+            inp[t] = z % (V - 1)
+    return inp, tgt, chosen
 
 
 def lr_at(step):
@@ -444,6 +574,7 @@ def main():
 def main_grads(params, model, tensors, meta, bags):
     failed = 0
     if True:
+        model.gen_seed = step_seed(a.seed, 0)
         loss, parts = model.loss(bags)
         loss.backward()
         closs = float(meta["loss"])
@@ -481,6 +612,7 @@ def main_train(params, model, bags):
     worst = 0.0
     for step in range(a.steps):
         opt.zero_grad()
+        model.gen_seed = step_seed(a.seed, step)
         loss, _ = model.loss(bags)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), a.clip)

@@ -78,6 +78,39 @@ test_expect_success 'ITC + image-text matching with hard negatives match PyTorch
 	parity itm mr --dim 16 --hidden 12 --loss itc=1,itm=0.5
 '
 
+test_expect_success 'bags with decoder tokens for the generative objectives' '
+	python3 "$GEN" --bags 12 --val-every 4 --seed 5 --tokens 13 >tslide.jsonl &&
+	eosin-cat -r tslide.jsonl >tslide.mpk &&
+	python3 "$GEN" --method region --pos --bags 8 --n 9 --val-every 4 --seed 5 --tokens 13 \
+		>trpos.jsonl &&
+	eosin-cat -r trpos.jsonl >trpos.mpk
+'
+
+QF="--dim 16 --hidden 24 --queries 3 --qdim 16 --heads 2 --qformer-layers 2 --ffn 32"
+test_expect_success 'ITC + ITG (causal text decoder over the queries) match PyTorch' '
+	parity itg tslide $QF --loss itc=1,itg=0.7 &&
+	grep -q "ok   dec.tok_emb" itg.out && grep -q "ok   qformer.1.self.qkv.weight" itg.out
+'
+
+test_expect_success 'ITC + MLM (seeded 80/10/10 masking) match PyTorch' '
+	parity mlm tslide $QF --loss itc=1,mlm=0.6 && grep -q "ok   dec.0.ffn.fc1.weight" mlm.out
+'
+
+test_expect_success 'ITC + PLM (bidirectional prefix, the rest predicted) match PyTorch' '
+	parity plm tslide $QF --loss itc=1,plm=0.9 --plm-prefix 0.4 && grep -q "ok   dec.pos_emb" plm.out
+'
+
+test_expect_success 'ITG + MLM + PLM alone (no contrastive loss) match PyTorch' '
+	parity gen3 tslide $QF --loss itg=0.7,mlm=0.6,plm=0.9 && grep -q "ok   qformer.queries" gen3.out
+'
+
+test_expect_success 'Region and Slide Q-Formers + region NCE + ITG + MLM + PLM match PyTorch' '
+	parity rgen trpos --dim 16 --hidden 12 --queries 2 --qdim 16 --heads 2 --qformer-layers 1 \
+		--ffn 24 --loss itc=1,region=0.8,itg=0.7,mlm=0.6,plm=0.9 &&
+	grep -q "ok   slide_qformer.0.self.qkv.weight" rgen.out &&
+	grep -q "ok   qformer.0.cross.kv.weight" rgen.out
+'
+
 test_expect_success 'the reference fails when the gradients differ (a check that can fail)' '
 	test_must_fail "$PY" "$REF" check lin.grads.st slide.jsonl mlp.jsonl $SAME >wrong.out &&
 	grep -q "^losses.*worst relative difference [1-9]" wrong.out

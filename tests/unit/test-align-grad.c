@@ -361,6 +361,20 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 	}
 	int nbags = 4, n = 6, nkw = 5;
 	struct align_bag bags[4];
+	/* captions of 5, 6, 4 and 7 tokens (ids from their own stream) */
+	static const int ntok[4] = {5, 6, 4, 7};
+	int32_t toks[4][8];
+	uint64_t keep_rng = rng;
+	rng = 4242;
+	for (int i = 0; i < nbags; i++)
+		for (int t = 0; t < ntok[i]; t++)
+			toks[i][t] = cfg.vocab > 1 ? (int32_t)((frand() + 1) * 0.5f * (cfg.vocab - 1))
+			                           : 0;
+	rng = keep_rng;
+	for (int i = 0; i < nbags; i++)
+		for (int t = 0; t < ntok[i]; t++)
+			if (toks[i][t] > cfg.vocab - 2)
+				toks[i][t] = cfg.vocab - 2;
 	float *mem[4][5];
 	for (int i = 0; i < nbags; i++) {
 		mem[i][0] = randv((size_t)n * cfg.img_dim, 1);
@@ -381,7 +395,9 @@ static void check_model_sets(const char *what, struct align_config cfg, int per_
 		                             .extent = 224, .ntxt = per_patch_bags ? n : 1,
 		                             .txt = mem[i][1], .nkw = nkw, .kw = mem[i][2],
 		                             .parent = parent, .nregions = 3, .region = region,
-		                             .nsent = 2, .sent = mem[i][4]};
+		                             .nsent = 2, .sent = mem[i][4],
+		                             .ntok = cfg.vocab > 0 ? ntok[i] : 0,
+		                             .tok = cfg.vocab > 0 ? toks[i] : NULL};
 	}
 	m.max_regions = nbags * 3;
 	m.max_sents = nbags * 2;
@@ -484,6 +500,22 @@ int main(void)
 	check_model("itc + image-text matching with hard negatives", itm, 0, 0);
 	itm.w_itc = 0;
 	check_model("image-text matching alone, per-patch items", itm, 1, 0);
+	/* the text decoder over the Q-Former's queries (tied embeddings, the
+	 * queries' self-attention shared): every tensor, the Q-Former's too */
+	struct align_config gen = qf;
+	gen.vocab = 11, gen.ctx = 8, gen.plm_prefix = 0.5f;
+	gen.w_itg = 0.7f;
+	check_model("q-former + itg", gen, 0, 1);
+	gen.w_itg = 0, gen.w_itc = 0, gen.w_mlm = 0.6f;
+	check_model("q-former, mlm alone", gen, 0, 1);
+	gen.w_mlm = 0, gen.w_plm = 0.9f;
+	check_model("q-former, plm alone", gen, 0, 1);
+	gen.w_itc = 1, gen.w_itg = 0.7f, gen.w_mlm = 0.6f;
+	check_model_sets("q-former + itg + mlm + plm recomputing activations", gen, 0, 1, 1, 1);
+	check_model_sets("q-former + itg + mlm + plm, 2 threads", gen, 0, 1, 0, 2);
+	struct align_config rgen = gen;
+	rgen.w_region = 0.8f;
+	check_model("region and slide q-formers + itg + mlm + plm", rgen, 0, 1);
 	check_groupnce(); /* last: its random draws would shift the data above */
 	return tap_done();
 }
