@@ -520,6 +520,8 @@ static void save_checkpoint(const char *path, const struct align_model *m, long 
 	align_meta_set(&meta, "seed", b);
 	snprintf(b, sizeof b, "%d", opt.batch);
 	align_meta_set(&meta, "batch", b);
+	if (opt.vocab && strlen(opt.vocab) < sizeof meta.val[0]) /* for eosin-generate */
+		align_meta_set(&meta, "vocab_file", opt.vocab);
 	if (align_save(path, m, 1, &meta) < 0)
 		die_lib();
 }

@@ -37,6 +37,13 @@ struct clip_tokenizer {
 	int32_t *merge_rank; /* -1: empty slot */
 	int32_t *merge_id;   /* id of the merged symbol */
 	size_t merge_mask;
+	/* Decoding: what each id stands for, a byte (with the end of a word
+	 * or not) or the two ids it merges; built by decode_table() */
+	struct dec_entry {
+		int32_t a, b;     /* merged ids, or -1 */
+		int16_t byte;     /* the byte, or -1 */
+		int16_t eow;      /* 1: the byte ends a word */
+	} *dec;
 };
 
 /* ---- Loading ----------------------------------------------------------- */
@@ -200,7 +207,107 @@ void clip_tokenizer_free(struct clip_tokenizer *t)
 	free(t->merge_key);
 	free(t->merge_rank);
 	free(t->merge_id);
+	free(t->dec);
 	free(t);
+}
+
+/* t->dec from the byte symbols and the merge table (vocab_size set) */
+static int decode_table(struct clip_tokenizer *t)
+{
+	t->dec = malloc(sizeof *t->dec * (size_t)t->vocab_size);
+	if (!t->dec)
+		return eosin_error("out of memory");
+	for (int i = 0; i < t->vocab_size; i++)
+		t->dec[i] = (struct dec_entry){.a = -1, .b = -1, .byte = -1};
+	for (int c = 0; c < 256; c++) {
+		if (t->byte_id[c] >= 0 && t->byte_id[c] < t->vocab_size)
+			t->dec[t->byte_id[c]] = (struct dec_entry){.a = -1, .b = -1, .byte = (int16_t)c};
+		if (t->byte_eow_id[c] >= 0 && t->byte_eow_id[c] < t->vocab_size)
+			t->dec[t->byte_eow_id[c]] =
+			    (struct dec_entry){.a = -1, .b = -1, .byte = (int16_t)c, .eow = 1};
+	}
+	for (size_t i = 0; i <= t->merge_mask; i++) {
+		int32_t id = t->merge_id[i];
+		if (t->merge_rank[i] < 0 || id < 0 || id >= t->vocab_size || t->dec[id].byte >= 0)
+			continue;
+		t->dec[id].a = (int32_t)(t->merge_key[i] >> 32);
+		t->dec[id].b = (int32_t)(t->merge_key[i] & 0xffffffffu);
+	}
+	return 0;
+}
+
+/* id's bytes into out[*n..cap), a space after each word's end; depth
+ * bounds a malformed table's recursion */
+static void decode_id(const struct clip_tokenizer *t, int32_t id, char *out, size_t cap,
+                      size_t *n, int depth)
+{
+	if (id < 0 || id >= t->vocab_size || depth > 64)
+		return;
+	const struct dec_entry *e = &t->dec[id];
+	if (e->byte >= 0) {
+		if (*n + 1 < cap)
+			out[(*n)++] = (char)e->byte;
+		if (e->eow && *n + 1 < cap)
+			out[(*n)++] = ' ';
+		return;
+	}
+	if (e->a >= 0 && e->b >= 0) {
+		decode_id(t, e->a, out, cap, n, depth + 1);
+		decode_id(t, e->b, out, cap, n, depth + 1);
+	}
+}
+
+/* Length of the well-formed UTF-8 sequence at p (n bytes left), 0 if none */
+static size_t utf8_valid_len(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	size_t need = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3
+	                                                         : (c >= 0xF0 && c <= 0xF4) ? 4
+	                                                                                    : 0;
+	if (need == 0 || need > n)
+		return 0;
+	for (size_t k = 1; k < need; k++)
+		if ((p[k] & 0xC0) != 0x80)
+			return 0;
+	if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) || (c == 0xF0 && p[1] < 0x90) ||
+	    (c == 0xF4 && p[1] > 0x8F))
+		return 0;
+	return need;
+}
+
+size_t clip_detokenize(const struct clip_tokenizer *t, const int32_t *ids, int n, char *out,
+                       size_t cap)
+{
+	if (cap == 0)
+		return 0;
+	/* the bytes, then as UTF-8 with each byte that starts no well-formed
+	 * sequence replaced by U+FFFD (Python's errors="replace" does so per
+	 * maximal bad subsequence; a caption of sampled byte pieces may differ
+	 * there) */
+	size_t raw_cap = 4 * cap + 16, len = 0, o = 0;
+	char *raw = malloc(raw_cap);
+	if (!raw) {
+		out[0] = 0;
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		if (ids[i] != t->sot_id && ids[i] != t->eot_id)
+			decode_id(t, ids[i], raw, raw_cap, &len, 0);
+	for (size_t i = 0; i < len;) {
+		size_t k = utf8_valid_len((const unsigned char *)raw + i, len - i);
+		const char *src = k ? raw + i : "\xEF\xBF\xBD";
+		size_t m = k ? k : 3;
+		if (o + m + 1 > cap)
+			break;
+		memcpy(out + o, src, m);
+		o += m;
+		i += k ? k : 1;
+	}
+	free(raw);
+	while (o > 0 && out[o - 1] == ' ')
+		o--;
+	out[o] = 0;
+	return o;
 }
 
 /* The 512 base symbols ("c" and "c</w>" for each byte's code point c),
@@ -397,6 +504,7 @@ struct clip_tokenizer *clip_tokenizer_load(const char *merges_path)
 		t->sot_id = (int32_t)(512 + mf.nlines - 1);
 		t->eot_id = t->sot_id + 1;
 		t->vocab_size = t->eot_id + 1;
+		ok = decode_table(t) == 0;
 	}
 	strmap_release(&vocab);
 	merges_release(&mf);
@@ -593,7 +701,7 @@ struct clip_tokenizer *clip_tokenizer_load_hf(const char *path)
 	     hf_vocab(path, jvocab, &vocab, &max_id) == 0 &&
 	     hf_bytes(path, t, &vocab, base, suffix) == 0 &&
 	     hf_merges(path, t, merges, &vocab) == 0 &&
-	     hf_specials(path, t, root, &vocab, max_id) == 0;
+	     hf_specials(path, t, root, &vocab, max_id) == 0 && decode_table(t) == 0;
 	strmap_release(&vocab);
 	free(base);
 	json_decref(root);

@@ -63,6 +63,13 @@ int clip_tokenizer_vocab_size(const struct clip_tokenizer *t);
 int clip_tokenizer_sot(const struct clip_tokenizer *t);
 int clip_tokenizer_eot(const struct clip_tokenizer *t);
 
+/* The text of ids (n) into out (cap bytes, NUL-terminated, cut to fit), as
+ * SimpleTokenizer().decode: each id's bytes, a space after a word's end,
+ * [SOT] and [EOT] left out, trailing spaces trimmed; a byte that starts no
+ * well-formed UTF-8 sequence becomes U+FFFD. Returns the length. */
+size_t clip_detokenize(const struct clip_tokenizer *t, const int32_t *ids, int n, char *out,
+                       size_t cap);
+
 void clip_tokenizer_free(struct clip_tokenizer *t);
 
 #endif

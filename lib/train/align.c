@@ -171,6 +171,12 @@ int align_model_init(struct align_model *m, const struct align_config *cfg)
 	if (c->vocab > 0) {
 		if (c->queries <= 0)
 			return eosin_error("align: the text decoder needs a Q-Former (queries > 0)");
+		/* a block's query keys and values hold the image only after a
+		 * cross-attention: the first block's are the learned queries alone */
+		if (c->layers < 2)
+			return eosin_error("align: the text decoder sees the image from the Q-Former's "
+			                   "second block on: it needs 2 or more blocks, not %d",
+			                   c->layers);
 		if (c->vocab < 2 || c->ctx < 2 || !(c->plm_prefix >= 0 && c->plm_prefix <= 1))
 			return eosin_error("align: bad text decoder (vocab %d ctx %d plm_prefix %g)",
 			                   c->vocab, c->ctx, (double)c->plm_prefix);

@@ -25,7 +25,9 @@ usage: align_gen.py [--bags N] [--n PATCHES] [--img-dim D] [--txt-dim D]
 the first and last standing for [SOT] and [EOT]) for the text decoder's
 objectives (ITG, MLM, PLM), drawn from a stream of their own.
 """
-import argparse, base64, json, random, struct
+import argparse, json, random
+
+from bagvec import vec
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--bags", type=int, default=64)
@@ -52,12 +54,6 @@ T = [[rng.gauss(0, 1) / K ** 0.5 for _ in range(K)] for _ in range(a.txt_dim)]
 def mapv(M, z, s):
     return [sum(r[k] * z[k] for k in range(K)) + s * rng.gauss(0, 1) for r in M]
 
-
-def vec(rows, dim):
-    flat = [x for r in rows for x in r]
-    data = struct.pack("<%df" % len(flat), *flat)
-    return {"dtype": "f32", "dim": dim, "n": len(rows),
-            "data": {"$base64": base64.b64encode(data).decode()}}
 
 
 for b in range(a.bags):

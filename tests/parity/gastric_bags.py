@@ -20,7 +20,9 @@ images say nothing of the caption.
 usage: gastric_bags.py CAPTIONS.csv [--n N] [--img-dim D] [--txt-dim D]
                        [--val-pct P] [--blind] [--seed S]
 """
-import argparse, base64, csv, hashlib, json, random, struct
+import argparse, csv, hashlib, json, random
+
+from bagvec import vec
 
 ap = argparse.ArgumentParser()
 ap.add_argument("csv")
@@ -34,12 +36,6 @@ ap.add_argument("--seed", type=int, default=1)
 a = ap.parse_args()
 rng = random.Random(a.seed)
 
-
-def vec(rows, dim):
-    flat = [x for r in rows for x in r]
-    data = struct.pack("<%df" % len(flat), *flat)
-    return {"dtype": "f32", "dim": dim, "n": len(rows),
-            "data": {"$base64": base64.b64encode(data).decode()}}
 
 
 with open(a.csv, newline="") as f:

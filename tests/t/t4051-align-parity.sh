@@ -105,7 +105,7 @@ test_expect_success 'ITG + MLM + PLM alone (no contrastive loss) match PyTorch' 
 '
 
 test_expect_success 'Region and Slide Q-Formers + region NCE + ITG + MLM + PLM match PyTorch' '
-	parity rgen trpos --dim 16 --hidden 12 --queries 2 --qdim 16 --heads 2 --qformer-layers 1 \
+	parity rgen trpos --dim 16 --hidden 12 --queries 2 --qdim 16 --heads 2 --qformer-layers 2 \
 		--ffn 24 --loss itc=1,region=0.8,itg=0.7,mlm=0.6,plm=0.9 &&
 	grep -q "ok   slide_qformer.0.self.qkv.weight" rgen.out &&
 	grep -q "ok   qformer.0.cross.kv.weight" rgen.out

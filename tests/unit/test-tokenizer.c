@@ -7,6 +7,7 @@
  */
 #include "core/error.h"
 #include "model/tokenizer.h"
+#include "text/text.h"
 #include "tap.h"
 
 #include <jansson.h>
@@ -388,6 +389,51 @@ int main(void)
 	       plain, nvectors - nftfy, ftfy_ok, nftfy);
 
 	edge_cases(t);
+
+	/* Decoding: a known text, and every vector's ids back to a text that
+	 * tokenizes to the same ids */
+	{
+		int32_t ids[64];
+		char text[4096];
+		int n = tok(t, "Large atypical cells.", 21, ids);
+		clip_detokenize(t, ids, n, text, sizeof text);
+		ok(!strcmp(text, "large atypical cells ."), "decode: '%s'", text);
+		int32_t ctx[4] = {clip_tokenizer_sot(t), ids[0], clip_tokenizer_eot(t), 0};
+		clip_detokenize(t, ctx, 3, text, sizeof text);
+		ok(!strcmp(text, "large"), "decode leaves out [SOT] and [EOT]: '%s'", text);
+		clip_detokenize(t, ids, n, text, 8);
+		ok(strlen(text) == 7, "decode cuts to the buffer: '%s'", text);
+		/* byte pieces of a cut character: U+FFFD, never bad UTF-8 */
+		int32_t bytes[3] = {0, 0, 0};
+		int32_t lone = -1, one[1];
+		for (int b = 0; b < 512 && lone < 0; b++) { /* an id whose byte starts no UTF-8 character */
+			one[0] = b;
+			unsigned char buf[8];
+			if (clip_detokenize(t, one, 1, (char *)buf, sizeof buf) == 3 && buf[0] == 0xEF)
+				lone = b;
+		}
+		bytes[0] = ids[0], bytes[1] = lone >= 0 ? lone : 0, bytes[2] = ids[1];
+		clip_detokenize(t, bytes, 3, text, sizeof text);
+		ok(lone >= 0 && text_is_utf8(text, strlen(text)) && strstr(text, "\xEF\xBF\xBD"),
+		   "decode of a lone byte piece gives U+FFFD: '%s'", text);
+		int same = 0, tried = 0;
+		for (i = 0; i < nvectors; i++) {
+			const struct vector *v = &vectors[i];
+			int special = 0; /* decoding leaves the special tokens out */
+			for (int k = 0; k < v->nids; k++)
+				special |= v->ids[k] == clip_tokenizer_sot(t) ||
+				           v->ids[k] == clip_tokenizer_eot(t);
+			if (v->ftfy_sensitive || v->nids > 64 || special)
+				continue;
+			int32_t again[MAXIDS];
+			size_t len = clip_detokenize(t, v->ids, v->nids, text, sizeof text);
+			int m = clip_tokenize(t, text, len, again, MAXIDS);
+			tried++;
+			same += m == v->nids && !memcmp(again, v->ids, sizeof(int32_t) * m);
+		}
+		ok(tried > 200 && same == tried, "decode then encode gives the ids back: %d of %d",
+		   same, tried);
+	}
 
 	/* Four threads share one tokenizer. */
 	{
