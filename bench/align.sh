@@ -6,14 +6,14 @@
 # step of each run is not timed). Needs python3-torch.
 #   bench/align.sh                 both configurations
 #   THREADS=2 STEPS=10 RUNS=3 bench/align.sh
-#   CONFIGS=heads bench/align.sh   one of them (heads, qformer)
+#   CONFIGS=heads bench/align.sh   some of them (heads, qformer, itg)
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 THREADS=${THREADS:-2}
 STEPS=${STEPS:-10}
 RUNS=${RUNS:-3}
-CONFIGS=${CONFIGS:-heads qformer}
+CONFIGS=${CONFIGS:-heads qformer itg}
 PY=
 for p in python3 /usr/bin/python3; do
 	if command -v "$p" >/dev/null && "$p" -c 'import torch' 2>/dev/null; then PY=$p; break; fi
@@ -62,4 +62,12 @@ run "q-former 2x(256,8 heads,32 q)+itc, 8 x 1024" \
 	"--bags 8 --n 1024 --img-dim 384 --txt-dim 256" 8 \
 	"--dim 256 --hidden 512 --queries 32 --qdim 256 --heads 8 --qformer-layers 2 --ffn 1024" \
 	'{"img_dim":384,"txt_dim":256,"dim":256,"hidden":512,"queries":32,"qdim":256,"heads":8,"layers":2,"ffn":1024,"topk":3,"w_itc":1,"w_cvta":0,"temp_init":0.07}'
+;; esac
+case " $CONFIGS " in *" itg "*)
+# the same Q-Former with its text decoder: ITC + ITG, captions of 32 tokens
+# over CLIP's 49408 (+ [MASK]) tokens
+run "q-former above + itg, 32-token captions" \
+	"--bags 8 --n 1024 --img-dim 384 --txt-dim 256 --tokens 49409 --caption-len 32" 8 \
+	"--dim 256 --hidden 512 --queries 32 --qdim 256 --heads 8 --qformer-layers 2 --ffn 1024 --loss itc=1,itg=1" \
+	'{"img_dim":384,"txt_dim":256,"dim":256,"hidden":512,"queries":32,"qdim":256,"heads":8,"layers":2,"ffn":1024,"topk":3,"w_itc":1,"w_cvta":0,"temp_init":0.07,"vocab":49409,"ctx":77,"w_itg":1,"w_mlm":0,"w_plm":0,"plm_prefix":0.5}'
 ;; esac

@@ -21,7 +21,7 @@ usage: align_gen.py [--bags N] [--n PATCHES] [--img-dim D] [--txt-dim D]
                     [--latent K] [--noise S] [--method slide|mrplip]
                     [--val-every M] [--tokens V] [--seed S]
 
---tokens V gives each bag a caption of 3 to 9 decoder tokens (ids 0 to V - 2,
+--tokens V gives each bag a caption of 3 to 9 (or --caption-len) decoder tokens (ids 0 to V - 2,
 the first and last standing for [SOT] and [EOT]) for the text decoder's
 objectives (ITG, MLM, PLM), drawn from a stream of their own.
 """
@@ -43,6 +43,7 @@ ap.add_argument("--val-every", type=int, default=0)
 ap.add_argument("--pos", action="store_true", help="region: level-0 positions, a region per band")
 ap.add_argument("--seed", type=int, default=1)
 ap.add_argument("--tokens", type=int, default=0, help="decoder vocabulary (0: no tokens)")
+ap.add_argument("--caption-len", type=int, default=0, help="tokens of every caption (0: 3 to 9)")
 a = ap.parse_args()
 trng = random.Random(a.seed + 1000)
 rng = random.Random(a.seed)
@@ -94,8 +95,8 @@ for b in range(a.bags):
     rec["caption"] = "synthetic caption %d" % b
     if a.tokens:
         V = a.tokens
-        rec["tokens"] = [V - 3] + [trng.randrange(V - 3) for _ in range(trng.randrange(1, 8))] \
-            + [V - 2]
+        inner = a.caption_len - 2 if a.caption_len >= 2 else trng.randrange(1, 8)
+        rec["tokens"] = [V - 3] + [trng.randrange(V - 3) for _ in range(inner)] + [V - 2]
     if a.val_every and b % a.val_every == 0:
         rec["split"] = "val"
     print(json.dumps(rec))

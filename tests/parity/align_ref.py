@@ -525,6 +525,19 @@ def main():
                 lin(pre + "ffn.fc2", W, Fh)
             shapes["qformer.ln_f.weight"] = (W,)
             shapes["qformer.ln_f.bias"] = (W,)
+        if cfg.get("vocab", 0) > 0:  # the text decoder
+            W, Fh = cfg["qdim"], cfg["ffn"]
+            shapes["dec.tok_emb"] = (cfg["vocab"], W)
+            shapes["dec.pos_emb"] = (cfg["ctx"], W)
+            for l in range(cfg["layers"]):
+                pre = "dec.%d." % l
+                shapes[pre + "ln.weight"] = (W,)
+                shapes[pre + "ln.bias"] = (W,)
+                lin(pre + "ffn.fc1", Fh, W)
+                lin(pre + "ffn.fc2", W, Fh)
+            shapes["dec.ln_f.weight"] = (W,)
+            shapes["dec.ln_f.bias"] = (W,)
+            shapes["dec.head.bias"] = (cfg["vocab"],)
         tensors = {k: torch.randn(s, generator=g, dtype=torch.float64) * 0.05
                    for k, s in shapes.items()}
         tensors["logit_scale"] = torch.tensor([math.log(1 / 0.07)], dtype=torch.float64)
@@ -536,6 +549,7 @@ def main():
         for step in range(a.steps):
             batch = [bags[(step * B + j) % len(bags)] for j in range(B)]
             t0 = time.perf_counter()
+            model.gen_seed = step_seed(a.seed, step)
             opt.zero_grad()
             loss, _ = model.loss(batch)
             loss.backward()

@@ -3,12 +3,14 @@
 the 991 real gastric adenocarcinoma captions (id, subtype, text), as JSON
 lines for `eosin-cat -r` (python3 standard library only).
 
-The captions are real; the image side is a stand-in with a known relation to
-them: each of the 10 subtypes has a fixed random prototype, and a caption's
-bag holds --n patches, each its subtype's prototype plus noise. A decoder
-conditioned on the queries can learn the language of the reports and which
-subtype's words to expect. txt_emb (needed by every bag) is a fixed random
-vector per distinct text.
+The captions are real; the image side is a stand-in: each of the 10
+subtypes has a fixed random prototype, and a caption's bag holds --n
+patches, each its subtype's prototype plus noise. What a decoder learns here
+in a short run is mostly the reports' language: in 120 steps the --blind
+control (below) reached as low a held-out perplexity (12.8 against 14.3), so
+this data does not show the image's part in a caption (tests/t/t4055 does,
+by construction). txt_emb (needed by every bag) is a fixed random vector per
+distinct text.
 
 Held out (split "val"): every caption whose text falls in the held-out part
 by a hash of the text (--val-pct percent of the 239 distinct texts), so no
