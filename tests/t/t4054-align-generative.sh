@@ -50,14 +50,14 @@ test_expect_success 'a token the decoder does not hold is refused' '
 	grep -q "the decoder takes 0 to 18" err
 '
 
-if test -n "${SANITIZE:-}"; then
-	test_skip_all 'the learning runs are for the plain build (too slow under the sanitizers; t4051 and test-align-grad run the decoder there)'
-fi
+# The learning runs are for the plain build: too slow under the sanitizers
+# (t4051, t4055 and test-align-grad run the decoder there).
+test -n "${SANITIZE:-}" || test_set_prereq UNSANITIZED
 
 # ppl METRICS STEP FIELD: FIELD of the generative evaluation at STEP
 ppl() { jq -r "select(.val_itg_ppl != null and .step == $2) | .$3" "$1"; }
 
-test_expect_success 'ITC + ITG on the real captions: held-out perplexity far below the unigram oracle' '
+test_expect_success UNSANITIZED 'ITC + ITG on the real captions: held-out perplexity far below the unigram oracle' '
 	eosin-align --train --out g.st $QF --loss itc=1,itg=1 --vocab "$VOCAB" --steps 120 \
 		--batch 32 --lr 3e-3 --eval-every 60 --seed 1 --metrics g.m g.mpk 2>g.err &&
 	grep perplexity g.err &&
@@ -68,7 +68,7 @@ test_expect_success 'ITC + ITG on the real captions: held-out perplexity far bel
 		"BEGIN { exit !(p0 > 40000 && p < o / 3 && o < u) }"
 '
 
-test_expect_success 'the checkpoint keeps the decoder: --resume goes on from where it was' '
+test_expect_success UNSANITIZED 'the checkpoint keeps the decoder: --resume goes on from where it was' '
 	eosin-align --train --resume g.st --out g2.st --vocab "$VOCAB" --steps 130 --batch 32 \
 		--lr 3e-3 --seed 1 --metrics g2.m g.mpk 2>g2.err &&
 	p=$(ppl g2.m 130 val_itg_ppl) && orc=$(ppl g2.m 130 unigram_oracle_ppl) &&
