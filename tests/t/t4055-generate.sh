@@ -111,6 +111,20 @@ test_expect_success '--max-tokens cuts the captions' '
 	grep -q "holds 77 positions" err
 '
 
+test_expect_success 'an embedded tile is captioned as a bag of one patch' '
+	eosin-cat --base64 val.mpk | head -n 1 | python3 -c "
+import base64, json, sys
+b = json.load(sys.stdin)
+e = b[\"img_emb\"]
+row = base64.b64decode(e[\"data\"][\"\$base64\"])[:4 * e[\"dim\"]]
+e.update(n=1, data={\"\$base64\": base64.b64encode(row).decode()})
+print(json.dumps({\"k\": \"tile\", \"v\": 1, \"id\": \"t1\", \"slide\": \"s1\", \"img_emb\": e}))
+" | eosin-cat -r >tile.mpk &&
+	eosin-generate --model q32.st --only-text tile.mpk >tg.mpk &&
+	eosin-cat tg.mpk | jq -s -e "map(select(.k == \"text\")) | length == 1 and
+		.[0].describes == \"t1\" and .[0].slide == \"s1\" and .[0].ntokens >= 0"
+'
+
 test_expect_success 'a model without a decoder is refused' '
 	eosin-align --train --out plain.st --queries 2 $QF --steps 2 cb.mpk 2>/dev/null &&
 	test_must_fail eosin-generate --model plain.st val.mpk 2>err &&
