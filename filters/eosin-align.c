@@ -5,6 +5,7 @@
  * the optimizer in lib/train/optim.c; this file reads bags, runs the training loop
  * (batches, schedule, evaluation, checkpoints, metrics, plot) and --apply.
  */
+#include "bag/bag.h"
 #include "train/align.h"
 #include "train/align_io.h"
 #include "model/tokenizer.h"
@@ -12,6 +13,7 @@
 #include "prog.h"
 #include "schema_fields.h"
 #include "core/vec.h"
+#include "core/rand.h"
 
 #include <cblas.h>
 #include <getopt.h>
@@ -152,69 +154,6 @@ static int get_f32_width(const struct record *rec, const char *key, float **out,
 	return 0;
 }
 
-static uint64_t fnv1a(const char *s, uint64_t h)
-{
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
-/* An array field of n integers in [lo, hi] as malloc'd ints; 1 absent,
- * -1 bad (error set, naming the field) */
-static int get_index_array(const struct record *rec, const char *key, int n, int lo, int hi,
-                           int **out)
-{
-	const msgpack_object *o = record_get(rec, key);
-	if (!o)
-		return 1;
-	if (o->type != MSGPACK_OBJECT_ARRAY)
-		return eosin_error("field '%s' is not an array", key);
-	if ((int)o->via.array.size != n)
-		return eosin_error("field '%s' has %u entries, want n = %d", key, o->via.array.size, n);
-	*out = malloc(sizeof(int) * (n > 0 ? n : 1));
-	for (int i = 0; i < n; i++) {
-		const msgpack_object *e = &o->via.array.ptr[i];
-		int64_t v = e->type == MSGPACK_OBJECT_POSITIVE_INTEGER   ? (int64_t)e->via.u64
-		            : e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? e->via.i64
-		                                                         : INT64_MIN;
-		if (v < lo || v > hi) {
-			free(*out);
-			*out = NULL;
-			return eosin_error("field '%s' entry %d is not in [%d, %d]", key, i, lo, hi);
-		}
-		(*out)[i] = (int)v;
-	}
-	return 0;
-}
-
-/* A bag's regions: nregions and each patch's region, every region holding
- * a patch (eosin-bag numbers only non-empty cells); 1 absent, -1 bad */
-static int get_regions(const struct record *rec, int n, int *nregions, int **region)
-{
-	int64_t nreg = 0;
-	if (!record_get(rec, F_BAG_REGION))
-		return 1;
-	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
-		return -1;
-	if (nreg < 1 || nreg > n)
-		return eosin_error("field 'nregions' is %" PRId64 ", want 1 to n = %d", nreg, n);
-	if (get_index_array(rec, F_BAG_REGION, n, 0, (int)nreg - 1, region) < 0)
-		return -1;
-	char *seen = calloc((size_t)nreg, 1);
-	for (int i = 0; i < n; i++)
-		seen[(*region)[i]] = 1;
-	for (int q = 0; q < nreg; q++)
-		if (!seen[q]) {
-			free(seen), free(*region);
-			*region = NULL;
-			return eosin_error("field 'region' leaves region %d of %" PRId64 " empty", q, nreg);
-		}
-	free(seen);
-	*nregions = (int)nreg;
-	return 0;
-}
 
 /* The bag's caption tokens for the text decoder: field 'tokens', else its
  * caption through --vocab's tokenizer ([SOT] ... [EOT], cut to --ctx); a
@@ -294,9 +233,9 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 		return eosin_error_prefix("%s", inname);
 	if (r == 0 && (rows != b->n || dim != 2))
 		FAIL("field 'pos' is (%d, %d), want (n = %d, 2)", rows, dim, b->n);
-	if (get_index_array(rec, F_BAG_PARENT_INDEX, b->n, -1, b->n - 1, &b->parent) < 0)
+	if (bag_get_index_array(rec, F_BAG_PARENT_INDEX, b->n, -1, b->n - 1, &b->parent) < 0)
 		return WHERE();
-	r = get_regions(rec, b->n, &b->nregions, &b->region);
+	r = bag_get_regions(rec, b->n, &b->nregions, &b->region);
 	if (r < 0)
 		return WHERE();
 	if (r == 0) {
@@ -318,7 +257,7 @@ static int load_bag(const struct record *rec, const char *inname, struct bagdata
 	else if (!strcmp(split, "test"))
 		b->val = 2; /* neither trained on nor used for model selection */
 	else if (opt.val_frac > 0)
-		b->val = (fnv1a(b->id, 0xcbf29ce484222325ull ^ opt.seed) % 100000) <
+		b->val = (fnv1a64(b->id, strlen(b->id), FNV1A64_INIT ^ opt.seed) % 100000) <
 		         (uint64_t)(opt.val_frac * 100000);
 #undef FAIL
 #undef WHERE
@@ -483,13 +422,6 @@ static void write_plot(const char *path, long step0)
 
 /* ---- training ---- */
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 /* The epoch's order of training bags: a Fisher-Yates shuffle from a state
  * that depends only on (seed, epoch), so a resumed run sees the same
@@ -1006,7 +938,7 @@ static int embed_image_side(struct applier *a, const char *name, struct record *
 	/* a PathFLIP bag's regions feed the Region Q-Former */
 	free(a->region);
 	a->region = NULL;
-	if (is_bag && get_regions(rec, n, &ab.nregions, &a->region) < 0) {
+	if (is_bag && bag_get_regions(rec, n, &ab.nregions, &a->region) < 0) {
 		char idbuf[128];
 		warnx("%s: record %" PRIu64 " (id '%s'): %s", name, rec->number,
 		      record_id(rec, idbuf, sizeof idbuf), eosin_errmsg());

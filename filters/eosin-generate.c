@@ -6,12 +6,14 @@
  * top-p sampling with a seed. Every other record passes unchanged (or,
  * with --only-text, only the hdr and text records are written).
  */
+#include "bag/bag.h"
 #include "train/align.h"
 #include "train/align_io.h"
 #include "model/tokenizer.h"
 #include "prog.h"
 #include "schema_fields.h"
 #include "core/vec.h"
+#include "core/rand.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -75,13 +77,6 @@ static void log_probs(struct gen *g, const float *logits, float *lp, float tempe
 		lp[v] = lp[v] > -INFINITY ? lp[v] - lz : -INFINITY;
 }
 
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
 
 static const float *sort_base;
 static int by_prob(const void *a, const void *b)
@@ -120,7 +115,7 @@ static int decode_one(struct gen *g, int32_t *seq, double *logp, uint64_t *rng)
 				if (cum >= opt.top_p)
 					break;
 			}
-			double u = (double)(splitmix64(rng) >> 11) * (1.0 / 9007199254740992.0) * cum;
+			double u = splitmix64_uniform(rng) * cum;
 			double c = 0.0;
 			y = g->order[k - 1];
 			for (int j = 0; j < k; j++) {
@@ -281,47 +276,6 @@ static void gen_close(struct gen *g)
 
 /* ---- records ---- */
 
-static uint64_t fnv1a(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-	return h;
-}
-
-/* A bag's regions (bag records of method region), as eosin-align reads
- * them; 1 absent, -1 bad */
-static int get_regions(const struct record *rec, int n, int *nregions, int **region)
-{
-	const msgpack_object *o = record_get(rec, F_BAG_REGION);
-	int64_t nreg = 0;
-	if (!o)
-		return 1;
-	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
-		return -1;
-	if (o->type != MSGPACK_OBJECT_ARRAY || (int)o->via.array.size != n || nreg < 1 || nreg > n)
-		return eosin_error("field 'region' is not n = %d region numbers below 'nregions'", n);
-	*region = malloc(sizeof(int) * n);
-	char *seen = calloc((size_t)nreg, 1);
-	for (int i = 0; i < n; i++) {
-		const msgpack_object *e = &o->via.array.ptr[i];
-		if (e->type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.u64 >= (uint64_t)nreg) {
-			free(seen);
-			return eosin_error("field 'region' entry %d is not in [0, %" PRId64 ")", i, nreg);
-		}
-		(*region)[i] = (int)e->via.u64;
-		seen[(*region)[i]] = 1;
-	}
-	for (int q = 0; q < nreg; q++)
-		if (!seen[q]) {
-			free(seen);
-			return eosin_error("field 'region' leaves region %d of %" PRId64 " empty", q,
-			                   nreg);
-		}
-	free(seen);
-	*nregions = (int)nreg;
-	return 0;
-}
 
 struct state {
 	struct gen g;
@@ -380,7 +334,7 @@ static int generate(struct state *s, const char *name, const struct record *rec,
 	}
 	free(s->region);
 	s->region = NULL;
-	if (is_bag && get_regions(rec, n, &ab.nregions, &s->region) < 0)
+	if (is_bag && bag_get_regions(rec, n, &ab.nregions, &s->region) < 0)
 		BAD("%s", name, rec->number, id, eosin_errmsg());
 	ab.region = s->region;
 	if (align_decode_begin(&g->m, &ab) < 0)
@@ -390,7 +344,7 @@ static int generate(struct state *s, const char *name, const struct record *rec,
 	if (opt.method == BEAM) {
 		len = decode_beam(g, s->out, &logp);
 	} else if (opt.method == SAMPLE) {
-		uint64_t rng = opt.seed ^ fnv1a(id); /* the same caption in any order or split */
+		uint64_t rng = opt.seed ^ fnv1a64(id, strlen(id), FNV1A64_INIT); /* the same caption in any order or split */
 		len = decode_one(g, s->out, &logp, &rng);
 	} else {
 		len = decode_one(g, s->out, &logp, NULL);
@@ -445,10 +399,8 @@ static void run_file(struct state *s, const char *path, struct progress *pr)
 		}
 		int is_bag = record_is(&rec, "bag");
 		int is_tile = record_is(&rec, "tile") && record_get(&rec, F_COMMON_IMG_EMB);
-		if (!opt.only_text && !record_is(&rec, "text"))
+		if (!opt.only_text || record_is(&rec, "text")) /* text always passes */
 			pass(s, &rec);
-		else if (record_is(&rec, "text"))
-			pass(s, &rec); /* text records always pass: captions beside captions */
 		if (is_bag || is_tile) {
 			if (generate(s, r.name, &rec, is_bag) < 0)
 				s->failed++;

@@ -5,6 +5,7 @@
  * safetensors file (a converted UNI, CONCH, PLIP or QuiltNet checkpoint).
  * See eosin-make-model(1).
  */
+#include "core/rand.h"
 #include "prog.h"
 #include "model/safetensors.h"
 #include "core/vec.h"
@@ -35,10 +36,7 @@ static uint64_t rng_state;
 
 static uint64_t rng_next(void)
 {
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return splitmix64(&rng_state);
 }
 
 static double rng_uniform(void)

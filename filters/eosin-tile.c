@@ -14,6 +14,7 @@
  * out (see `ahead`).
  */
 #include "core/png.h"
+#include "core/rand.h"
 #include "prog.h"
 #include "slide/quadtree.h"
 #include "schema_fields.h"
@@ -99,14 +100,6 @@ static int plan_add(struct plan *p, const struct plan_tile *t)
 	return 0;
 }
 
-/* splitmix64: a small, good, seedable generator for parent sampling. */
-static uint64_t splitmix64(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static int cmp_i64(const void *a, const void *b)
 {

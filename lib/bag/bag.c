@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "schema_fields.h"
+#include "core/rand.h"
 #include "core/vec.h"
 
 #include <errno.h>
@@ -127,15 +128,8 @@ uint64_t bag_hash(const char *s, size_t n, uint64_t seed)
 {
 	/* FNV-1a, then a splitmix64 finaliser so that nearby seeds and ids
 	 * give unrelated values. */
-	uint64_t h = 0xcbf29ce484222325ULL ^ seed;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 0x100000001b3ULL;
-	}
-	h += 0x9e3779b97f4a7c15ULL;
-	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
-	return h ^ (h >> 31);
+	uint64_t h = fnv1a64(s, n, FNV1A64_INIT ^ seed);
+	return splitmix64(&h);
 }
 
 uint32_t bag_grid_side(uint32_t nregions)
@@ -1978,4 +1972,57 @@ void bagger_free(struct bagger *g)
 	free(g->scratch);
 	recb_release(&g->b);
 	free(g);
+}
+
+/* ---- reading bag records back ---- */
+
+int bag_get_index_array(const struct record *rec, const char *key, int n, int lo, int hi,
+                        int **out)
+{
+	const msgpack_object *o = record_get(rec, key);
+	if (!o)
+		return 1;
+	if (o->type != MSGPACK_OBJECT_ARRAY)
+		return eosin_error("field '%s' is not an array", key);
+	if ((int)o->via.array.size != n)
+		return eosin_error("field '%s' has %u entries, want n = %d", key, o->via.array.size, n);
+	*out = malloc(sizeof(int) * (n > 0 ? n : 1));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *e = &o->via.array.ptr[i];
+		int64_t v = e->type == MSGPACK_OBJECT_POSITIVE_INTEGER   ? (int64_t)e->via.u64
+		            : e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ? e->via.i64
+		                                                         : INT64_MIN;
+		if (v < lo || v > hi) {
+			free(*out);
+			*out = NULL;
+			return eosin_error("field '%s' entry %d is not in [%d, %d]", key, i, lo, hi);
+		}
+		(*out)[i] = (int)v;
+	}
+	return 0;
+}
+
+int bag_get_regions(const struct record *rec, int n, int *nregions, int **region)
+{
+	int64_t nreg = 0;
+	if (!record_get(rec, F_BAG_REGION))
+		return 1;
+	if (record_get_int(rec, F_BAG_NREGIONS, &nreg) < 0)
+		return -1;
+	if (nreg < 1 || nreg > n)
+		return eosin_error("field 'nregions' is %" PRId64 ", want 1 to n = %d", nreg, n);
+	if (bag_get_index_array(rec, F_BAG_REGION, n, 0, (int)nreg - 1, region) < 0)
+		return -1;
+	char *seen = calloc((size_t)nreg, 1);
+	for (int i = 0; i < n; i++)
+		seen[(*region)[i]] = 1;
+	for (int q = 0; q < nreg; q++)
+		if (!seen[q]) {
+			free(seen), free(*region);
+			*region = NULL;
+			return eosin_error("field 'region' leaves region %d of %" PRId64 " empty", q, nreg);
+		}
+	free(seen);
+	*nregions = (int)nreg;
+	return 0;
 }

@@ -114,6 +114,16 @@ int bagger_finish(struct bagger *g);
 const struct bag_stats *bagger_stats(const struct bagger *g);
 void bagger_free(struct bagger *g);
 
+/* Reading bag records back (eosin-align, eosin-generate). An array field
+ * key of n integers in [lo, hi] as malloc'd ints; 1 absent, -1 bad (error
+ * set, naming the field). */
+int bag_get_index_array(const struct record *rec, const char *key, int n, int lo, int hi,
+                        int **out);
+/* A bag's regions: nregions and each patch's region (malloc'd), every
+ * region holding a patch (eosin-bag numbers only non-empty cells); 1
+ * absent, -1 bad (error set, naming the field). */
+int bag_get_regions(const struct record *rec, int n, int *nregions, int **region);
+
 /* Building blocks, exposed for tests. */
 uint64_t bag_hash(const char *s, size_t n, uint64_t seed);
 /* The region grid's side for nregions wanted: ceil(sqrt(nregions)). */

@@ -19,6 +19,7 @@
  */
 #include "train/align.h"
 #include "train/align_text.h"
+#include "core/rand.h"
 
 #include "core/error.h"
 
@@ -250,19 +251,6 @@ int align_param_find(const struct align_model *m, const char *name)
 	return -1;
 }
 
-/* splitmix64: small, seedable, the same everywhere */
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s)
-{
-	return (double)(splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
-}
 
 void align_model_randomize(struct align_model *m, uint64_t seed)
 {
@@ -278,7 +266,7 @@ void align_model_randomize(struct align_model *m, uint64_t seed)
 		           i == m->dec.pos) {
 			/* normal(0, 0.02) by Box-Muller */
 			for (size_t e = 0; e < p->count; e++) {
-				double u1 = uniform01(&s), u2 = uniform01(&s);
+				double u1 = splitmix64_uniform(&s), u2 = splitmix64_uniform(&s);
 				x[e] = (float)(0.02 * sqrt(-2.0 * log(u1 + 1e-300)) * cos(2 * M_PI * u2));
 			}
 		} else if (is_ln && dot && !strcmp(dot, ".weight")) {
@@ -290,7 +278,7 @@ void align_model_randomize(struct align_model *m, uint64_t seed)
 			/* uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
 			double a = 1.0 / sqrt((double)p->cols);
 			for (size_t e = 0; e < p->count; e++)
-				x[e] = (float)((2.0 * uniform01(&s) - 1.0) * a);
+				x[e] = (float)((2.0 * splitmix64_uniform(&s) - 1.0) * a);
 		}
 	}
 }
@@ -1024,10 +1012,8 @@ static uint64_t tokens_hash(const int32_t *tok, int n)
 	uint64_t h = 1469598103934665603ull;
 	for (int i = 0; i < n; i++) {
 		uint32_t u = (uint32_t)tok[i];
-		for (int b = 0; b < 4; b++) {
-			h ^= (u >> (8 * b)) & 0xffu;
-			h *= 1099511628211ull;
-		}
+		unsigned char le[4] = {u & 0xffu, (u >> 8) & 0xffu, (u >> 16) & 0xffu, u >> 24};
+		h = fnv1a64(le, 4, h);
 	}
 	return h;
 }
@@ -1043,7 +1029,7 @@ int align_mlm_mask(const struct align_model *m, uint64_t seed, const int32_t *to
 		return 0;
 	uint64_t s = seed ^ tokens_hash(tok, n);
 	for (int t = 1; t < n - 1; t++) /* never [SOT] or [EOT] */
-		if (uniform01(&s) < 0.15) {
+		if (splitmix64_uniform(&s) < 0.15) {
 			target[t] = tok[t];
 			chosen++;
 		}
@@ -1055,7 +1041,7 @@ int align_mlm_mask(const struct align_model *m, uint64_t seed, const int32_t *to
 	for (int t = 1; t < n - 1; t++) {
 		if (target[t] < 0)
 			continue;
-		double u = uniform01(&s);
+		double u = splitmix64_uniform(&s);
 		if (u < 0.8)
 			in[t] = V - 1; /* [MASK] */
 		else if (u < 0.9)
