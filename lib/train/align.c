@@ -1009,7 +1009,7 @@ static int gen_bag_on(const struct align_model *m, const struct align_bag *bag)
 /* 64-bit FNV-1a over the tokens' little-endian bytes */
 static uint64_t tokens_hash(const int32_t *tok, int n)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = FNV1A64_INIT;
 	for (int i = 0; i < n; i++) {
 		uint32_t u = (uint32_t)tok[i];
 		unsigned char le[4] = {u & 0xffu, (u >> 8) & 0xffu, (u >> 16) & 0xffu, u >> 24};

@@ -427,7 +427,7 @@ def step_seed(seed, step):
 def mlm_mask(seed, tok, V):
     """align_mlm_mask: 15% of the tokens between [SOT] and [EOT] chosen
     (at least one), 80% [MASK] (V - 1), 10% a random token, 10% kept"""
-    h = 1469598103934665603
+    h = 0xCBF29CE484222325  # FNV-1a offset basis
     for t in tok:
         for byte in (t & 0xFFFFFFFF).to_bytes(4, "little"):
             h = ((h ^ byte) * 1099511628211) & M64
