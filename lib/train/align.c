@@ -1895,18 +1895,24 @@ int align_step_grads(struct align_model *m, const struct align_bag *bags, int nb
 	return 0;
 }
 
+/* Does one bag, alone, fit the activations (and are its regions sound)? */
+static int one_bag_fits(const struct align_model *m, const struct align_bag *bag)
+{
+	int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
+	if (bag->n > m->max_n || items > m->max_items || nr > m->max_regions)
+		return eosin_error("align: bag of %d patches and %d regions, activations made for %d "
+		                   "and %d", bag->n, nr, m->max_n, m->max_regions);
+	if (hierarchical(m) && check_regions(bag) < 0)
+		return -1;
+	return 0;
+}
+
 int align_decode_begin(struct align_model *m, const struct align_bag *bag)
 {
 	struct align_batch_act *b = m->ba;
 	if (!align_has_decoder(m))
 		return eosin_error("align: the model has no text decoder");
-	int nr = align_bag_regions(m, bag);
-	if (bag->n > m->max_n || nr > m->max_regions)
-		return eosin_error("align: bag of %d patches and %d regions, activations made for %d "
-		                   "and %d", bag->n, nr, m->max_n, m->max_regions);
-	if (hierarchical(m) && check_regions(bag) < 0)
-		return -1;
-	if (gen_reserve(m, 1, 1) < 0)
+	if (one_bag_fits(m, bag) < 0 || gen_reserve(m, 1, 1) < 0)
 		return -1;
 	visual_forward(m, bag, 1, 1, b->vin);
 	struct align_gen *G = m->gen;
@@ -1967,11 +1973,8 @@ int align_embed_bag(struct align_model *m, const struct align_bag *bag, float *o
 	const struct align_config *c = &m->cfg;
 	struct align_batch_act *b = m->ba;
 	int vin_dim = c->queries > 0 ? c->qdim : c->img_dim;
-	int items = align_bag_items(m, bag), nr = align_bag_regions(m, bag);
-	if (bag->n > m->max_n || items > m->max_items || nr > m->max_regions)
-		return eosin_error("align: bag of %d patches and %d regions, activations made for %d "
-		                   "and %d", bag->n, nr, m->max_n, m->max_regions);
-	if (hierarchical(m) && check_regions(bag) < 0)
+	int items = align_bag_items(m, bag);
+	if (one_bag_fits(m, bag) < 0)
 		return -1;
 	visual_forward(m, bag, 1, items, b->vin);
 	head_forward(m, &b->vis, b->vin, items, vin_dim, m->p_vw1, m->p_vb1, m->p_vw2, m->p_vb2);
